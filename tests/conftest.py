@@ -1,0 +1,70 @@
+"""Fixtures shared by every test: leak checks and the Chromium executable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+
+def browser_processes(marker: str = "--user-data-dir=") -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line holds `marker`, excluding this process."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.info["pid"] == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(marker in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def zombie_children() -> list[psutil.Process]:
+    """Zombie processes whose parent is this test process."""
+    out = []
+    for child in psutil.Process().children(recursive=False):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every test, no browser started under this run's temp dirs may remain."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    deadline = time.monotonic() + 10
+    left = browser_processes(base)
+    while left and time.monotonic() < deadline:
+        psutil.wait_procs(left, timeout=0.5)
+        left = browser_processes(base)
+    for proc in left:  # clean up so one leak does not cascade, then fail
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    assert not left, f"leaked browser processes: {[p.pid for p in left]}"
+
+
+def chromium_executable() -> str:
+    """The Debian Chromium that `make test` installs."""
+    for name in ("chromium", "google-chrome", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("chromium is not installed: run `make test` (as root it installs it)")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of the full Chromium build."""
+    return chromium_executable()

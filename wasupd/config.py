@@ -1,0 +1,352 @@
+"""Configuration: one TOML file parsed once into frozen, typed dataclasses.
+
+Every key is optional; `etc/wasupd.toml` documents each with its default. An unknown key or a
+value of the wrong type is a `ConfigError` naming the key path (`browser.stop_timeout`) and the
+expected type. Paths left empty are resolved by `resolve_paths` to the defaults of `wasupd.paths`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from wasupd import paths
+from wasupd.errors import ConfigError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+BrowserBuild = Literal["full", "headless-shell"]
+SandboxMode = Literal["auto", "on", "off"]
+
+# A current desktop Chrome on Linux; WhatsApp Web treats unusual agents (HeadlessChrome) differently.
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    """[daemon]: the control socket, directories and logging."""
+
+    socket: str = ""
+    socket_mode: int = 0o660
+    socket_group: str = "wasupd"
+    allow_users: list[str] = field(default_factory=list)
+    allow_groups: list[str] = field(default_factory=list)
+    state_dir: str = ""
+    runtime_dir: str = ""
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    max_message_bytes: int = 1024 * 1024
+    shutdown_timeout: float = 30.0
+    start_stagger: float = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrowserConfig:
+    """[browser]: which Chromium, where it points, and its timeouts."""
+
+    executable: str = ""
+    build: BrowserBuild = "full"
+    url: str = "https://web.whatsapp.com/"
+    extra_args: list[str] = field(default_factory=list)
+    user_agent: str = DEFAULT_USER_AGENT
+    proxy: str = ""
+    sandbox: SandboxMode = "auto"
+    start_timeout: float = 60.0
+    stop_timeout: float = 10.0
+    hang_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """[limits]: admission control and per-session resource watchdogs (0 disables a watchdog)."""
+
+    max_sessions: int = 50
+    memory_mib: int = 1536
+    fds: int = 4096
+    processes: int = 64
+    cpu_percent: float = 0.0
+    host_memory_reserve_mib: int = 1024
+    check_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartConfig:
+    """[restart]: exponential backoff with a cap, reset after a stable period, give up after N in T."""
+
+    backoff_initial: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 300.0
+    stable_after: float = 120.0
+    max_failures: int = 5
+    failure_window: float = 900.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthConfig:
+    """[health]: the liveness probe that catches "connected but silently dead"."""
+
+    silence_timeout: float = 300.0
+    probe_interval: float = 60.0
+    probe_timeout: float = 20.0
+    self_ping: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QrConfig:
+    """[qr]: linking limits so a loop cannot get a number flagged."""
+
+    max_per_hour: int = 5
+    max_rotations: int = 1
+    pairing_code_refresh: float = 180.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfilesConfig:
+    """[profiles]: sealed profile archives, checkpoints and the live-profile quota."""
+
+    key_file: str = ""
+    checkpoint_interval: float = 900.0
+    quota_mib: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendConfig:
+    """[send]: outbox retries and anti-ban pacing (all per session)."""
+
+    pacing: bool = True
+    per_minute: int = 20
+    per_hour: int = 500
+    per_day: int = 5000
+    new_number_per_day: int = 500
+    young_number_per_day: int = 1500
+    old_number_per_day: int = 3000
+    jitter_min: float = 3.0
+    jitter_max: float = 7.0
+    window: str = ""
+    typing: bool = False
+    max_attempts: int = 5
+    retry_backoff: float = 5.0
+    max_text_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhooksConfig:
+    """[webhooks]: signed POSTs of events to one URL, with a durable retry queue."""
+
+    url: str = ""
+    secret_file: str = ""
+    events: list[str] = field(default_factory=lambda: ["message", "ack", "state"])
+    timeout: float = 10.0
+    max_attempts: int = 12
+    backoff_initial: float = 2.0
+    backoff_max: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole configuration; build it with `load_config`."""
+
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    browser: BrowserConfig = field(default_factory=BrowserConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    restart: RestartConfig = field(default_factory=RestartConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    qr: QrConfig = field(default_factory=QrConfig)
+    profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+    send: SendConfig = field(default_factory=SendConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+
+    @property
+    def socket_path(self) -> Path:
+        """The control socket (resolved)."""
+        return Path(self.daemon.socket)
+
+    @property
+    def state_path(self) -> Path:
+        """Directory of the database and sealed archives (resolved)."""
+        return Path(self.daemon.state_dir)
+
+    @property
+    def runtime_path(self) -> Path:
+        """Directory of the socket and live profiles (resolved)."""
+        return Path(self.daemon.runtime_dir)
+
+
+# Keys SIGHUP can change in a running daemon; everything else needs a restart.
+LIVE_RELOADABLE = frozenset(
+    {"daemon.log_level", "daemon.allow_users", "daemon.allow_groups"}
+    | {f"limits.{f.name}" for f in dataclasses.fields(LimitsConfig)}
+    | {f"restart.{f.name}" for f in dataclasses.fields(RestartConfig)}
+    | {f"health.{f.name}" for f in dataclasses.fields(HealthConfig)}
+    | {f"qr.{f.name}" for f in dataclasses.fields(QrConfig)}
+    | {f"send.{f.name}" for f in dataclasses.fields(SendConfig)}
+)
+
+_WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list of strings"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    """Check `value` against the field type `tp`; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    ok: bool
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif origin is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field type this parser does not know is a programming error
+        raise TypeError(f"unsupported config type {tp!r} at {path}")
+    if not ok:
+        raise ConfigError(
+            f"{path}: expected {_type_name(tp)}, got {value!r}", key=path, expected=_type_name(tp)
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{path}: must not be negative, got {value!r}", key=path)
+    return value
+
+
+def _build(cls: type[Any], prefix: str, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {table!r}", key=prefix)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{prefix}.{key}: unknown key (known keys: {', '.join(sorted(known))})",
+                key=f"{prefix}.{key}",
+            )
+    kwargs = {k: _coerce(f"{prefix}.{k}", hints[k], v) for k, v in table.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    """Checks that span one value's meaning, not just its type."""
+    if not 0 < cfg.daemon.socket_mode <= 0o777:
+        raise ConfigError(
+            "daemon.socket_mode: expected a mode such as 0o660", key="daemon.socket_mode"
+        )
+    if cfg.daemon.max_message_bytes < 1024:
+        raise ConfigError(
+            "daemon.max_message_bytes: must be at least 1024", key="daemon.max_message_bytes"
+        )
+    if cfg.send.window and not _WINDOW_RE.match(cfg.send.window):
+        raise ConfigError(
+            f"send.window: expected 'HH:MM-HH:MM' (e.g. '06:00-22:00'), got {cfg.send.window!r}",
+            key="send.window",
+        )
+    if cfg.send.jitter_min > cfg.send.jitter_max:
+        raise ConfigError("send.jitter_min: must not exceed send.jitter_max", key="send.jitter_min")
+    if cfg.restart.backoff_factor < 1:
+        raise ConfigError(
+            "restart.backoff_factor: must be at least 1", key="restart.backoff_factor"
+        )
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Build a `Config` from an already-parsed TOML document, validating every key."""
+    hints = typing.get_type_hints(Config)
+    sections = {f.name for f in dataclasses.fields(Config)}
+    kwargs: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(
+                f"{name}: unknown section (known sections: {', '.join(sorted(sections))})", key=name
+            )
+        kwargs[name] = _build(hints[name], name, table)
+    cfg = resolve_paths(Config(**kwargs))
+    _validate(cfg)
+    return cfg
+
+
+def resolve_paths(cfg: Config) -> Config:
+    """Fill empty path keys with the root or XDG defaults of `wasupd.paths`."""
+    d = cfg.daemon
+    runtime = d.runtime_dir or str(paths.runtime_dir())
+    daemon = dataclasses.replace(
+        d,
+        runtime_dir=runtime,
+        state_dir=d.state_dir or str(paths.state_dir()),
+        socket=d.socket or str(Path(runtime) / "wasupd.sock"),
+    )
+    profiles = dataclasses.replace(
+        cfg.profiles, key_file=cfg.profiles.key_file or str(paths.default_key_file())
+    )
+    return dataclasses.replace(cfg, daemon=daemon, profiles=profiles)
+
+
+def config_file_from_env(explicit: str | None) -> Path:
+    """`--config`, else `WASUPD_CONFIG`, else the default path for this user."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("WASUPD_CONFIG", "")
+    return Path(env) if env else paths.default_config_file()
+
+
+def load_config(path: Path, *, missing_ok: bool = True) -> Config:
+    """Read and validate `path`. A missing file gives the defaults when `missing_ok`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return parse_config({})
+        raise ConfigError(f"{path}: config file not found", key="") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}", key="") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", key="") from exc
+    return parse_config(data)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data (for `--print-config` and `daemon.status`)."""
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective configuration as TOML text."""
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted key paths whose value differs between two configs."""
+    out: list[str] = []
+    a, b = to_dict(old), to_dict(new)
+    for section, table in a.items():
+        for key, value in table.items():
+            if b[section][key] != value:
+                out.append(f"{section}.{key}")
+    return out

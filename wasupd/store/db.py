@@ -1,0 +1,210 @@
+"""The SQLite database: one aiosqlite connection, WAL, versioned migrations.
+
+`PRAGMA user_version` records the schema version. Opening a database written by a newer
+wasupd raises `StoreError` and leaves the file untouched; an older one is migrated forward
+inside one transaction per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from wasupd.errors import StoreError
+
+# Each entry upgrades the schema from version i to i + 1. Append only; never edit a shipped step.
+MIGRATIONS: list[str] = [
+    # 1: sessions and their state history; the message tables of the outbox, inbox and webhooks.
+    """
+    CREATE TABLE sessions (
+        name        TEXT PRIMARY KEY,
+        phone       TEXT,
+        me          TEXT,
+        state       TEXT NOT NULL,
+        reason      TEXT NOT NULL DEFAULT '',
+        desired     TEXT NOT NULL DEFAULT 'stopped',
+        options     TEXT NOT NULL DEFAULT '{}',
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        linked_at   REAL,
+        restarts    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE session_history (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        session     TEXT NOT NULL,
+        at          REAL NOT NULL,
+        from_state  TEXT NOT NULL,
+        to_state    TEXT NOT NULL,
+        reason      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX session_history_by_session ON session_history(session, id);
+    CREATE TABLE outbox (
+        id              TEXT PRIMARY KEY,
+        session         TEXT,
+        from_spec       TEXT NOT NULL,
+        chat_id         TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        state           TEXT NOT NULL,
+        wa_id           TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT NOT NULL DEFAULT '',
+        not_before      REAL NOT NULL DEFAULT 0,
+        wait_reason     TEXT NOT NULL DEFAULT '',
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        sent_at         REAL,
+        delivered_at    REAL,
+        read_at         REAL
+    );
+    CREATE INDEX outbox_by_state ON outbox(state, session, created_at);
+    CREATE INDEX outbox_by_wa_id ON outbox(wa_id);
+    CREATE TABLE inbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        session     TEXT NOT NULL,
+        wa_id       TEXT NOT NULL,
+        chat_id     TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        type        TEXT NOT NULL DEFAULT 'chat',
+        t           REAL NOT NULL,
+        received_at REAL NOT NULL,
+        UNIQUE(session, wa_id)
+    );
+    CREATE TABLE contacts (
+        chat_id     TEXT NOT NULL,
+        session     TEXT NOT NULL,
+        last_at     REAL NOT NULL,
+        PRIMARY KEY (chat_id, session)
+    );
+    CREATE TABLE webhook_deliveries (
+        id          TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending',
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at     REAL NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error  TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_at);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """Owns the aiosqlite connection. Use `async with Database.open(path) as db:`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        # One connection is shared by every task: a transaction must not interleave with
+        # another task's statements, so writers take this lock (reads need not).
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """`BEGIN IMMEDIATE` ... `COMMIT` (ROLLBACK on error), exclusive among this process's tasks."""
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating if needed) and migrate the database at `path`."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except Exception as exc:  # sqlite3.OperationalError and friends
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn, path)
+        try:
+            await db._configure()
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _configure(self) -> None:
+        await self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss, not just a crash of this process.
+        await self.conn.execute("PRAGMA synchronous=FULL")
+        await self.conn.execute("PRAGMA foreign_keys=ON")
+        await self.conn.execute("PRAGMA busy_timeout=5000")
+
+    async def user_version(self) -> int:
+        """The schema version recorded in the file."""
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        version = await self.user_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema version {version}, but this wasupd knows only "
+                f"up to {SCHEMA_VERSION}: it was written by a newer wasupd. Upgrade wasupd, or "
+                "restore a backup made by this version; the file was left unchanged.",
+                found=version,
+                supported=SCHEMA_VERSION,
+            )
+        for step in range(version, SCHEMA_VERSION):
+            # executescript commits first, so wrap each step explicitly.
+            await self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version={step + 1};\nCOMMIT;"
+            )
+
+    async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
+        """Run one statement in its own transaction; returns the number of rows changed."""
+        async with self._write_lock:
+            cur = await self.conn.execute(sql, params)
+            count = cur.rowcount
+            await cur.close()
+        return count
+
+    async def fetchall(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[aiosqlite.Row]:
+        """All rows of a query."""
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> aiosqlite.Row | None:
+        """The first row of a query, or None."""
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        await self.conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

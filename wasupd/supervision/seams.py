@@ -1,0 +1,168 @@
+"""The narrow seams between the session runner and the outside world.
+
+The runner (`wasupd.supervision.runner`) only talks to a browser through `Launcher` and
+`BrowserHandle`, to WhatsApp through `PageDriver`, and to time through `Clock`. Production
+implementations live in `wasupd.supervision.process` / `wasupd.browser`; unit tests pass fakes,
+so every state transition has a fast test (supervisor's `DummyOptions` habit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeUsage:
+    """Resource use of one session's whole process tree (one psutil sample)."""
+
+    pss_bytes: int = 0
+    fds: int = 0
+    processes: int = 0
+    cpu_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopReport:
+    """How a stop went: which escalation steps were needed and what had to be swept."""
+
+    exit_status: int | None
+    closed_via_devtools: bool = False
+    sent_sigterm: bool = False
+    sent_sigkill: bool = False
+    swept_pids: list[int] = field(default_factory=list)
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchRequest:
+    """Everything needed to start one session's browser."""
+
+    session: str
+    profile_dir: Path
+    executable: str
+    args: list[str]
+    url: str
+    user_agent: str
+    start_timeout: float
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class BrowserHandle(Protocol):
+    """A running Chromium tree that answers DevTools over the pipe and has one page."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def profile_dir(self) -> Path: ...
+
+    @property
+    def page(self) -> Any:
+        """The pyppeteer `Page` the session lives in."""
+
+    async def wait_exit(self) -> int:
+        """Wait until the browser process has exited and been reaped; its exit status."""
+
+    async def ping(self, timeout: float) -> None:
+        """A DevTools round trip (`Browser.getVersion`); raises `BrowserError` past `timeout`."""
+
+    async def stop(self, timeout: float) -> StopReport:
+        """DevTools close -> SIGTERM group -> SIGKILL after `timeout` -> sweep -> reap -> verify."""
+
+    def usage(self) -> TreeUsage:
+        """Sample the tree's PSS, fds, process count and CPU (cheap; called every few seconds)."""
+
+
+class Launcher(Protocol):
+    """Starts browsers. `launch` returns only once the browser is ready (page target exists)."""
+
+    async def launch(self, request: LaunchRequest) -> BrowserHandle:
+        """Start Chromium for `request`; raises `BrowserError` (and leaves nothing running) on failure."""
+
+
+DriverKind = Literal[
+    "state",  # WhatsApp state mapped to a session state: value = "qr" | "syncing" | "connected" | ...
+    "qr",  # a QR payload: data = {"payload", "expires_at", "rotation"}
+    "code",  # a pairing code: data = {"code", "expires_at"}
+    "message",  # an inbound message: data = serialized message fields
+    "ack",  # an ack change: data = {"wa_id", "ack"}
+    "logout",  # the phone unlinked this device: data = {"reason"}
+    "failed",  # WhatsApp refuses this session: data = {"reason"} (TOS_BLOCK, DEPRECATED_VERSION...)
+    "crash",  # the page or target went away ("Target closed")
+    "activity",  # any page event, used only to feed the liveness clock
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriverReport:
+    """One thing the page driver saw; the runner turns it into transitions and events."""
+
+    kind: DriverKind
+    value: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Callable[[DriverReport], None]
+
+
+class PageDriver(Protocol):
+    """Drives WhatsApp Web in a ready browser page and reports what happens there."""
+
+    async def attach(self, handle: BrowserHandle, report: Report) -> None:
+        """Navigate to the configured URL, inject the page script and start reporting."""
+
+    async def probe(self, timeout: float) -> None:
+        """Liveness probe: page evaluates, Socket CONNECTED, a server round trip; raises on failure."""
+
+    async def reload(self) -> None:
+        """Reload the page (first recovery step after a failed probe)."""
+
+    async def detach(self) -> None:
+        """Stop reporting; called before the browser is stopped."""
+
+
+class Clock(Protocol):
+    """Time for the runner: monotonic for intervals, wall for records, sleep for waits."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class ProfileHooks(Protocol):
+    """One session's profile directory around a browser's life (sealed archives in production)."""
+
+    async def prepare(self) -> Path:
+        """Before launch: make the live profile dir (unsealing the archive, if any), remove provably
+        stale Singleton* locks, take the daemon's own lock; return the dir. Raises `ProfileError` or
+        `KeyUnavailable` when the archive cannot be opened (the session then goes `failed`)."""
+
+    async def checkpoint(self) -> None:
+        """While running: seal a consistent copy of the live profile without stopping the browser."""
+
+    async def release(self, *, wipe: bool) -> None:
+        """After the browser has exited: seal and remove the live dir, or with `wipe` (logout)
+        delete both the live dir and the archive."""
+
+    def sizes(self) -> dict[str, int]:
+        """`{"live_bytes": ..., "sealed_bytes": ...}` for status, top and metrics."""
