@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages wasupd's tests and demo need, when they are missing.
+# As root it installs them; otherwise it prints the exact command and fails.
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+fc-list 2>/dev/null | grep -qi liberation || need+=(fonts-liberation)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${need[*]}" >&2
+    echo "install them with:  sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""wasupctl: the command-line client of wasupd's control socket."""

@@ -1,0 +1,213 @@
+"""`status`, `health`, `events`, `metrics`, `top`, `reload`: the daemon as a whole."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Annotated, Any
+
+import typer
+
+from wasupctl import render
+from wasupctl.common import call, emit_json, emit_ndjson, fail, guard, opts
+
+HEALTH_EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
+
+
+def status(ctx: typer.Context) -> None:
+    """Daemon version, uptime and a table of sessions."""
+    data = call(ctx, "daemon.status")
+    if opts(ctx).json:
+        emit_json(data)
+        return
+    print(
+        f"wasupd {data['version']}  pid {data['pid']}  up {render.duration(data['uptime'])}"
+        f"  socket {data['socket']}  fds {data['fds']}/{data['fd_limit']}"
+    )
+    sessions_table(data["sessions"])
+
+
+def sessions_table(sessions: list[dict[str, Any]]) -> None:
+    """The sessions table shared by `status` and `session list`."""
+    if not sessions:
+        print("no sessions (create one: wasupctl session create NAME)")
+        return
+    now = time.time()
+    rows = []
+    for s in sessions:
+        usage = s.get("usage") or {}
+        started = s.get("started_at")
+        rows.append(
+            [
+                s["name"],
+                render.state(s["state"]),
+                s.get("phone") or "-",
+                s.get("pid"),
+                render.size(usage.get("pss_bytes")) if usage else "-",
+                render.duration(now - started) if started else "-",
+                s.get("restarts", 0),
+                s.get("reason") or "",
+            ]
+        )
+    render.table(
+        None, ["NAME", "STATE", "PHONE", "PID", "PSS", "UPTIME", "RESTARTS", "REASON"], rows
+    )
+
+
+def health(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="one session (default: all)")] = None,
+) -> None:
+    """Health check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (monitoring-plugin convention)."""
+    from wasupd.errors import WasupError
+    from wasupd.rpc.client import Client
+
+    o = opts(ctx)
+    try:
+        with Client(o.socket, timeout=o.timeout) as client:
+            data = (
+                client.call("daemon.health", session=name) if name else client.call("daemon.health")
+            )
+    except WasupError as exc:
+        if exc.exit_status == 4:  # unknown session: a usage problem, not a health verdict
+            fail(exc)
+        print(f"UNKNOWN - {exc.message}")
+        raise typer.Exit(3) from None
+    if o.json:
+        emit_json(data)
+    else:
+        bad = [c for c in data["sessions"] if c["status"] != "OK"]
+        detail = "; ".join(f"{c['session']} {c['state']}" for c in bad) or (
+            f"{len(data['sessions'])} sessions OK"
+        )
+        print(f"{data['status']} - {detail}")
+    raise typer.Exit(HEALTH_EXIT.get(data["status"], 3))
+
+
+def events(
+    ctx: typer.Context,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep streaming")] = False,
+    session: Annotated[list[str] | None, typer.Option("--session", "-s", help="only these")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="only these types")
+    ] = None,
+) -> None:
+    """State changes, QR rotations and messages as they happen (NDJSON with --json)."""
+    from wasupd.rpc.client import Client
+
+    o = opts(ctx)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # end quietly when the reader goes away
+    with Client(o.socket, timeout=o.timeout) as client:
+        stream = client.stream("events.subscribe", types=type_ or [], sessions=session or [])
+        guard(lambda: _pump(stream, o.json, follow))
+
+
+def _pump(stream: Any, as_json: bool, follow: bool) -> None:
+    if not follow:
+        return
+    for event in stream:
+        if as_json:
+            emit_ndjson(event)
+        else:
+            print(_event_line(event), flush=True)
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(e.get("at", 0)))
+    kind = e.get("type", "?")
+    who = e.get("session", "-")
+    if kind == "state":
+        return f"{stamp} {who} state {e['from']} -> {e['to']} ({e.get('reason', '')})"
+    if kind == "message":
+        return f"{stamp} {who} message from {e.get('sender')}: {e.get('body', '')!r}"
+    rest = {k: v for k, v in e.items() if k not in ("type", "session", "at", "seq")}
+    return f"{stamp} {who} {kind} {rest}"
+
+
+def metrics(ctx: typer.Context) -> None:
+    """Prometheus text exposition of daemon and session metrics."""
+    data = call(ctx, "metrics.get")
+    print(data["text"], end="")
+
+
+def top(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(help="refresh interval in seconds")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+) -> None:
+    """Live view: state, pid, PSS, fds, processes, uptime, restarts, last reason per session."""
+    from rich.console import Console
+    from rich.live import Live
+
+    def frame() -> Any:
+        return _top_table(call(ctx, "session.list"))
+
+    if once:
+        Console().print(frame())
+        return
+    with Live(frame(), refresh_per_second=4, screen=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(frame())
+
+
+def _top_table(sessions: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"wasupd - {len(sessions)} sessions - {time.strftime('%H:%M:%S')}")
+    for col in (
+        "NAME",
+        "STATE",
+        "PID",
+        "PSS",
+        "FDS",
+        "PROCS",
+        "CPU%",
+        "LIVE",
+        "SEALED",
+        "UPTIME",
+        "RESTARTS",
+        "REASON",
+    ):
+        t.add_column(col)
+    now = time.time()
+    for s in sessions:
+        u = s.get("usage") or {}
+        st = s.get("storage") or {}
+        started = s.get("started_at")
+        t.add_row(
+            s["name"],
+            render.state(s["state"]),
+            str(s.get("pid") or "-"),
+            render.size(u.get("pss_bytes")) if u else "-",
+            str(u.get("fds", "-")),
+            str(u.get("processes", "-")),
+            f"{u['cpu_percent']:.0f}" if u else "-",
+            render.size(st.get("live_bytes")),
+            render.size(st.get("sealed_bytes")),
+            render.duration(now - started) if started else "-",
+            str(s.get("restarts", 0)),
+            (s.get("reason") or "")[:40],
+        )
+    return t
+
+
+def reload(ctx: typer.Context) -> None:
+    """Re-read the config file; prints which keys applied and which need a restart."""
+    data = call(ctx, "daemon.reload")
+    if opts(ctx).json:
+        emit_json(data)
+        return
+    print("applied: " + (", ".join(data["applied"]) or "nothing"))
+    if data["need_restart"]:
+        print("need a daemon restart: " + ", ".join(data["need_restart"]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the root app."""
+    app.command()(status)
+    app.command()(health)
+    app.command()(events)
+    app.command()(metrics)
+    app.command()(top)
+    app.command()(reload)

@@ -1,0 +1,226 @@
+"""`send`, `inbox`, `outbox`, `message`, `webhooks`: messages in and out."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from wasupctl import render
+from wasupctl.common import call, die, emit_json, emit_ndjson, guard, opts
+
+WAIT_STATES = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read")}
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        die("standard input is not valid UTF-8", 2)
+
+
+def send(
+    ctx: typer.Context,
+    to: Annotated[
+        str, typer.Argument(help="phone number (+49 151 ...) or chat id (...@c.us, ...@g.us)")
+    ],
+    text: Annotated[
+        str | None, typer.Argument(help="message text; omit or '-' to read stdin")
+    ] = None,
+    from_: Annotated[
+        str, typer.Option("--from", help="session name, or 'auto' for the pool")
+    ] = "auto",
+    lines: Annotated[bool, typer.Option("--lines", help="one message per stdin line")] = False,
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: repeats send once")
+    ] = None,
+    wait: Annotated[
+        str | None,
+        typer.Option("--wait", help="wait for 'sent' or 'delivered'", show_default=False),
+    ] = None,
+    wait_timeout: Annotated[float, typer.Option(help="seconds --wait may take")] = 300.0,
+) -> None:
+    """Queue a message (durably) and print its id; --wait blocks until sent or delivered."""
+    if wait is not None and wait not in WAIT_STATES:
+        die("--wait takes 'sent' or 'delivered'", 2)
+    if text is None or text == "-":
+        body = _read_stdin()
+        texts = [ln for ln in body.split("\n") if ln] if lines else [body]
+    else:
+        texts = [text] if not lines else [ln for ln in text.split("\n") if ln]
+    if not texts or (len(texts) == 1 and texts[0] == ""):
+        die("nothing to send: the text is empty", 2)
+    ids = _enqueue(ctx, to, texts, from_, key)
+    if wait:
+        _wait(ctx, ids, WAIT_STATES[wait], wait_timeout)
+
+
+def _enqueue(
+    ctx: typer.Context, to: str, texts: list[str], from_: str, key: str | None
+) -> list[str]:
+    from wasupd.rpc.client import Client
+
+    o = opts(ctx)
+    ids = []
+    with Client(o.socket, timeout=o.timeout) as client:
+        for i, body in enumerate(texts):
+            params: dict[str, Any] = {"to": to, "text": body, "session": from_}
+            if key:
+                params["idempotency_key"] = key if len(texts) == 1 else f"{key}:{i}"
+            msg: dict[str, Any] = guard(lambda p=params: client.call("message.send", **p))  # type: ignore[misc]
+            ids.append(msg["id"])
+            if o.json:
+                emit_ndjson(msg)
+            else:
+                print(msg["id"], flush=True)
+    return ids
+
+
+def _wait(ctx: typer.Context, ids: list[str], good: tuple[str, ...], timeout: float) -> None:
+    from wasupd.rpc.client import Client
+
+    o = opts(ctx)
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    with Client(o.socket, timeout=o.timeout) as client:
+        guard(lambda: client.call("events.subscribe", types=["outbox"]))
+        for mid in list(pending):  # states reached before we subscribed
+            msg: dict[str, Any] = guard(lambda m=mid: client.call("message.get", id=m))  # type: ignore[misc]
+            _check(msg, good, pending)
+        while pending:
+            if time.monotonic() > deadline:
+                die(f"{len(pending)} message(s) not {good[0]} within {timeout:g} s", 6)
+            event = client.next_event(1.0)
+            if event is not None and event.get("id") in pending:
+                _check(event, good, pending)
+
+
+def _check(msg: dict[str, Any], good: tuple[str, ...], pending: set[str]) -> None:
+    if msg["state"] in good:
+        pending.discard(msg["id"])
+    elif msg["state"] in ("failed", "cancelled"):
+        die(f"message {msg['id']} {msg['state']}: {msg.get('reason') or msg.get('last_error', '')}")
+
+
+def inbox(
+    ctx: typer.Context,
+    session: Annotated[str | None, typer.Argument(help="only this session")] = None,
+    limit: Annotated[int, typer.Option(help="how many of the latest")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="then stream new ones")] = False,
+) -> None:
+    """Received messages (stored before they are announced)."""
+    params: dict[str, Any] = {"limit": limit}
+    if session:
+        params["session"] = session
+    rows = call(ctx, "inbox.list", **params)
+    _print_inbox(ctx, rows)
+    if follow:
+        from wasupd.rpc.client import Client
+
+        o = opts(ctx)
+        with Client(o.socket, timeout=o.timeout) as client:
+            stream = client.stream(
+                "events.subscribe", types=["message"], sessions=[session] if session else []
+            )
+            guard(lambda: _follow_inbox(ctx, stream))
+
+
+def _follow_inbox(ctx: typer.Context, stream: Any) -> None:
+    for event in stream:
+        _print_inbox(ctx, [event])
+
+
+def _print_inbox(ctx: typer.Context, rows: list[dict[str, Any]]) -> None:
+    if opts(ctx).json:
+        for r in rows:
+            emit_ndjson(r)
+        return
+    for r in rows:
+        print(f"{render.when(r.get('t'))} {r['session']} {r['sender']}: {r['body']}", flush=True)
+
+
+def outbox(
+    ctx: typer.Context,
+    session: Annotated[str | None, typer.Argument(help="only this session")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="only this state (queued, sent, failed...)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="how many of the latest")] = 50,
+) -> None:
+    """Queued and sent messages, with why and until when a queued one waits."""
+    params: dict[str, Any] = {"limit": limit}
+    if session:
+        params["session"] = session
+    if state:
+        params["state"] = state
+    rows = call(ctx, "outbox.list", **params)
+    if opts(ctx).json:
+        emit_json(rows)
+        return
+    table = []
+    for r in rows:
+        waiting = r.get("wait_reason") or ""
+        if waiting and r.get("not_before"):
+            waiting += f" until {render.when(r['not_before'])}"
+        table.append(
+            [
+                r["id"],
+                r.get("session") or r.get("from_spec"),
+                r["chat_id"],
+                r["state"],
+                r.get("attempts", 0),
+                waiting or r.get("last_error") or "",
+                r["body"][:30],
+            ]
+        )
+    render.table(None, ["ID", "SESSION", "TO", "STATE", "TRIES", "WAITING/ERROR", "TEXT"], table)
+
+
+def message(
+    ctx: typer.Context,
+    id_: Annotated[str, typer.Argument(help="message id printed by send")],
+    cancel: Annotated[bool, typer.Option("--cancel", help="cancel it if still queued")] = False,
+) -> None:
+    """Show one outgoing message (or cancel it while queued)."""
+    data = call(ctx, "message.cancel" if cancel else "message.get", id=id_)
+    if opts(ctx).json:
+        emit_json(data)
+    else:
+        render.table(None, ["FIELD", "VALUE"], sorted(data.items()))
+
+
+def webhooks(
+    ctx: typer.Context,
+    state: Annotated[str, typer.Option(help="pending, failed or delivered")] = "failed",
+    limit: Annotated[int, typer.Option(help="how many")] = 50,
+) -> None:
+    """Webhook deliveries (failures by default)."""
+    rows = call(ctx, "webhooks.list", state=state, limit=limit)
+    if opts(ctx).json:
+        emit_json(rows)
+        return
+    table = [
+        [
+            r["id"],
+            r["event"],
+            r["state"],
+            r["attempts"],
+            r.get("last_status"),
+            r.get("last_error", "")[:40],
+            render.when(r.get("next_at")),
+        ]
+        for r in rows
+    ]
+    render.table(None, ["ID", "EVENT", "STATE", "TRIES", "HTTP", "ERROR", "NEXT"], table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the root app."""
+    app.command()(send)
+    app.command()(inbox)
+    app.command()(outbox)
+    app.command()(message)
+    app.command()(webhooks)

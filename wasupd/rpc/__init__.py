@@ -1,0 +1,1 @@
+"""The control socket: JSON-RPC server, dispatch, peer credentials, clients."""

@@ -1,0 +1,111 @@
+"""Methods about the daemon itself: status, health, events, metrics, reload."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from wasupd import __version__
+from wasupd.rpc.server import Context
+from wasupd.supervision.states import SessionState
+
+if TYPE_CHECKING:
+    from wasupd.app import App
+
+# Health verdicts, monitoring-plugin convention (wasupctl health exit codes).
+OK, WARNING, CRITICAL = "OK", "WARNING", "CRITICAL"
+_SESSION_HEALTH = {
+    SessionState.CONNECTED: OK,
+    SessionState.STOPPED: OK,
+    SessionState.STARTING: WARNING,
+    SessionState.SYNCING: WARNING,
+    SessionState.QR: WARNING,
+    SessionState.DEGRADED: WARNING,
+    SessionState.BACKOFF: WARNING,
+    SessionState.STOPPING: WARNING,
+    SessionState.LOGGED_OUT: CRITICAL,
+    SessionState.FAILED: CRITICAL,
+}
+_RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
+
+
+def session_health(state: SessionState) -> str:
+    """OK, WARNING or CRITICAL for one session state."""
+    return _SESSION_HEALTH[state]
+
+
+class DaemonMethods:
+    """`daemon.*`, `events.subscribe` and `metrics.get`."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def status(self, ctx: Context) -> dict[str, Any]:
+        """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
+        app = self.app
+        proc = psutil.Process()
+        sessions = [app.manager.describe(r) for r in await app.sessions_repo.all()]
+        by_state: dict[str, int] = {}
+        for s in sessions:
+            by_state[s["state"]] = by_state.get(s["state"], 0) + 1
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": app.started_at,
+            "uptime": time.time() - app.started_at,
+            "socket": str(app.config.socket_path),
+            "config_file": str(app.config_path),
+            "state_dir": str(app.config.state_path),
+            "fds": proc.num_fds(),
+            "fd_limit": app.fd_limit,
+            "sessions_by_state": by_state,
+            "sessions": sessions,
+        }
+
+    async def health(self, ctx: Context, session: str | None = None) -> dict[str, Any]:
+        """Health verdict (OK / WARNING / CRITICAL) of the daemon, or of one session when named.
+
+        A session is OK when connected (or deliberately stopped), WARNING while starting,
+        waiting for a QR scan, degraded or backing off, CRITICAL when failed or logged out.
+        """
+        runners = self.app.manager.runners
+        if session is not None:
+            self.app.manager.runner(session)  # SessionNotFound for unknown names
+            names = [session]
+        else:
+            names = sorted(runners)
+        checks = []
+        worst = OK
+        for name in names:
+            runner = runners[name]
+            verdict = session_health(runner.state)
+            checks.append(
+                {
+                    "session": name,
+                    "state": runner.state.value,
+                    "status": verdict,
+                    "reason": runner.reason,
+                }
+            )
+            if _RANK[verdict] > _RANK[worst]:
+                worst = verdict
+        return {"status": worst, "sessions": checks}
+
+    async def subscribe(
+        self, ctx: Context, types: list[str] | None = None, sessions: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Stream events on this connection as `event` notifications.
+
+        Filters: `types` (state, qr, code, message, ack, sent, deleted...) and `sessions`; empty
+        means all. Each event carries `type`, `seq`, `at` and its own fields.
+        """
+        sub = self.app.bus.subscribe(types or (), sessions or ())
+        ctx.conn.stream(sub)
+        return {"subscribed": True, "types": types or [], "sessions": sessions or []}
+
+    async def reload(self, ctx: Context) -> dict[str, Any]:
+        """Re-read the config file (like SIGHUP); says which changed keys need a restart."""
+        return self.app.reload_config()

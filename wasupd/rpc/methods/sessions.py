@@ -1,0 +1,146 @@
+"""`session.*` methods: lifecycle of sessions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from wasupd.errors import InvalidArgument, InvalidState
+from wasupd.rpc.server import Context
+from wasupd.supervision.states import SessionState
+
+if TYPE_CHECKING:
+    from wasupd.app import App
+
+_OPTION_KEYS = {
+    "proxy",
+    "user_agent",
+    "build",
+    "extra_args",
+    "memory_mib",
+    "fds",
+    "processes",
+    "allow_auto",
+}
+
+
+class SessionMethods:
+    """Create, inspect, start, stop, restart, log out and delete sessions."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def _get(self, name: str) -> dict[str, Any]:
+        record = await self.app.sessions_repo.get(name)
+        return self.app.manager.describe(record)
+
+    async def create(
+        self,
+        ctx: Context,
+        name: str,
+        phone: str | None = None,
+        start: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create a session and (unless `start` is false) start it.
+
+        `options` overrides per session: proxy, user_agent, build ('full' | 'headless-shell'),
+        extra_args, memory_mib, fds, processes.
+        """
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - _OPTION_KEYS)
+        if unknown:
+            raise InvalidArgument(
+                f"unknown session option {unknown[0]!r} (known: {', '.join(sorted(_OPTION_KEYS))})"
+            )
+        if opts.get("build") not in (None, "full", "headless-shell"):
+            raise InvalidArgument("option build must be 'full' or 'headless-shell'")
+        await self.app.manager.create(name, phone=phone, options=opts, start=start)
+        return await self._get(name)
+
+    async def list(self, ctx: Context) -> list[dict[str, Any]]:
+        """Every session with its state, pid, resource use and restart count."""
+        return [self.app.manager.describe(r) for r in await self.app.sessions_repo.all()]
+
+    async def get(self, ctx: Context, name: str, history: int = 20) -> dict[str, Any]:
+        """One session, with its latest `history` state transitions."""
+        out = await self._get(name)
+        entries = await self.app.sessions_repo.history(name, max(0, min(history, 1000)))
+        out["history"] = [
+            {"at": e.at, "from": e.from_state, "to": e.to_state, "reason": e.reason}
+            for e in entries
+        ]
+        return out
+
+    async def start(self, ctx: Context, name: str) -> dict[str, Any]:
+        """Start a stopped, failed or logged-out session (refused past max_sessions)."""
+        await self.app.manager.start(name)
+        return await self._get(name)
+
+    async def stop(self, ctx: Context, name: str) -> dict[str, Any]:
+        """Stop a session; returns once its browser tree is gone."""
+        await self.app.manager.stop(name)
+        return await self._get(name)
+
+    async def restart(self, ctx: Context, name: str) -> dict[str, Any]:
+        """Stop the browser and start it again."""
+        await self.app.manager.restart(name)
+        return await self._get(name)
+
+    async def logout(self, ctx: Context, name: str) -> dict[str, Any]:
+        """Unlink this device from the phone; the profile is wiped after the browser exits."""
+        await self.app.manager.logout(name)
+        return await self._get(name)
+
+    async def delete(self, ctx: Context, name: str, force: bool = False) -> dict[str, Any]:
+        """Delete a session and its profile archive (a running one only with `force`)."""
+        await self.app.manager.delete(name, force=force)
+        return {"deleted": name}
+
+    async def qr(self, ctx: Context, name: str, wait: float = 0.0) -> dict[str, Any]:
+        """The current login QR: payload, expiry (unix time) and rotation count.
+
+        With `wait` > 0, waits up to that many seconds for a QR to be on offer.
+        """
+        runner = self.app.manager.runner(name)
+        if runner.qr is None or runner.state is not SessionState.QR:
+            if wait > 0 and runner.state in (SessionState.STARTING, SessionState.QR):
+                await runner.wait_for({SessionState.QR}, timeout=min(wait, 300.0))
+            if runner.qr is None or runner.state is not SessionState.QR:
+                raise InvalidState(
+                    f"session {name!r} is {runner.state.value}: no QR is on offer"
+                    + (" (already linked)" if runner.state is SessionState.CONNECTED else ""),
+                    session=name,
+                    state=runner.state.value,
+                )
+        return {"session": name, "state": runner.state.value, **runner.qr}
+
+    async def pair(
+        self, ctx: Context, name: str, phone: str, notify: bool = True
+    ) -> dict[str, Any]:
+        """Link by pairing code instead of QR: returns the 8-character code to type on the phone."""
+        from wasupd.sessions import normalize_phone
+
+        runner = self.app.manager.runner(name)
+        number = normalize_phone(phone)
+        if runner.state is not SessionState.QR or runner.driver is None:
+            raise InvalidState(
+                f"session {name!r} is {runner.state.value}: pairing needs a session waiting"
+                " to be linked (state qr)",
+                session=name,
+                state=runner.state.value,
+            )
+        pair = getattr(runner.driver, "request_pairing_code", None)
+        if pair is None:
+            raise InvalidState("this session's driver cannot pair by code")
+        result: dict[str, Any] = await pair(number, notify)
+        return {"session": name, **result}
+
+    async def export(self, ctx: Context, name: str, path: str) -> dict[str, Any]:
+        """Copy the session's sealed archive (still encrypted) to `path` on the daemon's host."""
+        return await self.app.profiles_admin.export(name, path)
+
+    async def import_(
+        self, ctx: Context, name: str, path: str, mode: Literal["create", "replace"] = "create"
+    ) -> dict[str, Any]:
+        """Install a sealed archive from `path` as session `name` (created if missing)."""
+        return await self.app.profiles_admin.import_(name, path, mode)

@@ -1,0 +1,344 @@
+"""SessionManager: the registry of session runners, admission control and restore at start.
+
+It owns one `SessionRunner` per session (each `run()` task lives in the manager's TaskGroup),
+stores every transition, publishes events, and decides whether a new start is admitted
+(`limits.max_sessions`, host MemAvailable above `limits.host_memory_reserve_mib`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+
+from wasupd.config import Config
+from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
+from wasupd.events import EventBus
+from wasupd.store.sessions import SessionRecord, SessionRepo
+from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
+from wasupd.supervision.seams import (
+    Clock,
+    DriverReport,
+    Launcher,
+    LaunchRequest,
+    PageDriver,
+    ProfileHooks,
+)
+from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STATES, SessionState
+
+log = structlog.get_logger("wasupd.sessions")
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ReportSink = Callable[[str, DriverReport], Awaitable[None]]
+
+
+def check_name(name: str) -> str:
+    """Validate a session name against DESIGN.md's pattern."""
+    if not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid session name {name!r}: use 1-63 characters of a-z, 0-9, '_' and '-',"
+            " starting with a letter or digit",
+            session=name,
+        )
+    return name
+
+
+def normalize_phone(raw: str) -> str:
+    """Digits with country code; accepts '+', spaces, dashes, dots and parentheses."""
+    digits = re.sub(r"[\s\-().+]", "", raw)
+    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+        raise InvalidArgument(
+            f"invalid phone number {raw!r}: give the international number with country code,"
+            " e.g. +49 151 23456789",
+            phone=raw,
+        )
+    return digits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """The production (or fake) collaborators the runners are built from."""
+
+    launcher: Launcher
+    driver_factory: Callable[[str, SessionOptions], PageDriver]
+    profiles_factory: Callable[[str], ProfileHooks]
+    build_request: Callable[[str, Path, SessionOptions], LaunchRequest]
+    clock: Clock
+
+
+def options_from_dict(data: dict[str, Any], phone: str | None) -> SessionOptions:
+    """Per-session overrides as stored in the database."""
+    known = {k: v for k, v in data.items() if k in SessionOptions.__dataclass_fields__}
+    if "extra_args" in known:
+        known["extra_args"] = tuple(known["extra_args"])
+    return SessionOptions(**{**known, "phone": phone})
+
+
+class SessionManager:
+    """Creates, starts, stops and deletes sessions; restores the running ones at daemon start."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        repo: SessionRepo,
+        bus: EventBus,
+        services: Services,
+        on_report: ReportSink | None = None,
+    ) -> None:
+        self.config = config
+        self.repo = repo
+        self.bus = bus
+        self.services = services
+        self.on_report_hook = on_report
+        self.runners: dict[str, SessionRunner] = {}
+        self.profiles: dict[str, ProfileHooks] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._restore_task: asyncio.Task[None] | None = None
+        self.closing = False
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SessionManager:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        for record in await self.repo.all():
+            self._add_runner(record)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close_all()
+        assert self._group is not None
+        await self._group.__aexit__(None, None, None)
+
+    def restore(self) -> None:
+        """Start, staggered, every session that should be running (desired = running)."""
+        self._restore_task = asyncio.ensure_future(self._restore())
+
+    async def _restore(self) -> None:
+        for record in await self.repo.all():
+            if record.desired != "running" or self.closing:
+                continue
+            try:
+                await self.start(record.name, restoring=True)
+            except Exception as exc:
+                log.warning("restore_failed", session=record.name, error=str(exc))
+            await asyncio.sleep(self.config.daemon.start_stagger)
+
+    async def close_all(self) -> None:
+        """Stop every session in parallel (daemon shutdown); runners end their loops."""
+        self.closing = True
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+            await asyncio.gather(self._restore_task, return_exceptions=True)
+        await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
+
+    def update_config(self, config: Config) -> None:
+        """SIGHUP: hand the live-reloadable parts to every runner."""
+        self.config = config
+        for runner in self.runners.values():
+            runner.update_config(config)
+
+    # -- runners ---------------------------------------------------------------------------
+
+    def _add_runner(self, record: SessionRecord) -> SessionRunner:
+        name = record.name
+        options = options_from_dict(record.options, record.phone)
+        profiles = self.services.profiles_factory(name)
+        state = SessionState(record.state)
+        if state in RUNNING_STATES or state is SessionState.BACKOFF:
+            state = SessionState.STOPPED  # the daemon was not running: nothing of ours runs now
+        runner = SessionRunner(
+            name,
+            config=self.config,
+            options=options,
+            launcher=self.services.launcher,
+            driver_factory=lambda: self.services.driver_factory(name, options),
+            profiles=profiles,
+            clock=self.services.clock,
+            on_transition=self._on_transition,
+            on_report=self._on_report,
+            build_request=lambda n, d: self.services.build_request(n, d, options),
+            initial_state=state,
+            restarts=record.restarts,
+        )
+        self.runners[name] = runner
+        self.profiles[name] = profiles
+        assert self._group is not None
+        self._tasks[name] = self._group.create_task(runner.run(), name=f"session:{name}")
+        return runner
+
+    def runner(self, name: str) -> SessionRunner:
+        """The runner of `name`; `SessionNotFound` if there is none."""
+        try:
+            return self.runners[name]
+        except KeyError:
+            raise SessionNotFound(
+                f"no session named {name!r} (see `wasupctl session list`)", session=name
+            ) from None
+
+    async def _on_transition(self, t: Transition) -> None:
+        await self.repo.record_transition(
+            t.session,
+            from_state=t.from_state.value,
+            to_state=t.to_state.value,
+            reason=t.reason,
+            at=t.at,
+        )
+        runner = self.runners.get(t.session)
+        if runner is not None:
+            await self.repo.set_restarts(t.session, runner.restarts)
+        if t.to_state is SessionState.CONNECTED:
+            await self.repo.set_linked(t.session, me=None, at=t.at)
+        self.bus.publish(
+            "state",
+            session=t.session,
+            **{"from": t.from_state.value, "to": t.to_state.value},
+            reason=t.reason,
+        )
+        log.info(
+            "session_state",
+            session=t.session,
+            from_state=t.from_state.value,
+            to_state=t.to_state.value,
+            reason=t.reason,
+        )
+
+    async def _on_report(self, name: str, report: DriverReport) -> None:
+        if report.kind == "state" and report.data.get("me"):
+            await self.repo.set_linked(name, me=str(report.data["me"]), at=time.time())
+        if self.on_report_hook is not None:
+            await self.on_report_hook(name, report)
+        if report.kind in ("qr", "code"):
+            self.bus.publish(report.kind, session=name, **report.data)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def active_count(self) -> int:
+        """Sessions that hold (or are about to hold) a browser."""
+        live = RUNNING_STATES | {SessionState.BACKOFF}
+        return sum(1 for r in self.runners.values() if r.state in live)
+
+    def admit(self) -> None:
+        """Refuse a new start when max_sessions is reached or the host is short of memory."""
+        limits = self.config.limits
+        if self.closing:
+            raise Busy("the daemon is shutting down")
+        if self.active_count() >= limits.max_sessions:
+            raise Busy(
+                f"max_sessions ({limits.max_sessions}) sessions are already running; stop one"
+                " or raise limits.max_sessions",
+            )
+        available = psutil.virtual_memory().available // (1024 * 1024)
+        if available < limits.host_memory_reserve_mib:
+            raise Busy(
+                f"host memory is short: {available} MiB available, below the reserve of"
+                f" {limits.host_memory_reserve_mib} MiB (limits.host_memory_reserve_mib)",
+            )
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def create(
+        self, name: str, *, phone: str | None, options: dict[str, Any], start: bool
+    ) -> SessionRecord:
+        """Create a session (and start it unless `start` is false)."""
+        check_name(name)
+        phone = normalize_phone(phone) if phone else None
+        record = await self.repo.create(name, phone=phone, options=options, now=time.time())
+        self._add_runner(record)
+        if start:
+            await self.start(name)
+        return await self.repo.get(name)
+
+    async def start(self, name: str, *, restoring: bool = False) -> None:
+        """Start a stopped/failed/logged-out session."""
+        runner = self.runner(name)
+        if runner.state not in STARTABLE_STATES:
+            raise InvalidState(
+                f"session {name!r} is {runner.state.value}; only a stopped, failed or"
+                " logged-out session can be started (use restart)",
+                session=name,
+                state=runner.state.value,
+            )
+        self.admit()
+        await self.repo.set_desired(name, "running")
+        await runner.start()
+        if not restoring:
+            log.info("session_start_requested", session=name)
+
+    async def stop(self, name: str) -> None:
+        """Stop a session and wait until its browser is gone."""
+        runner = self.runner(name)
+        await self.repo.set_desired(name, "stopped")
+        await runner.stop()
+
+    async def restart(self, name: str) -> None:
+        """Stop and start again (a stopped session is just started)."""
+        runner = self.runner(name)
+        if runner.state in IDLE_STATES:
+            await self.start(name)
+            return
+        await self.repo.set_desired(name, "running")
+        await runner.restart("restart requested")
+
+    async def logout(self, name: str) -> None:
+        """Unlink this device from the phone and wipe the profile."""
+        runner = self.runner(name)
+        await self.repo.set_desired(name, "stopped")
+        await runner.logout()
+
+    async def delete(self, name: str, *, force: bool) -> None:
+        """Delete a session; a running one only with `force` (it is stopped first)."""
+        runner = self.runner(name)
+        if runner.state not in IDLE_STATES:
+            if not force:
+                raise InvalidState(
+                    f"session {name!r} is {runner.state.value}; stop it first or use --force",
+                    session=name,
+                    state=runner.state.value,
+                )
+            await runner.stop()
+        await runner.close()
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            await asyncio.wait({task}, timeout=self.config.browser.stop_timeout + 10)
+        self.runners.pop(name, None)
+        profiles = self.profiles.pop(name)
+        await profiles.release(wipe=True)
+        await self.repo.delete(name)
+        self.bus.publish("deleted", session=name)
+
+    def describe(self, record: SessionRecord) -> dict[str, Any]:
+        """The session as shown by `session.get` / `session.list`."""
+        runner = self.runners.get(record.name)
+        out: dict[str, Any] = {
+            "name": record.name,
+            "phone": record.phone,
+            "me": record.me,
+            "state": runner.state.value if runner else record.state,
+            "reason": runner.reason if runner else record.reason,
+            "desired": record.desired,
+            "options": record.options,
+            "created_at": record.created_at,
+            "linked_at": record.linked_at,
+            "restarts": runner.restarts if runner else record.restarts,
+            "pid": None,
+            "started_at": None,
+            "usage": None,
+        }
+        if runner is not None:
+            out["pid"] = runner.pid
+            out["started_at"] = runner.started_at
+            out["usage"] = asdict(runner.usage) if runner.usage else None
+            profiles = self.profiles.get(record.name)
+            if profiles is not None:
+                out["storage"] = profiles.sizes()
+        return out
