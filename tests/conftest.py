@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: leak checks and the Chromium executable."""
+"""Fixtures shared by every test: leak checks, the Chromium executable, real daemons."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+
+from tests.helpers.daemon import daemon_factory  # noqa: F401 - fixture
 
 
 def browser_processes(marker: str = "--user-data-dir=") -> list[psutil.Process]:
@@ -42,13 +44,13 @@ def zombie_children() -> list[psutil.Process]:
 @pytest.fixture(autouse=True)
 def no_leaked_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """After every test, no browser started under this run's temp dirs may remain."""
-    base = str(tmp_path_factory.getbasetemp())
+    markers = (str(tmp_path_factory.getbasetemp()), "/tmp/wasupd-test-")
     yield
     deadline = time.monotonic() + 10
-    left = browser_processes(base)
+    left = [p for m in markers for p in browser_processes(m)]
     while left and time.monotonic() < deadline:
         psutil.wait_procs(left, timeout=0.5)
-        left = browser_processes(base)
+        left = [p for m in markers for p in browser_processes(m)]
     for proc in left:  # clean up so one leak does not cascade, then fail
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()

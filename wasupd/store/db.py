@@ -136,6 +136,7 @@ class Database:
         conn.row_factory = aiosqlite.Row
         db = cls(conn, path)
         try:
+            await db._refuse_newer()  # before any pragma that could rewrite the file
             await db._configure()
             await db._migrate()
         except BaseException:
@@ -156,7 +157,7 @@ class Database:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def _migrate(self) -> None:
+    async def _refuse_newer(self) -> None:
         version = await self.user_version()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -166,6 +167,9 @@ class Database:
                 found=version,
                 supported=SCHEMA_VERSION,
             )
+
+    async def _migrate(self) -> None:
+        version = await self.user_version()
         for step in range(version, SCHEMA_VERSION):
             # executescript commits first, so wrap each step explicitly.
             await self.conn.executescript(

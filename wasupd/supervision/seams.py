@@ -89,8 +89,12 @@ DriverKind = Literal[
     "state",  # WhatsApp state mapped to a session state: value = "qr" | "syncing" | "connected" | ...
     "qr",  # a QR payload: data = {"payload", "expires_at", "rotation"}
     "code",  # a pairing code: data = {"code", "expires_at"}
-    "message",  # an inbound message: data = serialized message fields
-    "ack",  # an ack change: data = {"wa_id", "ack"}
+    # an inbound message: data = {"wa_id": serialized key, "id": bare id, "chat_id", "sender",
+    #   "body", "type", "t": unix seconds, "from_me": bool}
+    "message",
+    # an ack change of a message this device sent: data = {"wa_id": serialized key, "id": bare id,
+    #   "chat_id", "ack": int (-1 error, 0 pending, 1 server, 2 delivered, 3 read, 4 played)}
+    "ack",
     "logout",  # the phone unlinked this device: data = {"reason"}
     "failed",  # WhatsApp refuses this session: data = {"reason"} (TOS_BLOCK, DEPRECATED_VERSION...)
     "crash",  # the page or target went away ("Target closed")
@@ -166,3 +170,27 @@ class ProfileHooks(Protocol):
 
     def sizes(self) -> dict[str, int]:
         """`{"live_bytes": ..., "sealed_bytes": ...}` for status, top and metrics."""
+
+
+class MessagePort(Protocol):
+    """What the outbox needs from a connected session's page (the WhatsApp driver implements it).
+
+    Exactly-once sending: the outbox first asks `new_message_id()`, stores that id durably, then
+    calls `send_text(..., message_id=id)`; after a crash it asks `message_exists(chat, id)` before
+    sending again.
+    """
+
+    async def resolve_chat(self, to: str) -> str:
+        """Chat id for a phone number (digits) or a chat id; `NotOnWhatsApp` when it does not exist."""
+
+    async def new_message_id(self) -> str:
+        """A fresh message id from the page (`WAWebMsgKey.newId()`)."""
+
+    async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
+        """Send `body` with the given id; returns the serialized key. Raises on failure."""
+
+    async def message_exists(self, chat_id: str, message_id: str) -> bool:
+        """True when a message this device sent with that id is known to the page."""
+
+    async def set_typing(self, chat_id: str, typing: bool) -> None:
+        """Show or clear the "typing..." presence in the chat."""

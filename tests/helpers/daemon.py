@@ -1,0 +1,170 @@
+"""Run a real `wasupd` process for tests: temp dirs, a TOML config, a bounded start and stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from wasupd.errors import WasupError
+from wasupd.rpc.client import Client
+
+# Short prefix: a Unix socket path must fit in 108 bytes. The leak check looks for it too.
+TMP_PREFIX = "wasupd-test-"
+
+
+def make_dirs() -> tuple[Path, Path, Path]:
+    """A fresh (root, runtime, state) triple under /tmp."""
+    root = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+    runtime, state = root / "run", root / "state"
+    runtime.mkdir()
+    state.mkdir()
+    return root, runtime, state
+
+
+@dataclass
+class DaemonProcess:
+    """A running daemon and what a test needs to reach it."""
+
+    root: Path
+    config: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "daemon.log"
+
+    @property
+    def socket(self) -> Path:
+        """The control socket path."""
+        return Path(self.config["daemon"]["socket"])
+
+    @property
+    def config_path(self) -> Path:
+        """The config file the daemon reads."""
+        return self.root / "wasupd.toml"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The daemon's runtime dir (socket, live profiles)."""
+        return Path(self.config["daemon"]["runtime_dir"])
+
+    @property
+    def state_dir(self) -> Path:
+        """The daemon's state dir (database, archives)."""
+        return Path(self.config["daemon"]["state_dir"])
+
+    def write_config(self) -> None:
+        """Write `config` as TOML."""
+        self.config_path.write_text(tomli_w.dumps(self.config))
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        """Spawn `wasupd --config ...` and wait until it answers `daemon.status`."""
+        self.write_config()
+        log = open(self.log_path, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wasupd.daemon", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with Client(self.socket, timeout=2) as c:
+                    c.call("daemon.status")
+                return self
+            except WasupError:
+                time.sleep(0.05)  # polling for readiness of another process, bounded
+        raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
+
+    def client(self, timeout: float = 30.0) -> Client:
+        """A blocking client on the socket."""
+        return Client(self.socket, timeout=timeout)
+
+    def call(self, method: str, timeout: float = 60.0, **params: Any) -> Any:
+        """One RPC call on a fresh connection."""
+        with self.client(timeout) as c:
+            return c.call(method, **params)
+
+    def log(self) -> str:
+        """The daemon's log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal the daemon and wait for it to exit; its exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"daemon did not stop within {timeout} s:\n{self.log()}") from None
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon (its browsers are left behind, as after a crash)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A config for tests: everything under temp dirs, fast timeouts, no socket group."""
+    cfg: dict[str, Any] = {
+        "daemon": {
+            "socket": str(runtime / "wasupd.sock"),
+            "socket_group": "",
+            "runtime_dir": str(runtime),
+            "state_dir": str(state),
+            "log_format": "json",
+            "log_level": "debug",
+            "shutdown_timeout": 30.0,
+            "start_stagger": 0.1,
+        },
+        "browser": {
+            "executable": shutil.which("chromium") or "chromium",
+            "start_timeout": 30.0,
+            "stop_timeout": 5.0,
+        },
+        "profiles": {"key_file": str(runtime.parent / "profile.key")},
+        "send": {"pacing": False},
+    }
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    return cfg
+
+
+@pytest.fixture
+def daemon_factory() -> Iterator[Any]:
+    """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown."""
+    made: list[DaemonProcess] = []
+
+    def factory(start: bool = True, **sections: dict[str, Any]) -> DaemonProcess:
+        root, runtime, state = make_dirs()
+        d = DaemonProcess(root, base_config(runtime, state, **sections))
+        made.append(d)
+        return d.start() if start else d
+
+    yield factory
+    for d in made:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)

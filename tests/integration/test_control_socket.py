@@ -1,0 +1,339 @@
+"""The control socket of a real daemon process: framing, bad input, access control, load."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers.daemon import DaemonProcess
+from wasupd.errors import Busy, DaemonUnreachable, SessionNotFound
+
+WASUPCTL = [sys.executable, "-m", "wasupctl.app"]
+
+
+def raw_exchange(
+    path: Path, data: bytes, *, read: bool = True, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Send raw bytes, then read newline-delimited replies until the daemon closes or goes quiet."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(path))
+    try:
+        s.sendall(data)
+        if not read:
+            return []
+        s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while chunk := s.recv(65536):
+            buf += chunk
+    finally:
+        s.close()
+    return [json.loads(line) for line in buf.splitlines() if line.strip()]
+
+
+def ctl(
+    d: DaemonProcess, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run wasupctl against the daemon."""
+    return subprocess.run(
+        [*WASUPCTL, "--socket", str(d.socket), *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One daemon for the read-only protocol tests of this module."""
+    from tests.helpers.daemon import base_config, make_dirs
+
+    root, runtime, state = make_dirs()
+    d = DaemonProcess(root, base_config(runtime, state)).start()
+    yield d
+    assert d.stop() == 0
+
+
+def test_status_over_cli_table_and_json(shared_daemon: DaemonProcess) -> None:
+    """`wasupctl status` prints a readable summary, and `--json` a document with the pid."""
+    out = ctl(shared_daemon, "status")
+    assert out.returncode == 0, out.stderr
+    assert b"wasupd 0.1.0" in out.stdout and b"no sessions" in out.stdout
+    out = ctl(shared_daemon, "--json", "status")
+    data = json.loads(out.stdout)
+    assert data["pid"] == shared_daemon.proc.pid  # type: ignore[union-attr]
+    assert data["sessions"] == []
+
+
+def test_socket_and_directory_modes(shared_daemon: DaemonProcess) -> None:
+    """The socket is 0660 and its directory 0750."""
+    assert stat.S_IMODE(shared_daemon.socket.stat().st_mode) == 0o660
+    assert stat.S_IMODE(shared_daemon.socket.parent.stat().st_mode) == 0o750
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "fragment"),
+    [
+        (b"{nope\n", -32700, "parse error"),
+        (b"[1,2,3]\n", -32600, "got a batch"),
+        (b"42\n", -32600, "got int"),
+        (b'{"jsonrpc":"1.0","id":1,"method":"daemon.status"}\n', -32600, '"jsonrpc" must be "2.0"'),
+        (b'{"jsonrpc":"2.0","id":2,"method":"no.such"}\n', -32601, "method not found"),
+        (
+            b'{"jsonrpc":"2.0","id":3,"method":"session.get","params":{"name":5}}\n',
+            -32602,
+            "'name' must be str",
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":4,"method":"session.get","params":{"name":"zz"}}\n',
+            SessionNotFound.code,
+            "no session named",
+        ),
+    ],
+)
+def test_bad_requests_get_errors_and_daemon_stays_up(
+    shared_daemon: DaemonProcess, line: bytes, code: int, fragment: str
+) -> None:
+    """Each kind of bad input gets the right error reply, and the daemon keeps answering."""
+    replies = raw_exchange(shared_daemon.socket, line)
+    assert len(replies) == 1
+    assert replies[0]["error"]["code"] == code
+    assert fragment in replies[0]["error"]["message"]
+    assert shared_daemon.call("daemon.status")["pid"]
+
+
+def test_oversized_line_is_refused_and_connection_closed(shared_daemon: DaemonProcess) -> None:
+    """A 5 MiB line gets one 'message too large' error, the connection closes, the daemon lives."""
+    big = (
+        b'{"jsonrpc":"2.0","id":1,"method":"daemon.status","params":{"x":"'
+        + b"a" * (5 << 20)
+        + b'"}}\n'
+    )
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(str(shared_daemon.socket))
+    try:
+        with pytest.raises(OSError):  # the daemon stops reading and closes: our send fails
+            s.sendall(big)
+            s.shutdown(socket.SHUT_WR)
+            buf = b""
+            while chunk := s.recv(65536):
+                buf += chunk
+            reply = json.loads(buf.splitlines()[0])
+            assert "message too large" in reply["error"]["message"]
+            raise OSError("closed as expected")
+    finally:
+        s.close()
+    assert shared_daemon.call("daemon.status")["pid"]
+
+
+def test_half_written_message_then_disconnect(shared_daemon: DaemonProcess) -> None:
+    """A client that vanishes mid-message is dropped quietly; the daemon keeps answering."""
+    raw_exchange(shared_daemon.socket, b'{"jsonrpc":"2.0","id":1,"meth', read=False)
+    assert shared_daemon.call("daemon.status")["pid"]
+
+
+def test_concurrent_requests_on_one_connection(shared_daemon: DaemonProcess) -> None:
+    """Many requests pipelined on one connection all get their own replies."""
+    lines = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "daemon.health"}).encode() + b"\n"
+        for i in range(100)
+    )
+    replies = raw_exchange(shared_daemon.socket, lines)
+    assert sorted(r["id"] for r in replies) == list(range(100))
+    assert all(r["result"]["status"] == "OK" for r in replies)
+
+
+def test_200_concurrent_connections(shared_daemon: DaemonProcess) -> None:
+    """200 clients connected at once each get an answer."""
+    socks = []
+    try:
+        for i in range(200):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30)
+            s.connect(str(shared_daemon.socket))
+            s.sendall(
+                json.dumps({"jsonrpc": "2.0", "id": i, "method": "daemon.status"}).encode() + b"\n"
+            )
+            socks.append(s)
+        answered = 0
+        for s in socks:
+            buf = b""
+            while not buf.endswith(b"\n"):
+                buf += s.recv(65536)
+            answered += "result" in json.loads(buf)
+        assert answered == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_notification_gets_no_reply(shared_daemon: DaemonProcess) -> None:
+    """A request without an id is a notification: no reply is written."""
+    replies = raw_exchange(
+        shared_daemon.socket,
+        b'{"jsonrpc":"2.0","method":"daemon.status"}\n{"jsonrpc":"2.0","id":9,"method":"daemon.status"}\n',
+    )
+    assert [r["id"] for r in replies] == [9]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=10,
+)
+requests = st.fixed_dictionaries(
+    {"jsonrpc": st.sampled_from(["2.0", "2.0", "1.0"]), "id": st.integers(0, 10**6)},
+    optional={
+        "method": st.sampled_from(
+            [
+                "daemon.status",
+                "daemon.health",
+                "session.get",
+                "session.list",
+                "session.qr",
+                "session.start",
+                "message.get",
+                "x",
+                "",
+            ]
+        )
+        | st.text(max_size=10),
+        "params": json_values,
+    },
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(req=requests)
+def test_fuzzed_requests_always_get_a_reply(
+    shared_daemon: DaemonProcess, req: dict[str, Any]
+) -> None:
+    """Random requests each get exactly one reply (result or error) and never kill the daemon."""
+    replies = raw_exchange(shared_daemon.socket, json.dumps(req).encode() + b"\n")
+    assert len(replies) == 1
+    assert ("result" in replies[0]) != ("error" in replies[0])
+
+
+def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any) -> None:
+    """A peer with another uid, past the file permissions, is refused by SO_PEERCRED and logged."""
+    d = daemon_factory(daemon={"socket_mode": 0o666})
+    for p in (d.root, d.runtime_dir):  # open the filesystem gate so the SO_PEERCRED gate is tested
+        os.chmod(p, 0o755)
+    script = (
+        "import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);"
+        's.sendall(b\'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n\');'
+        "print(s.recv(4096).decode())"
+    )
+    out = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            script,
+            str(d.socket),
+        ],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    reply = json.loads(out.stdout)
+    assert reply["error"]["data"]["name"] == "Unauthorized"
+    assert "uid 65534" in reply["error"]["message"]
+    assert d.call("daemon.status")["pid"]
+    assert '"peer_refused"' in d.log() and '"uid": 65534' in d.log()
+
+
+def test_second_daemon_refused_and_stale_socket_replaced(daemon_factory: Any) -> None:
+    """A second daemon on the same runtime dir exits 1; a dead daemon's socket is replaced."""
+    d = daemon_factory()
+    twin = DaemonProcess(d.root, d.config)
+    twin.log_path = d.root / "twin.log"
+    with pytest.raises(AssertionError, match="exited with 1"):
+        twin.start()
+    assert "already running" in twin.log()
+    assert d.call("daemon.status")["pid"]
+    d.kill9()
+    assert d.socket.exists()  # left behind by the SIGKILL
+    d.start()
+    assert d.call("daemon.status")["pid"] == d.proc.pid  # type: ignore[union-attr]
+
+
+def test_sigterm_during_traffic_exits_cleanly(daemon_factory: Any) -> None:
+    """SIGTERM while clients hammer the socket: every call answered or cleanly refused, exit 0."""
+    d = daemon_factory()
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                with d.client(timeout=10) as c:
+                    for _ in range(50):
+                        c.call("daemon.status")
+                        outcomes.append("ok")
+            except Busy:
+                outcomes.append("busy")
+            except DaemonUnreachable:
+                outcomes.append("closed")
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while outcomes.count("ok") < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert d.stop() == 0
+    stop.set()
+    for t in threads:
+        t.join(20)
+    assert set(outcomes) <= {"ok", "busy", "closed"}
+    assert outcomes.count("ok") >= 200
+    assert not d.socket.exists()
+
+
+def test_unreachable_daemon_exit_code(tmp_path: Path) -> None:
+    """With no daemon, wasupctl exits 3 and names the socket and how to start the daemon."""
+    sock = tmp_path / "none.sock"
+    out = subprocess.run(
+        [*WASUPCTL, "--socket", str(sock), "status"], capture_output=True, timeout=30, text=True
+    )
+    assert out.returncode == 3
+    assert str(sock) in out.stderr and "systemctl start wasupd" in out.stderr
+
+
+def test_cli_error_exit_codes(shared_daemon: DaemonProcess) -> None:
+    """Not found exits 4, a bad session name exits 2, one line on stderr."""
+    out = ctl(shared_daemon, "session", "show", "nosuch")
+    assert out.returncode == 4
+    assert out.stderr.decode().count("\n") == 1
+    out = ctl(shared_daemon, "session", "create", "Bad Name", "--no-wait")
+    assert out.returncode == 2, out.stderr
+
+
+def test_help_is_fast() -> None:
+    """`wasupctl --help` starts well under half a second (lazy imports)."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "wasupctl.app", "--help"], capture_output=True, timeout=30
+        )
+        times.append(time.perf_counter() - t0)
+        assert out.returncode == 0
+    assert sorted(times)[1] < 0.5, times

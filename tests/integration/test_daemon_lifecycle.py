@@ -1,0 +1,140 @@
+"""The daemon process: config commands, systemd notify protocol, reload, refusal of newer data."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.daemon import DaemonProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+WASUPD = [sys.executable, "-m", "wasupd.daemon"]
+
+
+def test_check_and_print_config(tmp_path: Path) -> None:
+    """--check-config validates (exit 0 / 2 naming the key), --print-config prints TOML."""
+    good = tmp_path / "good.toml"
+    good.write_text("[limits]\nmax_sessions = 7\n")
+    out = subprocess.run(
+        [*WASUPD, "--config", str(good), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "configuration OK" in out.stdout
+    out = subprocess.run(
+        [*WASUPD, "--config", str(good), "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "max_sessions = 7" in out.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[browser]\nstop_timeout = "soon"\n')
+    out = subprocess.run(
+        [*WASUPD, "--config", str(bad), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "browser.stop_timeout: expected a number" in out.stderr
+
+
+def test_wasupd_config_env_is_honoured(tmp_path: Path) -> None:
+    """WASUPD_CONFIG selects the file when --config is not given."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[qr]\nmax_per_hour = 2\n")
+    out = subprocess.run(
+        [*WASUPD, "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"WASUPD_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+    )
+    assert "max_per_hour = 2" in out.stdout
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts the shipped unit (with ExecStart pointed at this install)."""
+    unit = (ROOT / "systemd/wasupd.service").read_text()
+    exe = shutil.which("wasupd") or str(Path(sys.executable).with_name("wasupd"))
+    (tmp_path / "wasupd.service").write_text(unit.replace("/usr/bin/wasupd", exe))
+    out = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "wasupd.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Unknown key" not in out.stderr
+
+
+def test_sd_notify_ready_watchdog_status_stopping(daemon_factory: Any) -> None:
+    """Under a NOTIFY_SOCKET the daemon sends READY=1 after binding, WATCHDOG=1 pings and STOPPING=1."""
+    d: DaemonProcess = daemon_factory(start=False)
+    nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = d.root / "notify"
+    nsock.bind(str(path))
+    nsock.settimeout(20)
+    d.write_config()
+    log = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(
+        [*WASUPD, "--config", str(d.config_path)],
+        stdout=log,
+        stderr=log,
+        env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000", "PATH": "/usr/bin:/bin"},
+    )
+    log.close()
+    try:
+        msgs: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any("WATCHDOG=1" in m for m in msgs) and time.monotonic() < deadline:
+            msgs.append(nsock.recv(4096).decode())
+        assert "READY=1" in msgs[0] and "STATUS=" in msgs[0]
+        assert d.socket.exists()  # READY only after the socket is bound
+        assert any("WATCHDOG=1" in m for m in msgs)
+        d.proc.send_signal(signal.SIGTERM)
+        while not any("STOPPING=1" in m for m in msgs):
+            msgs.append(nsock.recv(4096).decode())
+        assert d.proc.wait(30) == 0
+    finally:
+        nsock.close()
+
+
+def test_sighup_reloads_live_keys_and_names_restart_keys(daemon_factory: Any) -> None:
+    """SIGHUP applies limits live and says which changed keys need a restart."""
+    d = daemon_factory()
+    d.config.setdefault("limits", {})["max_sessions"] = 3
+    d.config["browser"]["url"] = "http://127.0.0.1:1/"
+    d.write_config()
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while '"config_reloaded"' not in d.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(ln for ln in d.log().splitlines() if '"config_reloaded"' in ln)
+    assert "limits.max_sessions" in line and "browser.url" in line
+    assert d.call("daemon.reload") == {"applied": [], "need_restart": ["browser.url"]}
+
+
+def test_newer_database_refused(daemon_factory: Any) -> None:
+    """A database from a newer wasupd stops the daemon with a clear message; the file is untouched."""
+    d: DaemonProcess = daemon_factory(start=False)
+    db = d.state_dir / "wasupd.db"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version=999")
+    con.close()
+    before = db.read_bytes()
+    with pytest.raises(AssertionError, match="exited"):
+        d.start()
+    assert "written by a newer wasupd" in d.log()
+    assert db.read_bytes() == before
