@@ -99,6 +99,8 @@ class SessionManager:
         self.services = services
         self.on_report_hook = on_report
         self.runners: dict[str, SessionRunner] = {}
+        # In-memory copy of each session's row, refreshed after every write (status is hot).
+        self.records: dict[str, SessionRecord] = {}
         self.profiles: dict[str, ProfileHooks] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -113,6 +115,13 @@ class SessionManager:
         for record in await self.repo.all():
             self._add_runner(record)
         return self
+
+    async def _refresh(self, name: str) -> None:
+        self.records[name] = await self.repo.get(name)
+
+    def described(self) -> list[dict[str, Any]]:
+        """Every session as `describe` shows it, by name, without touching the database."""
+        return [self.describe(self.records[n]) for n in sorted(self.records)]
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close_all()
@@ -171,6 +180,7 @@ class SessionManager:
             restarts=record.restarts,
         )
         self.runners[name] = runner
+        self.records[name] = record
         self.profiles[name] = profiles
         assert self._group is not None
         self._tasks[name] = self._group.create_task(runner.run(), name=f"session:{name}")
@@ -198,6 +208,8 @@ class SessionManager:
             await self.repo.set_restarts(t.session, runner.restarts)
         if t.to_state is SessionState.CONNECTED:
             await self.repo.set_linked(t.session, me=None, at=t.at)
+        if t.session in self.records:
+            await self._refresh(t.session)
         self.bus.publish(
             "state",
             session=t.session,
@@ -215,6 +227,7 @@ class SessionManager:
     async def _on_report(self, name: str, report: DriverReport) -> None:
         if report.kind == "state" and report.data.get("me"):
             await self.repo.set_linked(name, me=str(report.data["me"]), at=time.time())
+            await self._refresh(name)
         if self.on_report_hook is not None:
             await self.on_report_hook(name, report)
         if report.kind in ("qr", "code"):
@@ -246,6 +259,10 @@ class SessionManager:
 
     # -- operations ------------------------------------------------------------------------
 
+    async def _set_desired(self, name: str, desired: str) -> None:
+        await self.repo.set_desired(name, desired)
+        await self._refresh(name)
+
     async def create(
         self, name: str, *, phone: str | None, options: dict[str, Any], start: bool
     ) -> SessionRecord:
@@ -269,7 +286,7 @@ class SessionManager:
                 state=runner.state.value,
             )
         self.admit()
-        await self.repo.set_desired(name, "running")
+        await self._set_desired(name, "running")
         await runner.start()
         if not restoring:
             log.info("session_start_requested", session=name)
@@ -277,7 +294,7 @@ class SessionManager:
     async def stop(self, name: str) -> None:
         """Stop a session and wait until its browser is gone."""
         runner = self.runner(name)
-        await self.repo.set_desired(name, "stopped")
+        await self._set_desired(name, "stopped")
         await runner.stop()
 
     async def restart(self, name: str) -> None:
@@ -286,13 +303,13 @@ class SessionManager:
         if runner.state in IDLE_STATES:
             await self.start(name)
             return
-        await self.repo.set_desired(name, "running")
+        await self._set_desired(name, "running")
         await runner.restart("restart requested")
 
     async def logout(self, name: str) -> None:
         """Unlink this device from the phone and wipe the profile."""
         runner = self.runner(name)
-        await self.repo.set_desired(name, "stopped")
+        await self._set_desired(name, "stopped")
         await runner.logout()
 
     async def delete(self, name: str, *, force: bool) -> None:
@@ -311,6 +328,7 @@ class SessionManager:
         if task is not None:
             await asyncio.wait({task}, timeout=self.config.browser.stop_timeout + 10)
         self.runners.pop(name, None)
+        self.records.pop(name, None)
         profiles = self.profiles.pop(name)
         await profiles.release(wipe=True)
         await self.repo.delete(name)

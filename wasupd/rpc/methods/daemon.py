@@ -32,6 +32,9 @@ _SESSION_HEALTH = {
 _RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
 
 
+_SELF = psutil.Process()
+
+
 def session_health(state: SessionState) -> str:
     """OK, WARNING or CRITICAL for one session state."""
     return _SESSION_HEALTH[state]
@@ -46,8 +49,7 @@ class DaemonMethods:
     async def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
         app = self.app
-        proc = psutil.Process()
-        sessions = [app.manager.describe(r) for r in await app.sessions_repo.all()]
+        sessions = app.manager.described()
         by_state: dict[str, int] = {}
         for s in sessions:
             by_state[s["state"]] = by_state.get(s["state"], 0) + 1
@@ -59,7 +61,7 @@ class DaemonMethods:
             "socket": str(app.config.socket_path),
             "config_file": str(app.config_path),
             "state_dir": str(app.config.state_path),
-            "fds": proc.num_fds(),
+            "fds": _SELF.num_fds(),
             "fd_limit": app.fd_limit,
             "sessions_by_state": by_state,
             "sessions": sessions,

@@ -30,8 +30,8 @@ class SessionMethods:
         self.app = app
 
     async def _get(self, name: str) -> dict[str, Any]:
-        record = await self.app.sessions_repo.get(name)
-        return self.app.manager.describe(record)
+        self.app.manager.runner(name)  # SessionNotFound for unknown names
+        return self.app.manager.describe(self.app.manager.records[name])
 
     async def create(
         self,
@@ -59,7 +59,7 @@ class SessionMethods:
 
     async def list(self, ctx: Context) -> list[dict[str, Any]]:
         """Every session with its state, pid, resource use and restart count."""
-        return [self.app.manager.describe(r) for r in await self.app.sessions_repo.all()]
+        return self.app.manager.described()
 
     async def get(self, ctx: Context, name: str, history: int = 20) -> dict[str, Any]:
         """One session, with its latest `history` state transitions."""
