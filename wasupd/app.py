@@ -55,6 +55,8 @@ class App:
         self.manager: SessionManager
         self.server: RpcServer
         self.extensions: list[Any] = []
+        # Extra metric families (e.g. the outbox's), each a callable yielding metric families.
+        self.metric_sources: list[Any] = []
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[App]:
@@ -110,6 +112,7 @@ class App:
         d.register("daemon.health", dm.health)
         d.register("daemon.reload", dm.reload)
         d.register("events.subscribe", dm.subscribe)
+        d.register("metrics.get", dm.metrics)
         sm = SessionMethods(self)
         for verb in ("create", "list", "get", "start", "stop", "restart", "logout", "delete"):
             d.register(f"session.{verb}", getattr(sm, verb))

@@ -108,6 +108,12 @@ class DaemonMethods:
         ctx.conn.stream(sub)
         return {"subscribed": True, "types": types or [], "sessions": sessions or []}
 
+    async def metrics(self, ctx: Context) -> dict[str, Any]:
+        """Prometheus text exposition (`text`) of daemon and per-session metrics."""
+        from wasupd.metrics import exposition
+
+        return {"text": exposition(self.app, self.app.metric_sources)}
+
     async def reload(self, ctx: Context) -> dict[str, Any]:
         """Re-read the config file (like SIGHUP); says which changed keys need a restart."""
         return self.app.reload_config()
