@@ -14,15 +14,16 @@ import pytest
 from tests.helpers.daemon import daemon_factory  # noqa: F401 - fixture
 
 
-def browser_processes(marker: str = "--user-data-dir=") -> list[psutil.Process]:
-    """Live (non-zombie) processes whose command line holds `marker`, excluding this process."""
+def browser_processes(marker: str = "") -> list[psutil.Process]:
+    """Live (non-zombie) processes with a `--user-data-dir=` naming a path containing `marker`."""
     found = []
     me = os.getpid()
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if proc.info["pid"] == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if any(marker in part for part in proc.info["cmdline"] or []):
+            parts = proc.info["cmdline"] or []
+            if any(p.startswith("--user-data-dir=") and marker in p for p in parts):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

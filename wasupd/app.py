@@ -6,6 +6,7 @@ Stop:  RPC stops accepting -> sessions stop in parallel under the deadline -> st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import resource
@@ -27,6 +28,7 @@ from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
 from wasupd.store.db import Database
 from wasupd.store.sessions import SessionRepo
+from wasupd.supervision.reaper import OrphanReaper
 
 log = structlog.get_logger("wasupd")
 
@@ -83,12 +85,15 @@ class App:
                     max_message_bytes=self.config.daemon.max_message_bytes,
                 )
                 await self.server.start()
+                reaper = asyncio.ensure_future(OrphanReaper().run())
                 try:
                     self.manager.restore()
                     yield self
                 finally:
                     await self.server.close(drain_timeout=5.0)
                     self.bus.close_all()
+                    reaper.cancel()
+                    await asyncio.gather(reaper, return_exceptions=True)
         finally:
             await self.db.close()
 

@@ -18,6 +18,7 @@ import pytest
 import tomli_w
 
 from wasupd.errors import WasupError
+from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
 
 # Short prefix: a Unix socket path must fit in 108 bytes. The leak check looks for it too.
@@ -72,6 +73,9 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         """Spawn `wasupd --config ...` and wait until it answers `daemon.status`."""
         self.write_config()
+        key = Path(self.config["profiles"]["key_file"])
+        if not key.exists():
+            generate_key_file(key)
         log = open(self.log_path, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)

@@ -40,7 +40,7 @@ SENDABLE_STATES = frozenset({S.CONNECTED})
 _LIVE = {S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED}
 
 LEGAL: dict[SessionState, frozenset[SessionState]] = {
-    S.STOPPED: frozenset({S.STARTING, S.FAILED}),
+    S.STOPPED: frozenset({S.STARTING, S.FAILED, S.LOGGED_OUT}),
     S.STARTING: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT}),
     S.QR: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
     S.SYNCING: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
@@ -49,7 +49,7 @@ LEGAL: dict[SessionState, frozenset[SessionState]] = {
     S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
     S.STOPPING: frozenset({S.STOPPED, S.LOGGED_OUT, S.FAILED, S.BACKOFF}),
     S.LOGGED_OUT: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
-    S.FAILED: frozenset({S.STARTING, S.STOPPED}),
+    S.FAILED: frozenset({S.STARTING, S.STOPPED, S.LOGGED_OUT}),
 }
 
 

@@ -1,0 +1,1 @@
+"""Chromium over the DevTools pipe, and the WhatsApp Web page driver."""

@@ -1,0 +1,1 @@
+"""Profiles encrypted at rest: the sealed archive format, keys, and the live-profile lifecycle."""

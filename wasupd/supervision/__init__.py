@@ -1,0 +1,1 @@
+"""Session supervision: states, Chromium process trees, backoff and the per-session runner."""

@@ -1,0 +1,1 @@
+"""Watchdogs: resource sampling of process trees and the decisions made from it."""
