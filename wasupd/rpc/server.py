@@ -215,6 +215,10 @@ class RpcServer:
                 return
             self.connections.add(conn)
             await self._read_loop(reader, conn)
+            # The client may half-close after its last request: answer what is in flight.
+            pending = [t for t in conn.tasks if t in self._in_flight]
+            if pending:
+                await asyncio.wait(pending, timeout=30)
         except ConnectionError:
             pass
         finally:
