@@ -13,6 +13,10 @@ from wasupd.browser.pipe import PipeTransport
 from wasupd.errors import BrowserError
 
 
+# A common laptop size: WhatsApp Web lays itself out for desktop screens.
+VIEWPORT = {"width": 1280, "height": 860}
+
+
 class PipeConnection(Connection):  # type: ignore[misc]
     """pyppeteer's Connection with the websocket replaced by the DevTools pipe."""
 
@@ -47,6 +51,7 @@ async def connect(transport: PipeTransport) -> Browser:
 async def open_page(browser: Browser, user_agent: str) -> Page:
     """Create the session's page (newPage: `pages()` can wait forever on a fresh shell build)."""
     page: Page = await browser.newPage()
+    await page.setViewport(VIEWPORT)
     if user_agent:
         await page.setUserAgent(user_agent)
     return page
