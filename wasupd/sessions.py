@@ -8,6 +8,7 @@ stores every transition, publishes events, and decides whether a new start is ad
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -183,7 +184,10 @@ class SessionManager:
         self.records[name] = record
         self.profiles[name] = profiles
         assert self._group is not None
-        self._tasks[name] = self._group.create_task(runner.run(), name=f"session:{name}")
+        # A fresh context: the runner must not inherit the rpc_id of the request that created it.
+        self._tasks[name] = self._group.create_task(
+            runner.run(), name=f"session:{name}", context=contextvars.Context()
+        )
         return runner
 
     def runner(self, name: str) -> SessionRunner:

@@ -12,7 +12,6 @@ from pyppeteer.page import Page
 from wasupd.browser.pipe import PipeTransport
 from wasupd.errors import BrowserError
 
-
 # A common laptop size: WhatsApp Web lays itself out for desktop screens.
 VIEWPORT = {"width": 1280, "height": 860}
 

@@ -211,6 +211,16 @@ class SessionRunner:
     def _stop_bound(self) -> float:
         return self.config.browser.stop_timeout * 2 + 30
 
+    async def wait_qr(self, timeout: float) -> dict[str, Any] | None:
+        """Wait until a QR is on offer (or the session leaves starting/qr); the QR or None."""
+        waiting = (S.STARTING, S.QR)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(
+                    lambda: self.qr is not None or self.state not in waiting
+                )
+        return self.qr if self.state is S.QR else None
+
     async def wait_for(self, states: Collection[SessionState], timeout: float) -> SessionState:
         """Wait until the state is one of `states`; `Timeout` after `timeout` seconds."""
         try:
@@ -386,6 +396,8 @@ class SessionRunner:
                 return _End("failed", self._qr_limit_reason())
             if self.state is not S.QR:
                 await self._set(S.QR, "waiting for the QR to be scanned")
+            async with self._changed:
+                self._changed.notify_all()
         elif report.kind == "code":
             self.code = dict(report.data)
         elif report.kind == "logout":
@@ -511,6 +523,12 @@ class SessionRunner:
         graceful = end.outcome in ("stop", "close", "restart", "logout", "failed", "trip")
         if graceful:
             await self._set(S.STOPPING, end.reason or f"{end.outcome} requested")
+        if end.outcome == "logout" and not end.reason and self.driver is not None:
+            unlink = getattr(self.driver, "logout", None)  # a requested logout unlinks first
+            if unlink is not None:
+                with contextlib.suppress(Exception):
+                    await unlink()
+            end.reason = "logged out on request"
         await self._stop_browser()
         await self._release(wipe=end.outcome == "logout")
         if end.outcome == "logout":

@@ -103,8 +103,8 @@ class SessionMethods:
         """
         runner = self.app.manager.runner(name)
         if runner.qr is None or runner.state is not SessionState.QR:
-            if wait > 0 and runner.state in (SessionState.STARTING, SessionState.QR):
-                await runner.wait_for({SessionState.QR}, timeout=min(wait, 300.0))
+            if wait > 0:
+                await runner.wait_qr(timeout=min(wait, 300.0))
             if runner.qr is None or runner.state is not SessionState.QR:
                 raise InvalidState(
                     f"session {name!r} is {runner.state.value}: no QR is on offer"
