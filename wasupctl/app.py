@@ -43,6 +43,7 @@ def root(
 
 
 app.add_typer(session.app, name="session", help="Create, inspect and control sessions.")
+app.add_typer(session.profiles_app, name="profiles", help="Sealed profile archives (key rotation).")
 daemon_cmds.register(app)
 qr.register(app)
 messages.register(app)

@@ -224,3 +224,18 @@ def import_(
         emit_json(data)
     else:
         print(f"imported {name} (start it: wasupctl session start {name})")
+
+
+profiles_app = typer.Typer(no_args_is_help=True)
+
+
+@profiles_app.command("rekey")
+def rekey(ctx: typer.Context) -> None:
+    """Re-seal every profile archive under the current key (after `wasupd keygen --add`)."""
+    data = call(ctx, "profiles.rekey", timeout=600)
+    if opts(ctx).json:
+        emit_json(data)
+    else:
+        print(
+            f"current key {data['current_key']}: re-sealed {len(data['resealed'])}, already current {len(data['already_current'])}"
+        )

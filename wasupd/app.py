@@ -22,11 +22,15 @@ from wasupd import logs
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
+from wasupd.messaging.service import Messaging
+from wasupd.messaging.webhooks import Webhooks
+from wasupd.profiles.admin import ProfilesAdmin
 from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.peer import Authorizer
 from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
 from wasupd.store.db import Database
+from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
 from wasupd.supervision.reaper import OrphanReaper
 
@@ -74,7 +78,19 @@ class App:
                 services=self.services,
                 on_report=self._on_report,
             )
-            async with self.manager:
+            self.messages = MessageRepo(self.db)
+            async with self.manager, Webhooks(self.config.webhooks, self.db) as self.webhooks:
+                self.messaging = Messaging(
+                    config=self.config,
+                    repo=self.messages,
+                    manager=self.manager,
+                    bus=self.bus,
+                    webhooks=self.webhooks,
+                )
+                await self.messaging.__aenter__()
+                self.extensions.append(self.messaging)
+                self.metric_sources.append(self._outbox_metrics)
+                self.profiles_admin = ProfilesAdmin(self)
                 self._register_methods()
                 self.server = RpcServer(
                     path=self.config.socket_path,
@@ -94,6 +110,7 @@ class App:
                     self.bus.close_all()
                     reaper.cancel()
                     await asyncio.gather(reaper, return_exceptions=True)
+                    await self.messaging.__aexit__(None, None, None)
         finally:
             await self.db.close()
 
@@ -109,6 +126,7 @@ class App:
 
     def _register_methods(self) -> None:
         from wasupd.rpc.methods.daemon import DaemonMethods
+        from wasupd.rpc.methods.messages import MessageMethods
         from wasupd.rpc.methods.sessions import SessionMethods
 
         d = self.dispatcher
@@ -121,8 +139,30 @@ class App:
         sm = SessionMethods(self)
         for verb in ("create", "list", "get", "start", "stop", "restart", "logout", "delete"):
             d.register(f"session.{verb}", getattr(sm, verb))
+        d.register("session.export", sm.export)
+        d.register("session.import", sm.import_)
+        d.register("profiles.rekey", sm.rekey)
         d.register("session.qr", sm.qr)
         d.register("session.pair", sm.pair)
+        mm = MessageMethods(self)
+        d.register("message.send", mm.send)
+        d.register("message.get", mm.get)
+        d.register("message.cancel", mm.cancel)
+        d.register("outbox.list", mm.outbox)
+        d.register("inbox.list", mm.inbox)
+        d.register("webhooks.list", mm.webhooks)
+
+    _outbox_counts: dict[str, int] = {}
+
+    def _outbox_metrics(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        fam = GaugeMetricFamily(
+            "wasupd_outbox_messages", "Outbox messages by state", labels=["state"]
+        )
+        for state, n in self._outbox_counts.items():
+            fam.add_metric([state], n)
+        yield fam
 
     def summary(self) -> str:
         """One line for sd_notify STATUS=."""
@@ -150,6 +190,7 @@ class App:
                 }
             )
             self.manager.update_config(self.config)
+            self.messaging.update_config(self.config)
             logs.set_level(self.config.daemon.log_level)
             self.server.authorizer = self._authorizer()
         log.info("config_reloaded", applied=live, need_restart=need_restart)

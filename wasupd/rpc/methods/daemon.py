@@ -112,6 +112,7 @@ class DaemonMethods:
         """Prometheus text exposition (`text`) of daemon and per-session metrics."""
         from wasupd.metrics import exposition
 
+        self.app._outbox_counts = await self.app.messages.counts()
         return {"text": exposition(self.app, self.app.metric_sources)}
 
     async def reload(self, ctx: Context) -> dict[str, Any]:

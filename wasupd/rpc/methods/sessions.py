@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.rpc.server import Context
@@ -135,12 +135,27 @@ class SessionMethods:
         result: dict[str, Any] = await pair(number, notify)
         return {"session": name, **result}
 
-    async def export(self, ctx: Context, name: str, path: str) -> dict[str, Any]:
-        """Copy the session's sealed archive (still encrypted) to `path` on the daemon's host."""
-        return await self.app.profiles_admin.export(name, path)
+    async def export(
+        self, ctx: Context, name: str, offset: int = 0, size: int = 524288
+    ) -> dict[str, Any]:
+        """A chunk of the session's sealed (still encrypted) archive: base64 `data`, `total`,
+        `done`. A running session is checkpointed first (at offset 0)."""
+        return await self.app.profiles_admin.export(name, offset, size)
 
     async def import_(
-        self, ctx: Context, name: str, path: str, mode: Literal["create", "replace"] = "create"
+        self,
+        ctx: Context,
+        name: str,
+        data: str,
+        offset: int = 0,
+        final: bool = True,
+        token: str | None = None,
+        replace: bool = False,
     ) -> dict[str, Any]:
-        """Install a sealed archive from `path` as session `name` (created if missing)."""
-        return await self.app.profiles_admin.import_(name, path, mode)
+        """Upload an exported archive in base64 chunks (pass back `token`); on the `final` chunk
+        it is verified with the daemon's key and installed as session `name` (created stopped)."""
+        return await self.app.profiles_admin.import_(name, data, offset, final, token, replace)
+
+    async def rekey(self, ctx: Context) -> dict[str, Any]:
+        """Re-seal every archive under the current (first) key of the key file."""
+        return await self.app.profiles_admin.rekey()

@@ -1,0 +1,1 @@
+"""Messages: the durable outbox with pacing and pool sending, the inbox, and webhooks."""

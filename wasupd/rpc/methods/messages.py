@@ -1,0 +1,96 @@
+"""`message.*`, `outbox.list`, `inbox.list`, `webhooks.list`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from wasupd.browser.driver import chat_id_for
+from wasupd.errors import InvalidArgument
+from wasupd.rpc.server import Context
+
+if TYPE_CHECKING:
+    from wasupd.app import App
+
+
+class MessageMethods:
+    """Sending, inspecting and cancelling messages; the inbox; webhook deliveries."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def send(
+        self,
+        ctx: Context,
+        to: str,
+        text: str,
+        session: str = "auto",
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a text message durably; returns it (with its id) once committed.
+
+        `to`: a phone number with country code (`+`, spaces, dashes accepted) or a chat id
+        (`...@c.us`, `...@g.us`). `session`: a session name, or `auto` to send from the pool
+        (the contact's last session when connected, else by remaining capacity). A repeated
+        `idempotency_key` returns the first message and never sends twice.
+        """
+        app = self.app
+        if not text:
+            raise InvalidArgument("the message text is empty")
+        size = len(text.encode("utf-8"))
+        if size > app.config.send.max_text_bytes:
+            raise InvalidArgument(
+                f"the message is {size} bytes; the limit is {app.config.send.max_text_bytes}"
+                " (send.max_text_bytes)"
+            )
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise InvalidArgument("idempotency_key must be 1 to 200 characters")
+        chat_id = chat_id_for(to)
+        assigned: str | None
+        if session == "auto":
+            assigned = await app.messaging.pick_session(chat_id)
+        else:
+            app.manager.runner(session)  # SessionNotFound for unknown names
+            assigned = session
+        return await app.messaging.enqueue(
+            {
+                "session": assigned,
+                "from_spec": session,
+                "chat_id": chat_id,
+                "body": text,
+                "idempotency_key": idempotency_key,
+            }
+        )
+
+    async def get(self, ctx: Context, id: str) -> dict[str, Any]:
+        """One outgoing message: state (queued, sending, sent, delivered, read, failed, cancelled),
+        attempts, why and until when it waits, timestamps."""
+        return await self.app.messages.get(id)
+
+    async def cancel(self, ctx: Context, id: str) -> dict[str, Any]:
+        """Cancel a message that is still queued."""
+        return await self.app.messaging.cancel(id)
+
+    async def outbox(
+        self, ctx: Context, session: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Outgoing messages, newest first; queued ones say why and until when they wait."""
+        return await self.app.messages.outbox(
+            session=session, state=state, limit=max(1, min(limit, 10000))
+        )
+
+    async def inbox(
+        self, ctx: Context, session: str | None = None, limit: int = 50, after_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Received messages, oldest first (the latest `limit`, or those after `after_id`)."""
+        return await self.app.messages.inbox(
+            session=session, limit=max(1, min(limit, 10000)), after_id=after_id
+        )
+
+    async def webhooks(
+        self,
+        ctx: Context,
+        state: Literal["pending", "failed", "delivered"] = "failed",
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Webhook deliveries in a state (failures by default), newest first."""
+        return await self.app.webhooks.list(state, max(1, min(limit, 10000)))
