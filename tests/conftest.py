@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.helpers.daemon import daemon_factory  # noqa: F401 - fixture
+from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
+from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
 
 
 def browser_processes(marker: str = "") -> list[psutil.Process]:
@@ -45,7 +46,7 @@ def zombie_children() -> list[psutil.Process]:
 @pytest.fixture(autouse=True)
 def no_leaked_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """After every test, no browser started under this run's temp dirs may remain."""
-    markers = (str(tmp_path_factory.getbasetemp()), "/tmp/wasupd-test-")
+    markers = (str(tmp_path_factory.getbasetemp()), f"/tmp/{TMP_PREFIX}")
     yield
     deadline = time.monotonic() + 10
     left = [p for m in markers for p in browser_processes(m)]

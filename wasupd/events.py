@@ -87,7 +87,7 @@ class EventBus:
 
     def publish(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Send an event of `type_` to every matching subscriber; returns the event."""
-        event = {"type": type_, "seq": next(self._seq), "at": time.time(), **fields}
+        event = {**fields, "type": type_, "seq": next(self._seq), "at": time.time()}
         for sub in list(self._subs):
             sub.offer(event)
         return event

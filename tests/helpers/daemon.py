@@ -22,7 +22,7 @@ from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
 
 # Short prefix: a Unix socket path must fit in 108 bytes. The leak check looks for it too.
-TMP_PREFIX = "wasupd-test-"
+TMP_PREFIX = f"wasupd-test-{os.getpid()}-"
 
 
 def make_dirs() -> tuple[Path, Path, Path]:

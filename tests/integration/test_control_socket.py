@@ -263,7 +263,9 @@ def test_second_daemon_refused_and_stale_socket_replaced(daemon_factory: Any) ->
     d = daemon_factory()
     twin = subprocess.run(
         [sys.executable, "-m", "wasupd.daemon", "--config", str(d.config_path)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert twin.returncode == 1
     assert "already running" in twin.stderr and str(d.proc.pid) in twin.stderr  # type: ignore[union-attr]

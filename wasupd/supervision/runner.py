@@ -142,6 +142,7 @@ class SessionRunner:
         self._linked_pending = False
         self._launched_mono = 0.0
         self._checkpoint_due = False
+        self._start_count = 0
 
     # -- requests --------------------------------------------------------------------------
 
@@ -160,8 +161,14 @@ class SessionRunner:
             self._events.get_nowait()
         self._want_run = True
         self._command = None
+        seen = self._start_count
         self._wake.set()
-        await self.wait_for(set(SessionState) - {S.STOPPED, S.FAILED, S.LOGGED_OUT}, timeout=10)
+        # Return once the loop took the request (the state may already have moved on).
+        try:
+            async with asyncio.timeout(10), self._changed:
+                await self._changed.wait_for(lambda: self._start_count > seen)
+        except TimeoutError:
+            raise Timeout(f"session {self.name!r} did not start within 10 s", session=self.name) from None
 
     async def stop(self) -> None:
         """Stop the browser and wait until the session is idle (bounded)."""
@@ -242,6 +249,8 @@ class SessionRunner:
         if old is not new:
             check_transition(self.name, old, new)
         self.state, self.reason = new, reason
+        if new is S.STARTING:
+            self._start_count += 1
         if old is not new:
             await self.on_transition(
                 Transition(
