@@ -55,6 +55,8 @@ class SimProcess:
         """SIGTERM and reap."""
         self.proc.terminate()
         self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -273,7 +273,10 @@ class Messaging:
             row = await self.repo.store_inbound(name, report.data)
             if row is not None:
                 self.bus.publish(
-                    "message", **{k: v for k, v in row.items() if k != "id"}, inbox_id=row["id"]
+                    "message",
+                    **{k: v for k, v in row.items() if k not in ("id", "type")},
+                    inbox_id=row["id"],
+                    msg_type=row["type"],
                 )
                 if self.webhooks:
                     await self.webhooks.enqueue("message", row)

@@ -168,7 +168,9 @@ class SessionRunner:
             async with asyncio.timeout(10), self._changed:
                 await self._changed.wait_for(lambda: self._start_count > seen)
         except TimeoutError:
-            raise Timeout(f"session {self.name!r} did not start within 10 s", session=self.name) from None
+            raise Timeout(
+                f"session {self.name!r} did not start within 10 s", session=self.name
+            ) from None
 
     async def stop(self) -> None:
         """Stop the browser and wait until the session is idle (bounded)."""

@@ -64,7 +64,7 @@ class DaemonMethods:
             "fds": _SELF.num_fds(),
             "fd_limit": app.fd_limit,
             "sessions_by_state": by_state,
-            "subscribers": app.bus.subscriber_count,
+            "subscribers": sum(len(c.subscriptions) for c in app.server.connections),
             "sessions": sessions,
         }
 
