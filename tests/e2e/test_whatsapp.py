@@ -101,6 +101,7 @@ def test_link_send_receive_restart_without_qr(
     finally:
         events.terminate()
         events.wait(10)
+        events.stdout.close()  # type: ignore[union-attr]
 
     device = sim.call("devices", phone=ALICE)[0]
     assert d.stop() == 0

@@ -234,7 +234,10 @@ class ChromiumLauncher:
         try:
             connect = asyncio.ensure_future(self._connect(handle, request))
             done, _ = await asyncio.wait({exit_wait, connect}, return_when=asyncio.FIRST_COMPLETED)
-            if connect not in done:
+            if connect in done and connect.exception() is not None:
+                # The pipe broke: usually because the browser is exiting. Say so if it is.
+                await asyncio.wait({exit_wait}, timeout=2.0)
+            if exit_wait.done():
                 connect.cancel()
                 await asyncio.gather(connect, return_exceptions=True)
                 # A fast exit (even 0: another instance took the profile) is a failed start.

@@ -1,0 +1,148 @@
+"""Chromium process trees with faults: each ends in the documented outcome with nothing left."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from wasupd.errors import BrowserError
+from wasupd.supervision.launcher import build_args
+from wasupd.supervision.locks import clear_stale_singletons, lock_owner
+from wasupd.supervision.process import ChromiumLauncher, find_profile_processes
+from wasupd.supervision.seams import LaunchRequest
+
+FAKE = Path(__file__).resolve().parents[1] / "fakes" / "browser.py"
+
+
+def request(tmp: Path, mode: str | None, start_timeout: float = 30) -> LaunchRequest:
+    """A launch of the real Chromium, or of the fake browser in `mode` wrapping it."""
+    profile = tmp / "profile"
+    args = build_args(build="full", profile_dir=profile, user_agent="UA")
+    if mode is None:
+        exe, argv = "/usr/bin/chromium", args
+    else:
+        exe, argv = sys.executable, [str(FAKE), mode, *args]
+    return LaunchRequest(
+        session="t",
+        profile_dir=profile,
+        executable=exe,
+        args=argv,
+        url="about:blank",
+        user_agent="UA",
+        start_timeout=start_timeout,
+    )
+
+
+def assert_nothing_left(profile: Path, pids: list[int]) -> None:
+    """No process uses the profile, and none of `pids` is still running (zombies of init aside)."""
+    assert not find_profile_processes(profile)
+    live = []
+    for pid in pids:
+        try:
+            live.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(live, timeout=5)
+    assert all(p.status() == psutil.STATUS_ZOMBIE for p in alive if p.is_running()), alive
+
+
+async def test_real_browser_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    """A real Chromium answers over the pipe, has a page, and closes via DevTools with exit 0."""
+    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, None))
+    pids = [p.pid for p in psutil.Process(h.pid).children(recursive=True)]
+    assert await h.page.evaluate("1 + 1") == 2
+    assert h.usage().processes >= 3
+    report = await h.stop(5)
+    assert report.closed_via_devtools and report.exit_status == 0 and not report.sent_sigkill
+    assert_nothing_left(h.profile_dir, [h.pid, *pids])
+
+
+async def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
+    """A top process ignoring SIGTERM is SIGKILLed after stop_timeout; nothing remains."""
+    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "ignore_term"))
+    report = await h.stop(1.0)
+    assert report.sent_sigterm and report.sent_sigkill
+    assert report.exit_status == -9
+    assert_nothing_left(h.profile_dir, [h.pid])
+
+
+async def test_double_forked_grandchild_is_swept(tmp_path: Path) -> None:
+    """A grandchild that left the process group is found by its profile dir and killed."""
+    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "double_fork"))
+    escaped = [
+        p.pid
+        for p in find_profile_processes(h.profile_dir)
+        if p.pid != h.pid and os.getpgid(p.pid) != h.pid
+    ]
+    assert escaped, "the fake should have left an escaped grandchild"
+    report = await h.stop(2.0)
+    assert set(escaped) <= set(report.swept_pids)
+    assert_nothing_left(h.profile_dir, escaped)
+
+
+async def test_fast_exit_zero_is_a_failed_start(tmp_path: Path) -> None:
+    """A browser that exits 0 at once did not start: BrowserError, nothing left."""
+    with pytest.raises(BrowserError, match="exited with status 0 during start"):
+        await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "exit0"))
+    assert_nothing_left(tmp_path / "profile", [])
+
+
+async def test_browser_that_never_answers_times_out(tmp_path: Path) -> None:
+    """No DevTools answer within start_timeout: BrowserError and the process is killed."""
+    with pytest.raises(BrowserError, match="not ready within 2 s"):
+        await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "hang", start_timeout=2))
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(FAKE) in " ".join(p.info["cmdline"] or []) and "hang" in (p.info["cmdline"] or [])
+    ]
+
+
+async def test_memory_and_fd_hogs_show_in_the_tree_sample(tmp_path: Path) -> None:
+    """PSS and fd counts of the whole tree see a ballast-holding parent and inherited fds."""
+    for mode, check in (
+        ("memory", lambda u: u.pss_bytes > 400 << 20),
+        ("fds", lambda u: u.fds > 3000),
+    ):
+        h = await ChromiumLauncher(tmp_path / mode).launch(request(tmp_path / mode, mode))
+        try:
+            assert check(h.usage()), (mode, h.usage())
+        finally:
+            await h.stop(1.0)
+        assert_nothing_left(h.profile_dir, [h.pid])
+
+
+def test_stale_lock_from_another_host_is_removed(tmp_path: Path) -> None:
+    """SingletonLock naming another host (a dead container) is stale: the three links are unlinked."""
+    for name, target in (
+        ("SingletonLock", "old-container-4242"),
+        ("SingletonCookie", "123"),
+        ("SingletonSocket", "/tmp/gone/SingletonSocket"),
+    ):
+        os.symlink(target, tmp_path / name)
+    assert lock_owner(tmp_path) == ("old-container", 4242)
+    assert sorted(clear_stale_singletons(tmp_path)) == [
+        "SingletonCookie",
+        "SingletonLock",
+        "SingletonSocket",
+    ]
+    assert not list(tmp_path.iterdir())
+
+
+def test_lock_of_a_live_chromium_here_is_kept(tmp_path: Path) -> None:
+    """A lock naming this host and a live process using the profile is not touched."""
+    os.symlink(f"{socket.gethostname()}-{os.getpid()}", tmp_path / "SingletonLock")
+    proc = psutil.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", f"--user-data-dir={tmp_path}"]
+    )
+    try:
+        assert clear_stale_singletons(tmp_path) == []
+        assert (tmp_path / "SingletonLock").is_symlink()
+    finally:
+        proc.kill()
+        proc.wait()
