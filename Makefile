@@ -21,8 +21,8 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check wasupd wasupctl tests bench
-	$(VENV)/bin/ruff format --check wasupd wasupctl tests bench
+	$(VENV)/bin/ruff check wasupd wasupctl tests bench scripts
+	$(VENV)/bin/ruff format --check wasupd wasupctl tests bench scripts
 	$(VENV)/bin/mypy
 
 test: $(STAMP) system-deps lint

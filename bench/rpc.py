@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.daemon import DaemonProcess, base_config, make_dirs  # noqa: E402
+from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 
 REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "daemon.status"}
 
@@ -31,7 +31,9 @@ async def echo_server(path: str) -> asyncio.AbstractServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             req = json.loads(line)
-            writer.write(json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": {}}).encode() + b"\n")
+            writer.write(
+                json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": {}}).encode() + b"\n"
+            )
             await writer.drain()
         writer.close()
 
@@ -69,13 +71,18 @@ async def measure(path: str, clients: int, total: int) -> dict[str, float]:
 
 async def run(total: int, rounds: int) -> list[dict[str, object]]:
     root, runtime, state = make_dirs()
-    daemon = DaemonProcess(root, base_config(runtime, state, daemon={"log_level": "warning"})).start()
+    daemon = DaemonProcess(
+        root, base_config(runtime, state, daemon={"log_level": "warning"})
+    ).start()
     echo_path = os.path.join(tempfile.mkdtemp(prefix="wasupd-bench-"), "echo.sock")
     server = await echo_server(echo_path)
     rows: list[dict[str, object]] = []
     try:
         for clients in (1, 32):
-            for name, path in (("bare echo", echo_path), ("wasupd daemon.status", str(daemon.socket))):
+            for name, path in (
+                ("bare echo", echo_path),
+                ("wasupd daemon.status", str(daemon.socket)),
+            ):
                 runs = [await measure(path, clients, total) for _ in range(rounds)]
                 rows.append(
                     {
@@ -101,7 +108,9 @@ def main() -> None:
     rows = asyncio.run(run(args.requests, args.rounds))
     print(f"{'server':<24}{'clients':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
     for r in rows:
-        print(f"{r['server']:<24}{r['clients']:>8}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{r['rps']:>10.0f}")
+        print(
+            f"{r['server']:<24}{r['clients']:>8}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{r['rps']:>10.0f}"
+        )
     for clients in (1, 32):
         bare, ours = (r for r in rows if r["clients"] == clients)
         ratio = float(ours["p50_ms"]) / float(bare["p50_ms"])  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Generate docs/configuration.md (from etc/wasupd.toml) and docs/rpc.md (from the handlers).
 
-    python scripts/gen_docs.py          # rewrite both files
-    python scripts/gen_docs.py --check  # exit 1 if either is out of date (run by the tests)
+python scripts/gen_docs.py          # rewrite both files
+python scripts/gen_docs.py --check  # exit 1 if either is out of date (run by the tests)
 """
 
 from __future__ import annotations

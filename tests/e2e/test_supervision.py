@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.sim import wait_until
@@ -69,9 +70,10 @@ def test_twenty_sessions_start_and_stop(daemon_factory: Any, sim_factory: Any) -
         d.call("session.stop", name=name)
     assert all(s["state"] == "stopped" for s in states(d).values())
     assert not profile_processes(d)
-    assert not zombies_of(d.proc.pid)  # type: ignore[union-attr]
+    wait_until(lambda: not zombies_of(d.proc.pid), 5, "no zombies")  # type: ignore[union-attr]
 
 
+@pytest.mark.timeout(480)
 def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_factory: Any) -> None:
     """200 kill -9 of random processes (browser, renderer, zygote...) of random sessions: all recover,
     with no orphan and no zombie left behind."""
@@ -79,7 +81,12 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
     rng = random.Random(1)
     kills = 0
     while kills < 200:
-        s = rng.choice([s for s in states(d).values() if s["state"] == "qr" and s["pid"]])
+        ready = wait_until(
+            lambda: [s for s in states(d).values() if s["state"] == "qr" and s["pid"]],
+            60,
+            "a live session",
+        )
+        s = rng.choice(ready)
         victims = tree(s["pid"])
         if not victims:
             continue
@@ -89,7 +96,7 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
             kills += 1
         except psutil.NoSuchProcess:
             continue
-        if kills % 20 == 0:  # let the fleet settle now and then
+        if kills % 50 == 0:  # let the fleet settle now and then
             wait_until(
                 lambda: all(x["state"] == "qr" for x in states(d).values()), 120, "fleet recovered"
             )
@@ -115,7 +122,9 @@ def test_stopped_browser_is_killed_and_restarted(daemon_factory: Any, sim_factor
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
     wait_until(lambda: states(d)["s00"]["pid"] not in (pid, None), 30, "a new browser")
-    assert time.monotonic() - t0 < 3.0 + 3.0 + 1.0 + 5.0
+    assert (
+        time.monotonic() - t0 < 3.0 + 3.0 + 6.0
+    )  # hang_timeout + stop_timeout + check and restart
     reasons = [h["reason"] for h in d.call("session.get", name="s00", history=10)["history"]]
     assert any("DevTools did not answer" in r for r in reasons)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

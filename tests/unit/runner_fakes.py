@@ -78,8 +78,8 @@ class FakeHandle:
         if self.hung:
             raise BrowserError(f"DevTools did not answer within {timeout:g} s")
 
-    async def stop(self, timeout: float) -> StopReport:
-        self.log.append(f"stop:{self.pid}")
+    async def stop(self, timeout: float, *, devtools: bool = True) -> StopReport:
+        self.log.append(f"stop:{self.pid}" + ("" if devtools else ":nodevtools"))
         self.crash(0)
         return StopReport(exit_status=0, closed_via_devtools=True)
 

@@ -104,7 +104,7 @@ async def test_hang_watchdog_kills_and_restarts(tmp_path: Path) -> None:
         await h.clock.advance(1.0)
         assert h.runner.state is SessionState.BACKOFF
         assert "DevTools did not answer" in h.runner.reason
-        assert "stop:100" in h.log
+        assert "stop:100:nodevtools" in h.log
 
 
 async def test_liveness_degrades_reloads_then_restarts(tmp_path: Path) -> None:

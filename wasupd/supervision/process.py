@@ -162,10 +162,10 @@ class ChromiumHandle:
                 await self._exited.wait()
         return self.exited
 
-    async def stop(self, timeout: float) -> StopReport:
+    async def stop(self, timeout: float, *, devtools: bool = True) -> StopReport:
         t0 = time.monotonic()
         closed = sent_term = sent_kill = False
-        if not self.exited and not self.transport.closed and self.browser is not None:
+        if devtools and not self.exited and not self.transport.closed and self.browser is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(min(2.0, timeout)):
                     await self.browser._connection.send("Browser.close")
@@ -174,6 +174,7 @@ class ChromiumHandle:
         if not self.exited:
             sent_term = True
             self._signal_group(signal.SIGTERM)
+            self._signal_group(signal.SIGCONT)  # a stopped (SIGSTOP) process must run to see TERM
             await self._wait(timeout)
         if not self.exited:
             sent_kill = True
@@ -183,6 +184,9 @@ class ChromiumHandle:
         self._signal_group(signal.SIGKILL)
         swept = await asyncio.to_thread(sweep_profile, self._profile_dir)
         await self.transport.close()
+        from wasupd.supervision.reaper import reap_orphans
+
+        reap_orphans()  # helpers orphaned by this browser were re-parented to us: reap them now
         if not self.exited:
             raise BrowserError(f"browser pid {self._pid} survived SIGKILL (stuck in the kernel?)")
         left = await asyncio.to_thread(find_profile_processes, self._profile_dir)

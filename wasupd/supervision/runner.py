@@ -540,7 +540,7 @@ class SessionRunner:
                 with contextlib.suppress(Exception):
                     await unlink()
             end.reason = "logged out on request"
-        await self._stop_browser()
+        await self._stop_browser(devtools="DevTools did not answer" not in end.reason)
         await self._release(wipe=end.outcome == "logout")
         if end.outcome == "logout":
             await self._set(S.LOGGED_OUT, end.reason)
@@ -553,7 +553,7 @@ class SessionRunner:
                 S.STOPPED, "stopped on request" if end.outcome == "stop" else "daemon shutdown"
             )
 
-    async def _stop_browser(self) -> None:
+    async def _stop_browser(self, *, devtools: bool = True) -> None:
         handle, driver = self.handle, self.driver
         self.driver = None
         if driver is not None:
@@ -562,7 +562,7 @@ class SessionRunner:
                     await driver.detach()
         if handle is not None:
             try:
-                report = await handle.stop(self.config.browser.stop_timeout)
+                report = await handle.stop(self.config.browser.stop_timeout, devtools=devtools)
                 self._log.info(
                     "browser_reaped", exit_status=report.exit_status, sigkill=report.sent_sigkill
                 )

@@ -71,8 +71,9 @@ class BrowserHandle(Protocol):
     async def ping(self, timeout: float) -> None:
         """A DevTools round trip (`Browser.getVersion`); raises `BrowserError` past `timeout`."""
 
-    async def stop(self, timeout: float) -> StopReport:
-        """DevTools close -> SIGTERM group -> SIGKILL after `timeout` -> sweep -> reap -> verify."""
+    async def stop(self, timeout: float, *, devtools: bool = True) -> StopReport:
+        """DevTools close (skipped when `devtools` is false: a hung browser) -> SIGTERM group ->
+        SIGKILL after `timeout` -> sweep -> reap -> verify."""
 
     def usage(self) -> TreeUsage:
         """Sample the tree's PSS, fds, process count and CPU (cheap; called every few seconds)."""

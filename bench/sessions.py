@@ -1,0 +1,163 @@
+"""Sessions benchmark: wasupd's supervised session against a bare Chromium on the same page.
+
+Side by side in one run, same build, same simulator page, same end state (the QR on screen):
+start-to-ready seconds and PSS of the whole tree (medians, ratios), stop time; then a capacity
+run of N concurrent sessions: total PSS, start time of the Nth, daemon CPU at idle, restarts.
+
+    python bench/sessions.py [--runs 5] [--capacity 50] [--hold 60] [--build full|headless-shell|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
+from tests.helpers.sim import SimProcess
+from wasupd.supervision.launcher import find_executable
+from wasupd.watchdogs.resources import TreeSampler
+
+READY_JS = "() => window.require && window.require('WAWebSocketModel').Socket.state === 'UNPAIRED'"
+
+
+async def bare_once(url: str, build: str) -> tuple[float, int, float]:
+    """A minimal script: launch Chromium, open the page, wait for the QR; (ready s, PSS, stop s)."""
+    import pyppeteer
+
+    d = tempfile.mkdtemp(prefix="wasupd-bench-")
+    t0 = time.perf_counter()
+    browser = await pyppeteer.launch(
+        executablePath=find_executable("", build),  # type: ignore[arg-type]
+        headless=True,
+        userDataDir=d,
+        handleSIGINT=False,
+        handleSIGTERM=False,
+        handleSIGHUP=False,
+        args=[
+            "--no-sandbox",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+        ]
+        + (["--headless=new"] if build == "full" else []),
+    )
+    page = await browser.newPage()
+    await page.goto(url)
+    await page.waitForFunction(READY_JS, timeout=60000)
+    ready = time.perf_counter() - t0
+    await asyncio.sleep(2)  # let the page settle, as the daemon's session does
+    pss = TreeSampler(browser.process.pid).sample().pss_bytes
+    t1 = time.perf_counter()
+    await browser.close()
+    stop = time.perf_counter() - t1
+    shutil.rmtree(d, ignore_errors=True)
+    return ready, pss, stop
+
+
+def wasupd_once(d: DaemonProcess, name: str, build: str) -> tuple[float, int, float]:
+    t0 = time.perf_counter()
+    d.call("session.create", name=name, options={"build": build})
+    while d.call("session.get", name=name, history=0)["state"] != "qr":
+        time.sleep(0.01)
+    ready = time.perf_counter() - t0
+    time.sleep(2)
+    pid = d.call("session.get", name=name, history=0)["pid"]
+    pss = TreeSampler(pid).sample().pss_bytes
+    t1 = time.perf_counter()
+    d.call("session.stop", name=name)
+    stop = time.perf_counter() - t1
+    d.call("session.delete", name=name)
+    return ready, pss, stop
+
+
+def side_by_side(url: str, d: DaemonProcess, build: str, runs: int) -> None:
+    bare, ours = [], []
+    for i in range(runs):  # interleaved so machine noise hits both alike
+        bare.append(asyncio.run(bare_once(url, build)))
+        ours.append(wasupd_once(d, f"b{build[:1]}{i}", build))
+    med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
+    print(f"\n[{build}] {runs} runs each, medians")
+    print(f"{'':22}{'bare':>12}{'wasupd':>12}{'ratio':>8}")
+    for label, k, fmt in (
+        ("start-to-ready s", 0, "{:.2f}"),
+        ("PSS MiB", 1, "{:.0f}"),
+        ("stop s", 2, "{:.2f}"),
+    ):
+        b, o = med(bare, k), med(ours, k)
+        scale = 1 / (1 << 20) if k == 1 else 1
+        print(f"{label:22}{fmt.format(b * scale):>12}{fmt.format(o * scale):>12}{o / b:>8.2f}")
+
+
+def capacity(url: str, d: DaemonProcess, build: str, n: int, hold: float) -> None:
+    t0 = time.perf_counter()
+    for i in range(n):
+        d.call("session.create", name=f"c{build[:1]}{i:02d}", options={"build": build})
+    while sum(s["state"] == "qr" for s in d.call("session.list")) < n:
+        time.sleep(0.2)
+    all_ready = time.perf_counter() - t0
+    daemon = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
+    time.sleep(5)
+    c0, w0 = sum(daemon.cpu_times()[:2]), time.monotonic()
+    time.sleep(hold)
+    cpu = (sum(daemon.cpu_times()[:2]) - c0) / (time.monotonic() - w0) * 100
+    sessions = d.call("session.list")
+    total_pss = sum(TreeSampler(s["pid"]).sample().pss_bytes for s in sessions if s["pid"])
+    restarts = sum(s["restarts"] for s in sessions)
+    print(f"\n[{build}] capacity: {n} sessions")
+    print(f"  all {n} showing their QR after {all_ready:.1f} s (the {n}th session ready)")
+    print(
+        f"  total PSS {total_pss / (1 << 30):.2f} GiB ({total_pss / n / (1 << 20):.0f} MiB per session)"
+    )
+    print(
+        f"  daemon CPU while idle for {hold:.0f} s: {cpu:.2f}% of one core; daemon RSS {daemon.memory_info().rss >> 20} MiB"
+    )
+    print(f"  restarts during the hold: {restarts}")
+    for s in sessions:
+        d.call("session.delete", name=s["name"], force=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--capacity", type=int, default=50)
+    p.add_argument("--hold", type=float, default=60.0)
+    p.add_argument("--build", default="both", choices=["full", "headless-shell", "both"])
+    args = p.parse_args()
+    builds = ["full", "headless-shell"] if args.build == "both" else [args.build]
+    sim = SimProcess(1.0, [])
+    root, runtime, state = make_dirs()
+    d = DaemonProcess(
+        root,
+        base_config(
+            runtime,
+            state,
+            browser={"url": sim.url},
+            daemon={"log_level": "warning", "start_stagger": 0.05},
+            limits={"max_sessions": 200, "host_memory_reserve_mib": 512},
+        ),
+    ).start()
+    try:
+        for build in builds:
+            side_by_side(sim.url, d, build, args.runs)
+        for build in builds:
+            if args.capacity:
+                capacity(sim.url, d, build, args.capacity, args.hold)
+    finally:
+        d.stop()
+        sim.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
