@@ -125,32 +125,9 @@ class App:
             await ext.on_report(name, report)
 
     def _register_methods(self) -> None:
-        from wasupd.rpc.methods.daemon import DaemonMethods
-        from wasupd.rpc.methods.messages import MessageMethods
-        from wasupd.rpc.methods.sessions import SessionMethods
+        from wasupd.rpc.methods import register_all
 
-        d = self.dispatcher
-        dm = DaemonMethods(self)
-        d.register("daemon.status", dm.status)
-        d.register("daemon.health", dm.health)
-        d.register("daemon.reload", dm.reload)
-        d.register("events.subscribe", dm.subscribe)
-        d.register("metrics.get", dm.metrics)
-        sm = SessionMethods(self)
-        for verb in ("create", "list", "get", "start", "stop", "restart", "logout", "delete"):
-            d.register(f"session.{verb}", getattr(sm, verb))
-        d.register("session.export", sm.export)
-        d.register("session.import", sm.import_)
-        d.register("profiles.rekey", sm.rekey)
-        d.register("session.qr", sm.qr)
-        d.register("session.pair", sm.pair)
-        mm = MessageMethods(self)
-        d.register("message.send", mm.send)
-        d.register("message.get", mm.get)
-        d.register("message.cancel", mm.cancel)
-        d.register("outbox.list", mm.outbox)
-        d.register("inbox.list", mm.inbox)
-        d.register("webhooks.list", mm.webhooks)
+        register_all(self.dispatcher, self)
 
     _outbox_counts: dict[str, int] = {}
 

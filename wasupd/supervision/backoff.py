@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 from wasupd.config import RestartConfig
 
+# The shortest wait between a death and the next start, whatever the config says: a browser
+# that exits at once must never turn the runner into a hot loop.
+MIN_DELAY = 0.5
+# Past this many consecutive deaths the delay is long since capped; keeps factor**k finite.
+MAX_EXPONENT = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -21,7 +27,13 @@ class Verdict:
 
 
 class Backoff:
-    """Counts deaths of one session and decides the next step."""
+    """Counts the deaths of one session and decides the next step.
+
+    `consecutive` (deaths since the session was last stable) sets the delay:
+    `min(backoff_initial * backoff_factor**k, backoff_max)`, never below `backoff_initial` or
+    `MIN_DELAY`. `deaths` (times within `failure_window`) decides when to give up: the
+    `max_failures`-th death inside the window ends in `failed` (0 = never give up).
+    """
 
     def __init__(self, config: RestartConfig) -> None:
         self.config = config
@@ -29,26 +41,29 @@ class Backoff:
         self.deaths: deque[float] = deque()
 
     def note_running_since(self, started: float, now: float) -> None:
-        """A session live for `stable_after` seconds has its consecutive count reset."""
+        """A session live since `started` for `stable_after` seconds has its consecutive count reset."""
         if self.consecutive and now - started >= self.config.stable_after:
             self.consecutive = 0
 
+    def delay(self) -> float:
+        """The wait before the next start, from the consecutive deaths counted so far."""
+        c = self.config
+        base = max(c.backoff_initial, MIN_DELAY)
+        k = min(max(self.consecutive - 1, 0), MAX_EXPONENT)
+        return min(base * c.backoff_factor**k, max(c.backoff_max, base))
+
     def death(self, now: float, cause: str) -> Verdict:
-        """Record a death at `now`; backoff delay, or give up when too many fell in the window."""
+        """Record a death at `now`; the backoff delay, or give up when too many fell in the window."""
         c = self.config
         self.deaths.append(now)
         while self.deaths and now - self.deaths[0] > c.failure_window:
             self.deaths.popleft()
+        self.consecutive += 1
         if c.max_failures and len(self.deaths) >= c.max_failures:
             return Verdict(
-                True,
-                0.0,
-                f"{len(self.deaths)} deaths in {c.failure_window:g} s; last: {cause}",
+                True, 0.0, f"{len(self.deaths)} deaths in {c.failure_window:g} s; last: {cause}"
             )
-        delay = min(c.backoff_initial * c.backoff_factor**self.consecutive, c.backoff_max)
-        self.consecutive += 1
-        # Never a hot loop, even with backoff_initial = 0.
-        return Verdict(False, max(delay, 0.5), cause)
+        return Verdict(False, self.delay(), cause)
 
     def reset(self) -> None:
         """Forget every death (an explicit start by the user)."""

@@ -1,13 +1,23 @@
-"""Watchdog decisions: which resource limit a sample exceeds, with the reason users will read."""
+"""Watchdog decisions: which limit a sample exceeds, when to probe, what the reason says.
+
+Pure logic on samples and timestamps (no I/O), so the session runner stays small and every rule
+has a fast unit test. The reason strings are what users read in `wasupctl session show`.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
+from wasupd.config import HealthConfig
 from wasupd.supervision.seams import TreeUsage
 
 MIB = 1024 * 1024
 CPU_SAMPLES = 3  # CPU must stay over its limit this many samples in a row
+HOUR = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +49,84 @@ class ResourcePolicy:
         if lim.cpu_percent and u.cpu_percent > lim.cpu_percent:
             self._cpu_over += 1
             if self._cpu_over >= CPU_SAMPLES:
-                return f"watchdog: CPU {u.cpu_percent:.0f}% > limit {lim.cpu_percent:g}% for {CPU_SAMPLES} samples"
+                return (
+                    f"watchdog: CPU {u.cpu_percent:.0f}% > limit {lim.cpu_percent:g}%"
+                    f" for {CPU_SAMPLES} samples"
+                )
         else:
             self._cpu_over = 0
         return None
+
+
+def hang_reason(timeout: float) -> str:
+    """The reason recorded when the DevTools ping does not answer in time."""
+    return f"watchdog: DevTools did not answer within {timeout:g} s"
+
+
+ProbeVerdict = Literal["ok", "reload", "restart"]
+
+
+class LivenessPolicy:
+    """When to probe a page that looks connected, and what a probe's result leads to.
+
+    A probe is due when the page has been silent for `silence_timeout` (or a reload we ordered
+    is waiting for its check), at most once per `probe_interval`. The first failure degrades the
+    session and reloads the page; a failure after that reload restarts the browser.
+    """
+
+    def __init__(self) -> None:
+        self.last_probe = -math.inf
+        self.reloaded = False
+
+    def due(self, now: float, last_activity: float | None, health: HealthConfig) -> bool:
+        """True when a probe should run now."""
+        if now - self.last_probe < health.probe_interval:
+            return False
+        silent = last_activity is not None and now - last_activity > health.silence_timeout
+        return self.reloaded or silent
+
+    def probed(self, now: float, *, ok: bool) -> ProbeVerdict:
+        """Record a probe's result; what to do next."""
+        self.last_probe = now
+        if ok:
+            self.reloaded = False
+            return "ok"
+        if self.reloaded:
+            return "restart"
+        self.reloaded = True
+        return "reload"
+
+    def recovered(self) -> None:
+        """The page reported connected again: a reload is no longer pending its check."""
+        self.reloaded = False
+
+
+class QrLimiter:
+    """At most `max_per_hour` new QR generations in any hour, across browser restarts."""
+
+    def __init__(self) -> None:
+        self.generations: deque[float] = deque()
+        self.blocked_until = 0.0
+        self.limit = 0
+
+    def admit(self, now: float, max_per_hour: int) -> bool:
+        """Count a new generation at wall time `now`; False (and blocked) when over the limit."""
+        while self.generations and now - self.generations[0] >= HOUR:
+            self.generations.popleft()
+        if max_per_hour and len(self.generations) >= max_per_hour:
+            self.limit = max_per_hour
+            self.blocked_until = self.generations[0] + HOUR
+            return False
+        self.generations.append(now)
+        return True
+
+    def blocked(self, now: float) -> bool:
+        """True while a start must be refused."""
+        return now < self.blocked_until
+
+    def reason(self) -> str:
+        """The reason users read: the limit and when to try again."""
+        until = time.strftime("%H:%M UTC", time.gmtime(math.ceil(self.blocked_until / 60) * 60))
+        return (
+            f"QR limit: {self.limit} generations in the last hour; try again after {until}"
+        )
