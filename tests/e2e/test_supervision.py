@@ -77,7 +77,14 @@ def test_twenty_sessions_start_and_stop(daemon_factory: Any, sim_factory: Any) -
 def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_factory: Any) -> None:
     """200 kill -9 of random processes (browser, renderer, zygote...) of random sessions: all recover,
     with no orphan and no zombie left behind."""
-    d = fleet(daemon_factory, sim_factory, 5, restart={"backoff_initial": 0.2, "max_failures": 0})
+    # Every restart shows a fresh QR: lift the hourly QR limit, and cap backoff for the storm.
+    d = fleet(
+        daemon_factory,
+        sim_factory,
+        5,
+        restart={"backoff_initial": 0.2, "backoff_max": 1.0, "max_failures": 0},
+        qr={"max_per_hour": 0},
+    )
     rng = random.Random(1)
     kills = 0
     while kills < 200:

@@ -1,8 +1,14 @@
-"""Fakes for the runner's seams: launcher, browser handle, page driver, profiles, clock."""
+"""Fakes for the session runner's seams (launcher, browser handle, page driver, profiles, clock)
+and a `Harness` that wires a runner to them in virtual time.
+
+Every fake appends what it was asked to do to one shared `log`, so tests can assert the order of
+effects ("the browser was stopped before the profile was wiped").
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +16,29 @@ from wasupd.config import Config, parse_config
 from wasupd.errors import BrowserError
 from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
 from wasupd.supervision.seams import DriverReport, LaunchRequest, Report, StopReport, TreeUsage
+from wasupd.supervision.states import SessionState, is_legal
+
+BOUND = 5.0  # real seconds any condition in a unit test may take
+
+
+async def until(cond: Callable[[], bool], what: str = "condition", timeout: float = BOUND) -> None:
+    """Wait (bounded) until `cond()` holds, letting every task (and to_thread) run meanwhile."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not cond():
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen within {timeout:g} s") from None
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let ready tasks run a few rounds (for asserting that something did NOT happen)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.001)
 
 
 class FakeClock:
-    """Virtual time: `sleep` waits until a test calls `advance` past its deadline."""
+    """Virtual time: `sleep` returns only when a test `advance`s past its deadline."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -26,11 +51,8 @@ class FakeClock:
         return 1_700_000_000.0 + self.now
 
     async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.sleepers.append((self.now + seconds, fut))
+        self.sleepers.append((self.now + max(seconds, 0.0), fut))
         await fut
 
     async def advance(self, seconds: float) -> None:
@@ -38,7 +60,8 @@ class FakeClock:
         target = self.now + seconds
         while True:
             await settle()
-            due = sorted((d, f) for d, f in self.sleepers if d <= target and not f.done())
+            self.sleepers = [(d, f) for d, f in self.sleepers if not f.done()]
+            due = sorted((s for s in self.sleepers if s[0] <= target), key=lambda s: s[0])
             if not due:
                 break
             deadline, fut = due[0]
@@ -49,14 +72,8 @@ class FakeClock:
         await settle()
 
 
-async def settle(rounds: int = 30) -> None:
-    """Let every ready task run (threads for to_thread included)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0.001)
-
-
 class FakeHandle:
-    """A 'browser' that exits when told, answers pings unless hung, reports a usage sample."""
+    """A 'browser': exits when told, answers pings unless hung, reports a usage sample."""
 
     def __init__(self, pid: int, profile_dir: Path, log: list[str]) -> None:
         self.pid = pid
@@ -64,8 +81,13 @@ class FakeHandle:
         self.page = None
         self.log = log
         self.hung = False
+        self.stop_error: Exception | None = None
         self.sample = TreeUsage(pss_bytes=100 << 20, fds=100, processes=5)
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
 
     def crash(self, status: int = -9) -> None:
         if not self.exited.done():
@@ -80,22 +102,34 @@ class FakeHandle:
 
     async def stop(self, timeout: float, *, devtools: bool = True) -> StopReport:
         self.log.append(f"stop:{self.pid}" + ("" if devtools else ":nodevtools"))
+        if self.stop_error is not None:
+            raise self.stop_error
         self.crash(0)
-        return StopReport(exit_status=0, closed_via_devtools=True)
+        return StopReport(exit_status=0, closed_via_devtools=devtools)
 
     def usage(self) -> TreeUsage:
         return self.sample
 
 
 class FakeLauncher:
-    """Hands out FakeHandles; `fail_next` makes the next launches raise."""
+    """Hands out FakeHandles; `fail_next` makes launches raise, `gate` holds them back."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.handles: list[FakeHandle] = []
+        self.requests: list[LaunchRequest] = []
         self.fail_next = 0
+        self.gate: asyncio.Event | None = None
 
     async def launch(self, request: LaunchRequest) -> FakeHandle:
+        self.requests.append(request)
+        self.log.append("launching")
+        if self.gate is not None:
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.log.append("launch:cancelled")  # the real launcher cleans up here
+                raise
         if self.fail_next:
             self.fail_next -= 1
             raise BrowserError("browser exited with status 1 during start")
@@ -104,22 +138,32 @@ class FakeLauncher:
         self.log.append(f"launch:{h.pid}")
         return h
 
+    @property
+    def alive(self) -> list[FakeHandle]:
+        return [h for h in self.handles if h.alive]
+
 
 class FakeDriver:
-    """Records calls; tests push reports through `report`."""
+    """Records calls; tests push reports through `report`; `gate` holds attach back."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
         self.report: Report | None = None
         self.probe_error: Exception | None = None
+        self.attach_error: Exception | None = None
+        self.gate: asyncio.Event | None = None
+        self.probes = 0
         self.reloads = 0
-        self.on_attach: list[DriverReport] = []
 
     async def attach(self, handle: Any, report: Report) -> None:
         self.report = report
-        for r in self.on_attach:
-            report(r)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.attach_error is not None:
+            raise self.attach_error
 
     async def probe(self, timeout: float) -> None:
+        self.probes += 1
         if self.probe_error is not None:
             raise self.probe_error
 
@@ -127,7 +171,11 @@ class FakeDriver:
         self.reloads += 1
 
     async def detach(self) -> None:
+        self.log.append("detach")
         self.report = None
+
+    async def logout(self) -> None:
+        self.log.append("unlink")
 
 
 class FakeProfiles:
@@ -137,6 +185,7 @@ class FakeProfiles:
         self.log = log
         self.root = root
         self.prepare_error: Exception | None = None
+        self.checkpoint_error: Exception | None = None
 
     async def prepare(self) -> Path:
         if self.prepare_error is not None:
@@ -146,6 +195,8 @@ class FakeProfiles:
 
     async def checkpoint(self) -> None:
         self.log.append("checkpoint")
+        if self.checkpoint_error is not None:
+            raise self.checkpoint_error
 
     async def release(self, *, wipe: bool) -> None:
         self.log.append(f"release:wipe={wipe}")
@@ -154,69 +205,129 @@ class FakeProfiles:
         return {"live_bytes": 0, "sealed_bytes": 0}
 
 
-class Harness:
-    """A runner wired to fakes, with its transitions collected."""
+def request_for(name: str, profile_dir: Path) -> LaunchRequest:
+    """A launch request for the fake launcher (nothing in it is executed)."""
+    return LaunchRequest(
+        session=name,
+        profile_dir=profile_dir,
+        executable="/nonexistent/chromium",
+        args=[],
+        url="http://127.0.0.1:1/",
+        user_agent="ua",
+        start_timeout=5,
+    )
 
-    def __init__(self, tmp: Path, **config: dict[str, Any]) -> None:
+
+FAST: dict[str, Any] = {
+    "limits": {"check_interval": 1.0},
+    "restart": {"backoff_initial": 1.0, "max_failures": 3},
+}
+
+
+class Harness:
+    """A runner wired to fakes, with its transitions and reports collected.
+
+    Every transition the runner hands over is asserted legal; on exit the runner is closed and
+    no fake browser may still be running (the runner's no-leak guarantee).
+    """
+
+    def __init__(
+        self, tmp: Path, options: SessionOptions | None = None, **config: dict[str, Any]
+    ) -> None:
         self.log: list[str] = []
         self.clock = FakeClock()
         self.launcher = FakeLauncher(self.log)
         self.drivers: list[FakeDriver] = []
         self.profiles = FakeProfiles(self.log, tmp)
         self.transitions: list[Transition] = []
-        self.reports: list[DriverReport] = []
-        self.config: Config = parse_config(config)
+        self.reports: list[tuple[str, DriverReport]] = []
+        self.report_error: Exception | None = None
+        self.next_driver: Callable[[FakeDriver], None] = lambda d: None
+        sections = {k: {**FAST.get(k, {}), **config.get(k, {})} for k in {*FAST, *config}}
+        self.config: Config = parse_config(sections)
         self.runner = SessionRunner(
             "s1",
             config=self.config,
-            options=SessionOptions(),
-            launcher=self.launcher,  # type: ignore[arg-type]
+            options=options or SessionOptions(),
+            launcher=self.launcher,
             driver_factory=self._driver,
             profiles=self.profiles,
             clock=self.clock,
             on_transition=self._on_transition,
             on_report=self._on_report,
-            build_request=lambda n, d: LaunchRequest(
-                session=n,
-                profile_dir=d,
-                executable="x",
-                args=[],
-                url="u",
-                user_agent="ua",
-                start_timeout=5,
-            ),
+            build_request=request_for,
         )
         self.task: asyncio.Task[None] | None = None
 
     def _driver(self) -> FakeDriver:
-        d = FakeDriver()
+        d = FakeDriver(self.log)
+        self.next_driver(d)
         self.drivers.append(d)
         return d
 
     async def _on_transition(self, t: Transition) -> None:
+        assert is_legal(t.from_state, t.to_state), t
         self.transitions.append(t)
 
     async def _on_report(self, name: str, r: DriverReport) -> None:
-        self.reports.append(r)
+        self.reports.append((name, r))
+        if self.report_error is not None:
+            raise self.report_error
+
+    @property
+    def state(self) -> SessionState:
+        return self.runner.state
 
     @property
     def states(self) -> list[str]:
         return [t.to_state.value for t in self.transitions]
 
     @property
+    def reasons(self) -> list[str]:
+        return [t.reason for t in self.transitions]
+
+    @property
     def driver(self) -> FakeDriver:
         return self.drivers[-1]
 
+    @property
+    def handle(self) -> FakeHandle:
+        return self.launcher.handles[-1]
+
     def push(self, kind: str, value: str = "", **data: Any) -> None:
-        assert self.driver.report is not None
+        """Report something from the page, as the driver would."""
+        assert self.driver.report is not None, "no driver is attached"
         self.driver.report(DriverReport(kind=kind, value=value, data=data))  # type: ignore[arg-type]
+
+    async def reach(self, state: SessionState) -> None:
+        """Wait (bounded) until the runner is in `state`."""
+        await until(lambda: self.runner.state is state, f"state {state.value}")
+
+    async def started(self) -> None:
+        """Start and wait until the page is attached."""
+        n = len(self.drivers)
+        await self.runner.start()
+        await until(lambda: len(self.drivers) > n and self.driver.report is not None, "attach")
+
+    async def connected(self) -> None:
+        """Start, then walk the page through qr -> syncing -> connected."""
+        await self.started()
+        for s in ("qr", "syncing", "connected"):
+            self.push("state", s)
+        await self.reach(SessionState.CONNECTED)
 
     async def __aenter__(self) -> Harness:
         self.task = asyncio.ensure_future(self.runner.run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.runner.close()
         assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        try:
+            async with asyncio.timeout(BOUND):
+                await self.runner.close()
+                await asyncio.wait({self.task}, timeout=BOUND)
+        finally:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if exc == (None, None, None):
+            assert not self.launcher.alive, "a browser outlived its runner"

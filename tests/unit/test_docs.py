@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_docs_are_current() -> None:
     """docs/configuration.md and docs/rpc.md equal what scripts/gen_docs.py generates now."""
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/gen_docs.py"), "--check"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gen_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout
 
 

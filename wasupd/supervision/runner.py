@@ -2,9 +2,10 @@
 
 The runner talks to the world only through the seams (`Launcher`, `BrowserHandle`,
 `PageDriver`, `ProfileHooks`, `Clock`), so every rule here is unit tested with fakes.
-Requests (`start`, `stop`, `restart`, `logout`, `close`) set an intent and wake the loop;
+Requests (`start`, `stop`, `restart`, `logout`, `close`) record an intent and wake the loop;
 `run()` owns every transition, which goes through `states.check_transition` and is handed to
-`on_transition` (stored with its reason, published as an event).
+`on_transition` (stored with its reason, published as an event). The last request wins, except
+that nothing overrides `close`.
 
 Guarantees: a stop we asked for is never counted as a death; the profile is wiped only after
 the browser has exited; whatever happens (cancellation included) a launched browser is stopped.
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,8 @@ from typing import Any, Literal
 import structlog
 
 from wasupd.config import BrowserBuild, Config
-from wasupd.errors import (
-    BrowserError,
-    InvalidState,
-    KeyUnavailable,
-    ProfileError,
-    RateLimited,
-    Timeout,
-)
+from wasupd.errors import BrowserError, InvalidState, KeyUnavailable, ProfileError, RateLimited
+from wasupd.errors import Timeout as TimedOut
 from wasupd.supervision.backoff import Backoff
 from wasupd.supervision.seams import (
     BrowserHandle,
@@ -43,12 +36,15 @@ from wasupd.supervision.seams import (
     ProfileHooks,
     TreeUsage,
 )
-from wasupd.supervision.states import STARTABLE_STATES, SessionState, check_transition
-from wasupd.watchdogs.policy import Limits, ResourcePolicy
+from wasupd.supervision.states import IDLE_STATES, STARTABLE_STATES, SessionState, check_transition
+from wasupd.watchdogs.policy import Limits, LivenessPolicy, QrLimiter, ResourcePolicy, hang_reason
 
 log = structlog.get_logger("wasupd.runner")
 S = SessionState
 LIVE = frozenset({S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED})
+DETACH_TIMEOUT = 5.0  # a driver's detach/reload/unlink is page work: seconds, not minutes
+UNLINK_TIMEOUT = 10.0
+START_ACK_TIMEOUT = 10.0  # start() returns once the loop took the request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,15 +73,19 @@ class SessionOptions:
     allow_auto: bool | None = None
 
 
+Command = Literal["stop", "close", "restart", "logout"]
 Outcome = Literal["stop", "close", "restart", "logout", "failed", "death", "trip"]
+GRACEFUL = frozenset({"stop", "close", "restart", "logout", "failed", "trip"})
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _End:
     """Why the watch of one browser ended."""
 
     outcome: Outcome
     reason: str
+    hung: bool = False  # DevTools is dead: skip the polite close, go straight to signals
+    unlink: bool = False  # a requested logout: unlink the device in the page first
 
 
 class SessionRunner:
@@ -107,128 +107,103 @@ class SessionRunner:
         initial_state: SessionState = SessionState.STOPPED,
         restarts: int = 0,
     ) -> None:
-        self.name = name
-        self.config = config
-        self.options = options
-        self.launcher = launcher
-        self.driver_factory = driver_factory
-        self.profiles = profiles
-        self.clock = clock
-        self.on_transition = on_transition
-        self.on_report = on_report
-        self.build_request = build_request
-        self.state = initial_state
-        self.reason = ""
-        self.restarts = restarts
+        self.name, self.config, self.options = name, config, options
+        self.launcher, self.driver_factory, self.profiles = launcher, driver_factory, profiles
+        self.clock, self.build_request = clock, build_request
+        self.on_transition, self.on_report = on_transition, on_report
+        self.state, self.reason, self.restarts = initial_state, "", restarts
         self.pid: int | None = None
         self.usage: TreeUsage | None = None
-        self.started_at: float | None = None
-        self.last_activity: float | None = None
+        self.started_at: float | None = None  # wall clock
+        self.last_activity: float | None = None  # monotonic
         self.qr: dict[str, Any] | None = None
         self.code: dict[str, Any] | None = None
         self.driver: PageDriver | None = None
         self.handle: BrowserHandle | None = None
         self.backoff = Backoff(config.restart)
-        self.qr_generations: deque[float] = deque()
-        self.qr_blocked_until = 0.0
+        self.qr_limit = QrLimiter()
         self._log = log.bind(session=name)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the idle loop: a start (or close) was requested
+        self._interrupt = asyncio.Event()  # cuts a launch, an attach or a backoff sleep short
+        self._kicks = 0  # requests so far: a wait started at `since` ends when this moves
         self._changed = asyncio.Condition()
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._want_run = False
         self._closing = False
-        self._command: Outcome | None = None
-        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._interrupt = asyncio.Event()  # wakes a backoff sleep on any request
-        self._linked_pending = False
-        self._launched_mono = 0.0
-        self._checkpoint_due = False
+        self._command: Command | None = None
+        self._restart_reason = ""
         self._start_count = 0
+        self._prepared = False
+        self._live_since: float | None = None
+        self._liveness = LivenessPolicy()
+        self._linking = False  # a QR or pairing code was on offer: the next connect is a link
+        self._checkpoint_due = False
 
     # -- requests --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Request a start; `InvalidState` unless startable, `RateLimited` under the QR limit."""
-        if self.state not in STARTABLE_STATES:
+        """Request a start; `InvalidState` unless startable, `RateLimited` under the QR limit.
+
+        Returns once the loop has taken the request (the session is `starting` or beyond).
+        """
+        if self.state not in STARTABLE_STATES or self._closing:
             raise InvalidState(
                 f"session {self.name!r} is {self.state.value}; it cannot be started now",
                 session=self.name,
                 state=self.state.value,
             )
-        if self.clock.time() < self.qr_blocked_until:
-            raise RateLimited(self._qr_limit_reason(), session=self.name)
+        if self.qr_limit.blocked(self.clock.time()):
+            raise RateLimited(self.qr_limit.reason(), session=self.name)
         self.backoff.reset()
-        while not self._events.empty():  # stale requests must not end the new browser
-            self._events.get_nowait()
-        self._want_run = True
-        self._command = None
+        self._want_run, self._command = True, None
         seen = self._start_count
-        self._wake.set()
-        # Return once the loop took the request (the state may already have moved on).
+        self._kick()  # a backoff sleep ends now
         try:
-            async with asyncio.timeout(10), self._changed:
-                await self._changed.wait_for(lambda: self._start_count > seen)
+            async with asyncio.timeout(START_ACK_TIMEOUT), self._changed:
+                await self._changed.wait_for(lambda: self._start_count > seen or not self._want_run)
         except TimeoutError:
-            raise Timeout(
-                f"session {self.name!r} did not start within 10 s", session=self.name
+            raise TimedOut(
+                f"session {self.name!r} did not start within {START_ACK_TIMEOUT:g} s",
+                session=self.name,
             ) from None
 
     async def stop(self) -> None:
         """Stop the browser and wait until the session is idle (bounded)."""
         self._want_run = False
+        if self.state in IDLE_STATES:
+            return
         self._request("stop")
-        await self.wait_for({S.STOPPED, S.FAILED, S.LOGGED_OUT}, timeout=self._stop_bound())
+        await self.wait_for(IDLE_STATES, timeout=self._stop_bound())
 
     async def restart(self, reason: str = "restart requested") -> None:
-        """Stop the browser (not counted as a death) and start it again."""
-        self._want_run = True
-        self.reason = reason
+        """Stop the browser (not counted as a death) and start it again; a backoff ends now."""
+        if self.state in IDLE_STATES:
+            await self.start()
+            return
+        self._want_run, self._restart_reason = True, reason
         self._request("restart")
 
     async def logout(self) -> None:
-        """Unlink this device, stop, wipe the profile; `logged_out`."""
+        """Unlink this device in the page, stop the browser, then wipe the profile: `logged_out`."""
         self._want_run = False
-        if self.state is S.BACKOFF or self.state is S.STARTING:
-            await self.stop()
-        if self.handle is None:
+        if self.state in IDLE_STATES:  # no browser: nothing to unlink, only the profile to wipe
             await self.profiles.release(wipe=True)
-            if self.state is not S.LOGGED_OUT:
-                await self._set(S.LOGGED_OUT, "logged out on request")
+            await self._set(S.LOGGED_OUT, "logged out on request")
             return
         self._request("logout")
-        await self.wait_for({S.LOGGED_OUT, S.STOPPED, S.FAILED}, timeout=self._stop_bound())
+        await self.wait_for(IDLE_STATES, timeout=self._stop_bound())
 
     async def close(self) -> None:
         """Daemon shutdown: stop the browser (bounded), then end `run()`."""
         self._closing = True
         self._request("close")
-        with contextlib.suppress(Timeout):
-            await self.wait_for(
-                {S.STOPPED, S.FAILED, S.LOGGED_OUT, S.BACKOFF}, timeout=self._stop_bound()
-            )
+        with contextlib.suppress(TimedOut):
+            await self.wait_for(IDLE_STATES, timeout=self._stop_bound())
 
     def update_config(self, config: Config) -> None:
-        """SIGHUP: limits, restart, health and QR settings apply from the next check."""
+        """SIGHUP: limits, restart, health, QR and checkpoint settings apply from the next check."""
         self.config = config
         self.backoff.config = config.restart
-
-    def _request(self, command: Outcome) -> None:
-        self._command = command
-        self._events.put_nowait(("command", command))
-        self._interrupt.set()
-        self._wake.set()
-
-    def _stop_bound(self) -> float:
-        return self.config.browser.stop_timeout * 2 + 30
-
-    async def wait_qr(self, timeout: float) -> dict[str, Any] | None:
-        """Wait until a QR is on offer (or the session leaves starting/qr); the QR or None."""
-        waiting = (S.STARTING, S.QR)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(
-                    lambda: self.qr is not None or self.state not in waiting
-                )
-        return self.qr if self.state is S.QR else None
 
     async def wait_for(self, states: Collection[SessionState], timeout: float) -> SessionState:
         """Wait until the state is one of `states`; `Timeout` after `timeout` seconds."""
@@ -236,15 +211,50 @@ class SessionRunner:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: self.state in states)
         except TimeoutError:
-            raise Timeout(
+            raise TimedOut(
                 f"session {self.name!r} still {self.state.value} after {timeout:g} s",
                 session=self.name,
             ) from None
         return self.state
 
+    async def wait_qr(self, timeout: float) -> dict[str, Any] | None:
+        """Wait until a QR is on offer (or the session leaves starting/qr); the QR or None."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(
+                    lambda: self.qr is not None or self.state not in (S.STARTING, S.QR)
+                )
+        return self.qr if self.state is S.QR else None
+
+    def _request(self, command: Command) -> None:
+        if self._command != "close":
+            self._command = command
+        self._events.put_nowait(("command", None))  # wakes a watch
+        self._kick()
+
+    def _kick(self) -> None:
+        """Wake whatever the loop waits on: the idle wait, a launch, an attach, a backoff."""
+        self._kicks += 1
+        self._interrupt.set()
+        self._wake.set()
+
+    def _take_command(self) -> _End | None:
+        command, self._command = self._command, None
+        if command is None:
+            return None
+        if command == "restart":
+            return _End("restart", self._restart_reason)
+        if command == "logout":
+            return _End("logout", "logged out on request", unlink=True)
+        return _End(command, "stop requested" if command == "stop" else "daemon shutdown")
+
+    def _stop_bound(self) -> float:
+        return self.config.browser.stop_timeout * 2 + 30
+
     # -- transitions -----------------------------------------------------------------------
 
     async def _set(self, new: SessionState, reason: str) -> None:
+        """The one place a state changes: checked, recorded, published, waiters woken."""
         old = self.state
         if old is new and reason == self.reason:
             return
@@ -253,115 +263,183 @@ class SessionRunner:
         self.state, self.reason = new, reason
         if new is S.STARTING:
             self._start_count += 1
+        if new in LIVE and self._live_since is None:
+            self._live_since = self.clock.monotonic()
         if old is not new:
-            await self.on_transition(
-                Transition(
-                    session=self.name,
-                    at=self.clock.time(),
-                    from_state=old,
-                    to_state=new,
-                    reason=reason,
-                )
+            transition = Transition(
+                session=self.name, at=self.clock.time(), from_state=old, to_state=new, reason=reason
             )
+            await self.on_transition(transition)
         async with self._changed:
             self._changed.notify_all()
 
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The session's task: sleeps until asked to run, then supervises until told to stop."""
+        """The session's task: sleeps until asked to run, then supervises until told to stop.
+
+        Never raises (but re-raises cancellation): a bug is logged, the browser stopped and the
+        session left `failed`, from which an explicit start tries again.
+        """
         try:
             while not self._closing:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._want_run and not self._closing and self.state in STARTABLE_STATES:
-                    await self._lifecycle()
+                    await self._guarded_lifecycle()
         except asyncio.CancelledError:
             await asyncio.shield(self._emergency_stop())
             raise
+
+    async def _guarded_lifecycle(self) -> None:
+        try:
+            await self._lifecycle()
         except Exception:
             self._log.exception("runner_crashed")
+            self._want_run = False
             await asyncio.shield(self._emergency_stop())
             with contextlib.suppress(Exception):
                 await self._set(S.FAILED, "internal error in the supervisor; see the daemon log")
 
     async def _lifecycle(self) -> None:
-        """Start, watch and restart the browser until the session must stop."""
-        reason = "start requested"
-        while self._want_run and not self._closing:
-            end = await self._one_browser(reason)
-            if end.outcome in ("stop", "close", "logout", "failed"):
+        """Start, watch and restart browsers until the session must stop."""
+        reason, after_death = "start requested", False
+        while True:
+            if self._command == "restart":  # asked for during a backoff: now, with its reason
+                reason = self._restart_reason
+            if await self._settle_request():
                 return
-            if end.outcome == "restart":
-                reason = end.reason or "restart requested"
+            if after_death:
                 self.restarts += 1
-                continue
-            # A death or a watchdog trip: back off, or give up.
-            self.restarts += 1
-            verdict = self.backoff.death(self.clock.monotonic(), end.reason)
-            if verdict.give_up:
-                await self._set(S.FAILED, verdict.reason)
-                self._want_run = False
+            end = await self._one_browser(reason)
+            if end.outcome == "restart":
+                reason, after_death = end.reason, False
+            elif end.outcome in ("death", "trip"):
+                if not await self._back_off(end):
+                    return
+                reason, after_death = f"restart after: {end.reason}", True
+            else:
                 return
-            await self._set(S.BACKOFF, f"{end.reason}; restarting in {verdict.delay:g} s")
-            if not await self._sleep_unless_stopped(verdict.delay):
-                await self._set(S.STOPPED, "stopped during backoff")
-                return
-            reason = f"restart after: {end.reason}"
 
-    async def _sleep_unless_stopped(self, delay: float) -> bool:
-        """Sleep `delay` (cut short by any request); False if the session must not start again."""
-        self._interrupt.clear()
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._interrupt.wait())
+    async def _settle_request(self) -> bool:
+        """Before each launch: honour a stop/close/logout that came in; True ends the loop."""
+        if self._command == "restart":
+            self._command = None  # a restart is what we are about to do
+        if self._command is None and self._want_run and not self._closing:
+            return False
+        end = self._take_command()
+        if end is not None and end.outcome == "logout":
+            await self._release(wipe=True)
+            await self._set(S.LOGGED_OUT, end.reason)
+        elif self.state not in IDLE_STATES:
+            closing = self._closing or (end is not None and end.outcome == "close")
+            await self._set(S.STOPPED, "daemon shutdown" if closing else "stopped on request")
+        return True
+
+    async def _back_off(self, end: _End) -> bool:
+        """After a death: FAILED when too many fell in the window, else BACKOFF and wait.
+
+        False when the session gave up. The wait ends early on any request (start, restart,
+        stop, close, logout); `_settle_request` then decides what happens.
+        """
+        verdict = self.backoff.death(self.clock.monotonic(), end.reason)
+        if verdict.give_up:
+            self._want_run = False
+            self._log.error("session_gave_up", reason=verdict.reason)
+            await self._set(S.FAILED, verdict.reason)
+            return False
+        self._log.warning("backoff_scheduled", cause=end.reason, delay=verdict.delay)
+        since = self._kicks
+        await self._set(S.BACKOFF, f"{end.reason}; restarting in {verdict.delay:g} s")
+        if self._command is None and self._want_run:  # else a request came in while stopping
+            await self._race(asyncio.ensure_future(self.clock.sleep(verdict.delay)), since)
+        return True
+
+    async def _race(
+        self, task: asyncio.Future[Any], since: int, *also: asyncio.Future[Any]
+    ) -> None:
+        """Await `task` until it ends, a request comes in (`_kicks` moved past `since`) or one of
+        `also` is done; a task still running is then cancelled and awaited."""
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            if self._kicks == since:
+                self._interrupt.clear()
+                waker = asyncio.ensure_future(self._interrupt.wait())
+                try:
+                    await asyncio.wait({task, waker, *also}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
         finally:
-            for t in (sleeper, waker):
-                t.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
-        while not self._events.empty():  # the request that woke us is handled by the flags
-            self._events.get_nowait()
-        return self._want_run and not self._closing
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- one browser -----------------------------------------------------------------------
 
     async def _one_browser(self, reason: str) -> _End:
         """One browser from launch to exit; returns why it ended (everything cleaned up)."""
         self._drain_events()
-        self._command = None
+        self._live_since, self._liveness, self._checkpoint_due = None, LivenessPolicy(), False
+        since = self._kicks  # a request from here on cuts the launch or the attach short
         await self._set(S.STARTING, reason)
-        self._launched_mono = self.clock.monotonic()
         try:
             profile_dir = await self.profiles.prepare()
         except (ProfileError, KeyUnavailable) as exc:
+            # The archive is untouched: no release (it would seal an empty dir over it).
             self._want_run = False
             await self._set(S.FAILED, exc.message)
             return _End("failed", exc.message)
-        try:
-            self.handle = await self.launcher.launch(self.build_request(self.name, profile_dir))
-        except BrowserError as exc:
-            await self._release(wipe=False)
-            return _End("death", exc.message)
-        self.pid, self.started_at = self.handle.pid, self.clock.time()
-        end = await self._attach_and_watch(self.handle)
+        self._prepared = True
+        end = await self._launch_and_watch(profile_dir, since)
         await self._finish(end)
         return end
 
-    async def _attach_and_watch(self, handle: BrowserHandle) -> _End:
-        exit_task = asyncio.ensure_future(self._forward_exit(handle))
+    async def _launch_and_watch(self, profile_dir: Path, since: int) -> _End:
+        request = self.build_request(self.name, profile_dir)
+        task = asyncio.ensure_future(self.launcher.launch(request))
+        try:
+            await self._race(task, since)
+        finally:  # even when we are cancelled: a browser that did start must be found and stopped
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self.handle = task.result()
+        if task.cancelled():  # a request came first; the launcher cleaned up after itself
+            return self._take_command() or _End("stop", "stop requested")
+        if (exc := task.exception()) is not None:
+            if isinstance(exc, BrowserError):
+                return _End("death", exc.message)
+            raise exc
+        handle = task.result()
+        self.pid, self.started_at = handle.pid, self.clock.time()
+        return await self._attach_and_watch(handle, since)
+
+    async def _attach_and_watch(self, handle: BrowserHandle, since: int) -> _End:
+        exited = asyncio.ensure_future(self._forward_exit(handle))
         monitor = asyncio.ensure_future(self._monitor(handle))
         try:
-            self.driver = self.driver_factory()
-            try:
-                async with asyncio.timeout(self.config.browser.start_timeout):
-                    await self.driver.attach(handle, self._report)
-            except Exception as exc:  # TimeoutError, BrowserError, pyppeteer's errors
-                return _End("death", f"page did not load: {exc or type(exc).__name__}")
-            self.last_activity = self.clock.monotonic()
-            return await self._watch()
+            end = await self._attach(handle, since, exited)
+            return end if end is not None else await self._watch()
         finally:
-            for t in (exit_task, monitor):
+            for t in (exited, monitor):
                 t.cancel()
-            await asyncio.gather(exit_task, monitor, return_exceptions=True)
+            await asyncio.gather(exited, monitor, return_exceptions=True)
+
+    async def _attach(
+        self, handle: BrowserHandle, since: int, exited: asyncio.Future[None]
+    ) -> _End | None:
+        """Load WhatsApp in the page; an `_End` if that failed or a request came first."""
+        driver = self.driver = self.driver_factory()
+        timeout = self.config.browser.start_timeout
+        task = asyncio.ensure_future(asyncio.wait_for(driver.attach(handle, self._report), timeout))
+        await self._race(task, since, exited)
+        if (end := self._take_command()) is not None:
+            return end
+        if exited.done():
+            return None  # the exit event is queued: the watch reports it
+        if task.cancelled():  # woken without a command (cannot happen in STARTING): stop
+            return _End("stop", "stop requested")
+        if (exc := task.exception()) is not None:
+            why = f"within {timeout:g} s" if isinstance(exc, TimeoutError) else f"({exc})"
+            return _End("death", f"page did not load {why}")
+        self.last_activity = self.clock.monotonic()
+        return None
 
     async def _forward_exit(self, handle: BrowserHandle) -> None:
         status = await handle.wait_exit()
@@ -372,86 +450,76 @@ class SessionRunner:
         self._events.put_nowait(("report", report))
 
     def _drain_events(self) -> None:
-        """Drop stale page/exit events of a previous browser; keep pending requests."""
-        keep = []
+        """Drop events of a previous browser (its exit, late page reports, wake-ups)."""
         while not self._events.empty():
-            item = self._events.get_nowait()
-            if item[0] == "command":
-                keep.append(item)
-        for item in keep:
-            self._events.put_nowait(item)
+            self._events.get_nowait()
 
     async def _watch(self) -> _End:
         """Handle events until the browser's watch must end."""
         while True:
+            if (end := self._take_command()) is not None:
+                return end
             kind, value = await self._events.get()
-            if kind == "command":
-                return _End(value, self.reason if value == "restart" else "")
             if kind == "exit":
                 return _End("death", f"browser exited with status {value}")
             if kind == "trip":
-                outcome, why = value
-                return _End(outcome, why)
-            end = await self._on_report(value)
-            if end is not None:
+                assert isinstance(value, _End)
+                return value
+            if kind == "report" and (end := await self._on_report(value)) is not None:
                 return end
 
     async def _on_report(self, report: DriverReport) -> _End | None:
         self.last_activity = self.clock.monotonic()
-        await self.on_report(self.name, report)
+        try:
+            await self.on_report(self.name, report)
+        except Exception:  # a consumer's bug must not take the browser down
+            self._log.exception("report_handler_failed", kind=report.kind)
+        reason = str(report.data.get("reason") or "")
         if report.kind == "state":
-            return await self._on_page_state(report)
-        if report.kind == "qr":
-            self.qr = dict(report.data)
-            if report.data.get("rotation") == 0 and not self._count_qr_generation():
-                return _End("failed", self._qr_limit_reason())
-            if self.state is not S.QR:
-                await self._set(S.QR, "waiting for the QR to be scanned")
-            async with self._changed:
-                self._changed.notify_all()
+            await self._on_page_state(report)
+        elif report.kind == "qr":
+            return await self._on_qr(report.data)
         elif report.kind == "code":
-            self.code = dict(report.data)
+            self.code, self._linking = dict(report.data), True
         elif report.kind == "logout":
-            return _End("logout", str(report.data.get("reason") or "logged out by the phone"))
+            return _End("logout", reason or "logged out by the phone")
         elif report.kind == "failed":
-            return _End("failed", str(report.data.get("reason") or "refused by WhatsApp"))
+            return _End("failed", reason or "refused by WhatsApp")
         elif report.kind == "crash":
-            return _End("death", str(report.data.get("reason") or "page crashed (Target closed)"))
+            return _End("death", reason or "page crashed (Target closed)")
         return None
 
-    async def _on_page_state(self, report: DriverReport) -> _End | None:
+    async def _on_page_state(self, report: DriverReport) -> None:
         try:
             new = SessionState(report.value)
         except ValueError:
-            return None
+            self._log.warning("unknown_page_state", value=report.value)
+            return
+        if new not in LIVE:
+            return
         if new is S.QR:
-            self._linked_pending = True
+            self._linking = True
         elif new is S.CONNECTED:
-            self.qr = None
-            self.code = None
-            if self.state in (S.QR, S.SYNCING) and self._linked_pending:
-                self._linked_pending = False
-                self._checkpoint_due = True  # the monitor seals the freshly linked profile
-        if new is not self.state and new in LIVE:
-            await self._set(new, str(report.data.get("reason", "")))
+            self.qr = self.code = None
+            self._liveness.recovered()
+            if self._linking:  # freshly linked: seal the new credentials at the next check
+                self._linking, self._checkpoint_due = False, True
+        if new is not self.state:
+            await self._set(new, str(report.data.get("reason") or f"WhatsApp is {new.value}"))
+
+    async def _on_qr(self, data: dict[str, Any]) -> _End | None:
+        """A QR on offer; a new generation (rotation 0) counts against `qr.max_per_hour`."""
+        self._linking = True
+        if data.get("rotation") == 0 and not self.qr_limit.admit(
+            self.clock.time(), self.config.qr.max_per_hour
+        ):
+            return _End("failed", self.qr_limit.reason())
+        self.qr = dict(data)
+        if self.state is not S.QR:
+            await self._set(S.QR, "waiting for the QR to be scanned")
+        async with self._changed:
+            self._changed.notify_all()  # wait_qr: a rotation is news even in the same state
         return None
-
-    # -- QR limit --------------------------------------------------------------------------
-
-    def _count_qr_generation(self) -> bool:
-        """Record a new QR generation; False when it exceeds `qr.max_per_hour`."""
-        now = self.clock.time()
-        while self.qr_generations and now - self.qr_generations[0] > 3600:
-            self.qr_generations.popleft()
-        if self.config.qr.max_per_hour and len(self.qr_generations) >= self.config.qr.max_per_hour:
-            self.qr_blocked_until = self.qr_generations[0] + 3600
-            return False
-        self.qr_generations.append(now)
-        return True
-
-    def _qr_limit_reason(self) -> str:
-        until = time.strftime("%H:%M UTC", time.gmtime(self.qr_blocked_until))
-        return f"QR limit: {self.config.qr.max_per_hour} generations in the last hour; try again after {until}"
 
     # -- monitor: watchdogs, liveness, checkpoints -----------------------------------------
 
@@ -465,101 +533,132 @@ class SessionRunner:
         )
 
     async def _monitor(self, handle: BrowserHandle) -> None:
-        """Every check_interval: resources, DevTools ping, liveness, checkpoint when due."""
+        """Every check_interval: resources, DevTools ping, liveness, checkpoint when due.
+
+        A tripped check queues a "trip" event for the watch and ends the monitor.
+        """
         policy = ResourcePolicy(self._limits())
-        last_probe = -1e18
         next_checkpoint = self.clock.monotonic() + self.config.profiles.checkpoint_interval
         while True:
             await self.clock.sleep(self.config.limits.check_interval)
-            policy.limits = self._limits()
-            self.usage = await asyncio.to_thread(handle.usage)
-            if self.state in LIVE:
-                self.backoff.note_running_since(self._launched_mono, self.clock.monotonic())
-            why = policy.check(self.usage)
-            if why:
-                self._log.warning("watchdog_tripped", reason=why)
-                self._events.put_nowait(("trip", ("trip", why)))
+            end = await self._check_browser(handle, policy) or await self._check_liveness()
+            if end is not None:
+                self._log.warning("watchdog_tripped", reason=end.reason)
+                self._events.put_nowait(("trip", end))
                 return
-            try:
-                await handle.ping(self.config.browser.hang_timeout)
-            except BrowserError:
-                why = f"watchdog: DevTools did not answer within {self.config.browser.hang_timeout:g} s"
-                self._log.warning("watchdog_tripped", reason=why)
-                self._events.put_nowait(("trip", ("death", why)))
-                return
-            last_probe = await self._liveness(last_probe)
-            due = self.clock.monotonic() >= next_checkpoint
-            if (due or self._checkpoint_due) and self.state in LIVE:
-                next_checkpoint = self.clock.monotonic() + self.config.profiles.checkpoint_interval
-                await self._checkpoint("linked" if self._checkpoint_due else "interval")
-                self._checkpoint_due = False
+            next_checkpoint = await self._maybe_checkpoint(next_checkpoint)
 
-    async def _liveness(self, last_probe: float) -> float:
-        """Probe a silent connected page; degrade, reload, then restart on failure."""
-        h = self.config.health
-        now = self.clock.monotonic()
-        silent = self.last_activity is not None and now - self.last_activity > h.silence_timeout
-        if self.driver is None or self.state not in (S.CONNECTED, S.DEGRADED) or not silent:
-            return last_probe
-        if now - last_probe < h.probe_interval:
-            return last_probe
+    async def _check_browser(self, handle: BrowserHandle, policy: ResourcePolicy) -> _End | None:
+        """Resource limits, then the hang watchdog (a DevTools round trip)."""
+        policy.limits = self._limits()
+        self.usage = await asyncio.to_thread(handle.usage)
+        if self.state in LIVE and self._live_since is not None:
+            self.backoff.note_running_since(self._live_since, self.clock.monotonic())
+        if (why := policy.check(self.usage)) is not None:
+            return _End("trip", why)
+        hang = self.config.browser.hang_timeout
         try:
-            await self.driver.probe(h.probe_timeout)
+            # The handle bounds the ping itself; the outer bound is for a handle that does not.
+            async with asyncio.timeout(hang + DETACH_TIMEOUT):
+                await handle.ping(hang)
+        except (BrowserError, TimeoutError):
+            return _End("death", hang_reason(hang), hung=True)
+        return None
+
+    async def _check_liveness(self) -> _End | None:
+        """Probe a silent connected page; degrade + reload, then restart on a second failure."""
+        health, now = self.config.health, self.clock.monotonic()
+        driver = self.driver
+        if driver is None or self.state not in (S.CONNECTED, S.DEGRADED):
+            return None
+        if not self._liveness.due(now, self.last_activity, health):
+            return None
+        try:
+            async with asyncio.timeout(health.probe_timeout + DETACH_TIMEOUT):
+                await driver.probe(health.probe_timeout)
+            why = ""
+        except Exception as exc:
+            why = f"liveness probe failed: {exc or type(exc).__name__}"
+        verdict = self._liveness.probed(self.clock.monotonic(), ok=not why)
+        if verdict == "ok":
             self.last_activity = self.clock.monotonic()
             if self.state is S.DEGRADED:
                 await self._set(S.CONNECTED, "liveness probe answered")
-            return now
-        except Exception as exc:
-            why = f"liveness probe failed: {exc}"
+            return None
+        if verdict == "restart":
+            return _End("trip", f"{why} after a page reload")
+        self._log.warning("liveness_failed", reason=why, action="reload")
         if self.state is S.CONNECTED:
             await self._set(S.DEGRADED, why)
-            self._log.warning("liveness_failed", reason=why, action="reload")
-            with contextlib.suppress(Exception):
-                await self.driver.reload()
-            return -1e18  # probe again at the next check, after the reload
-        self._events.put_nowait(("trip", ("trip", f"{why} after a page reload")))
-        return now
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(health.probe_timeout + DETACH_TIMEOUT):
+                await driver.reload()
+        return None
 
-    async def _checkpoint(self, why: str) -> None:
+    async def _maybe_checkpoint(self, next_at: float) -> float:
+        """Seal the live profile every checkpoint_interval while live, and once after linking."""
+        now = self.clock.monotonic()
+        if self.state not in LIVE or not (self._checkpoint_due or now >= next_at):
+            return next_at
+        why = "linked" if self._checkpoint_due else "interval"
+        self._checkpoint_due = False
         try:
             await self.profiles.checkpoint()
             self._log.info("checkpoint_taken", why=why)
-        except Exception as exc:
+        except Exception as exc:  # the previous archive stays valid: log, retry next interval
             self._log.warning("checkpoint_failed", why=why, error=str(exc))
+        return now + self.config.profiles.checkpoint_interval
 
     # -- ending a browser ------------------------------------------------------------------
 
     async def _finish(self, end: _End) -> None:
-        """Stop the browser and settle the state for `end`."""
-        graceful = end.outcome in ("stop", "close", "restart", "logout", "failed", "trip")
-        if graceful:
-            await self._set(S.STOPPING, end.reason or f"{end.outcome} requested")
-        if end.outcome == "logout" and not end.reason and self.driver is not None:
-            unlink = getattr(self.driver, "logout", None)  # a requested logout unlinks first
-            if unlink is not None:
-                with contextlib.suppress(Exception):
-                    await unlink()
-            end.reason = "logged out on request"
-        await self._stop_browser(devtools="DevTools did not answer" not in end.reason)
+        """Stop the browser, release the profile, settle the state for `end`."""
+        if end.outcome in GRACEFUL:
+            await self._set(S.STOPPING, end.reason)
+        else:
+            self._log.warning("browser_died", cause=end.reason)
+        if end.unlink:
+            await self._unlink()
+        stopped = await self._stop_browser(devtools=not end.hung)
+        if end.outcome == "logout" and not stopped:
+            why = f"{end.reason}, but the browser could not be stopped; the profile was kept"
+            await self._release(wipe=False)
+            await self._settle_final(S.FAILED, why)
+            return
         await self._release(wipe=end.outcome == "logout")
         if end.outcome == "logout":
-            await self._set(S.LOGGED_OUT, end.reason)
-            self._want_run = False
+            await self._settle_final(S.LOGGED_OUT, end.reason)
         elif end.outcome == "failed":
-            await self._set(S.FAILED, end.reason)
-            self._want_run = False
-        elif end.outcome in ("stop", "close"):
-            await self._set(
-                S.STOPPED, "stopped on request" if end.outcome == "stop" else "daemon shutdown"
-            )
+            await self._settle_final(S.FAILED, end.reason)
+        elif end.outcome == "stop":
+            await self._settle_final(S.STOPPED, "stopped on request")
+        elif end.outcome == "close":
+            await self._settle_final(S.STOPPED, "daemon shutdown")
 
-    async def _stop_browser(self, *, devtools: bool = True) -> None:
+    async def _settle_final(self, state: SessionState, reason: str) -> None:
+        self._want_run = False
+        await self._set(state, reason)
+
+    async def _unlink(self) -> None:
+        """A requested logout: the page unlinks this device before the browser goes."""
+        unlink = getattr(self.driver, "logout", None)  # WhatsAppDriver has it; PageDriver need not
+        if unlink is None:
+            return
+        try:
+            async with asyncio.timeout(UNLINK_TIMEOUT):
+                await unlink()
+        except Exception as exc:
+            self._log.warning("unlink_failed", error=str(exc) or type(exc).__name__)
+
+    async def _stop_browser(self, *, devtools: bool = True) -> bool:
+        """Detach the driver, stop and reap the tree; False if processes may have survived."""
         handle, driver = self.handle, self.driver
         self.driver = None
         if driver is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
+                async with asyncio.timeout(DETACH_TIMEOUT):
                     await driver.detach()
+        ok = True
         if handle is not None:
             try:
                 report = await handle.stop(self.config.browser.stop_timeout, devtools=devtools)
@@ -567,12 +666,16 @@ class SessionRunner:
                     "browser_reaped", exit_status=report.exit_status, sigkill=report.sent_sigkill
                 )
             except Exception as exc:
+                ok = False
                 self._log.error("browser_stop_failed", error=str(exc))
-        self.handle, self.pid, self.started_at, self.usage = None, None, None, None
-        self.qr = None
-        self.code = None
+        self.handle = self.pid = self.started_at = self.usage = None
+        self.qr = self.code = None
+        return ok
 
     async def _release(self, *, wipe: bool) -> None:
+        if not self._prepared and not wipe:
+            return
+        self._prepared = False
         try:
             await self.profiles.release(wipe=wipe)
         except Exception as exc:
@@ -580,7 +683,6 @@ class SessionRunner:
 
     async def _emergency_stop(self) -> None:
         """On cancellation or a bug: no browser may outlive its runner."""
-        if self.handle is not None:
-            with contextlib.suppress(Exception):
-                await self._stop_browser()
-            await self._release(wipe=False)
+        with contextlib.suppress(Exception):
+            await self._stop_browser(devtools=False)
+        await self._release(wipe=False)

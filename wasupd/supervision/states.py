@@ -46,8 +46,10 @@ LEGAL: dict[SessionState, frozenset[SessionState]] = {
     S.SYNCING: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
     S.CONNECTED: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
     S.DEGRADED: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
-    S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
-    S.STOPPING: frozenset({S.STOPPED, S.LOGGED_OUT, S.FAILED, S.BACKOFF}),
+    # A logout during a backoff wipes the profile with no browser running.
+    S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FAILED, S.LOGGED_OUT}),
+    # STARTING: a clean restart (requested, or a watchdog trip) stops then starts again.
+    S.STOPPING: frozenset({S.STOPPED, S.LOGGED_OUT, S.FAILED, S.BACKOFF, S.STARTING}),
     S.LOGGED_OUT: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
     S.FAILED: frozenset({S.STARTING, S.STOPPED, S.LOGGED_OUT}),
 }

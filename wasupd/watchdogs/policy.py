@@ -127,6 +127,4 @@ class QrLimiter:
     def reason(self) -> str:
         """The reason users read: the limit and when to try again."""
         until = time.strftime("%H:%M UTC", time.gmtime(math.ceil(self.blocked_until / 60) * 60))
-        return (
-            f"QR limit: {self.limit} generations in the last hour; try again after {until}"
-        )
+        return f"QR limit: {self.limit} generations in the last hour; try again after {until}"
