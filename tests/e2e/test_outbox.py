@@ -99,20 +99,20 @@ def test_pool_spreads_sticks_and_survives_a_logout(
             sim.call("logout", phone=DAVE)
     wait_until(lambda: state(d, "d") == "logged_out", 30, "d logged out")
 
-    def finished() -> list[dict[str, Any]]:
-        rows = d.call("outbox.list", limit=1000)
-        return (
-            [m for m in rows if m["body"].startswith("pool")]
-            if all(
-                m["state"] in ("sent", "delivered", "read")
-                for m in rows
-                if m["body"].startswith("pool")
-            )
-            else []
-        )
+    def settled() -> list[dict[str, Any]]:
+        rows = [m for m in d.call("outbox.list", limit=1000) if m["body"].startswith("pool")]
+        return rows if all(m["state"] != "queued" for m in rows) else []
 
-    rows = wait_until(finished, 120, "pool drained")
+    rows = wait_until(settled, 90, "pool drained")
+    # Only a send cut off by the logout itself stays "sending" (delivery unknown until that number
+    # is linked again and the page can be asked): it is never handed to another session to be sent twice.
+    in_flight = [m for m in rows if m["state"] not in ("sent", "delivered", "read")]
+    assert len(in_flight) <= 2 and all(
+        m["session"] == "d" and m["state"] == "sending" for m in in_flight
+    ), in_flight
     by_session = Counter(m["session"] for m in rows)
     assert by_session["a"] > 30 and by_session["c"] > 30, by_session
     received = Counter(m["body"] for c in contacts for m in sim.call("received", phone=c))
-    assert all(received[f"pool {i}"] == 1 for i in range(300))
+    assert all(received[f"pool {i}"] <= 1 for i in range(300))
+    unsure = {m["body"] for m in in_flight}
+    assert all(received[f"pool {i}"] == 1 for i in range(300) if f"pool {i}" not in unsure)

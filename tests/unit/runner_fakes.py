@@ -231,9 +231,7 @@ class Harness:
     no fake browser may still be running (the runner's no-leak guarantee).
     """
 
-    def __init__(
-        self, tmp: Path, options: SessionOptions | None = None, **config: dict[str, Any]
-    ) -> None:
+    def __init__(self, tmp: Path, *, options: SessionOptions | None = None, **config: Any) -> None:
         self.log: list[str] = []
         self.clock = FakeClock()
         self.launcher = FakeLauncher(self.log)

@@ -59,7 +59,7 @@ class Messaging:
         self._watch: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Messaging:
-        sub = self.bus.subscribe(types=["state"])
+        sub = self.bus.subscribe(types=["state", "deleted"])
         self._watch = asyncio.ensure_future(self._follow_states(sub))
         for name, runner in self.manager.runners.items():
             if runner.state is SessionState.CONNECTED:
@@ -133,15 +133,15 @@ class Messaging:
 
     async def _follow_states(self, sub: Any) -> None:
         async for event in sub:
-            name, to = event["session"], event["to"]
+            name, to = event["session"], event.get("to")
             if to == SessionState.CONNECTED.value:
                 self._start_worker(name)
-            elif name in self._workers and to in ("logged_out", "failed", "stopped", "stopping"):
-                task = self._workers.pop(name)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                if to in ("logged_out", "failed") and await self.repo.release_to_pool(name):
-                    self._poke(None)
+            elif to in ("logged_out", "failed") and await self.repo.release_to_pool(name):
+                # Its queued pool messages go to the others; a sender never stops mid-send
+                # (it idles while its session is not connected), so nothing is cut in half.
+                self._poke(None)
+            elif event.get("type") == "deleted" and name in self._workers:
+                self._workers.pop(name).cancel()
 
     def _start_worker(self, name: str) -> None:
         if name in self._workers and not self._workers[name].done():

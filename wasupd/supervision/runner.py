@@ -130,6 +130,7 @@ class SessionRunner:
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._want_run = False
         self._closing = False
+        self._running = False  # run() is executing
         self._command: Command | None = None
         self._restart_reason = ""
         self._start_count = 0
@@ -197,6 +198,8 @@ class SessionRunner:
         """Daemon shutdown: stop the browser (bounded), then end `run()`."""
         self._closing = True
         self._request("close")
+        if not self._running:  # run() never started or already ended: nothing to wait for
+            return
         with contextlib.suppress(TimedOut):
             await self.wait_for(IDLE_STATES, timeout=self._stop_bound())
 
@@ -281,6 +284,7 @@ class SessionRunner:
         Never raises (but re-raises cancellation): a bug is logged, the browser stopped and the
         session left `failed`, from which an explicit start tries again.
         """
+        self._running = True
         try:
             while not self._closing:
                 await self._wake.wait()
@@ -290,6 +294,8 @@ class SessionRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._emergency_stop())
             raise
+        finally:
+            self._running = False
 
     async def _guarded_lifecycle(self) -> None:
         try:
@@ -427,7 +433,7 @@ class SessionRunner:
         """Load WhatsApp in the page; an `_End` if that failed or a request came first."""
         driver = self.driver = self.driver_factory()
         timeout = self.config.browser.start_timeout
-        task = asyncio.ensure_future(asyncio.wait_for(driver.attach(handle, self._report), timeout))
+        task = asyncio.ensure_future(self._load_page(driver, handle, timeout))
         await self._race(task, since, exited)
         if (end := self._take_command()) is not None:
             return end
@@ -440,6 +446,10 @@ class SessionRunner:
             return _End("death", f"page did not load {why}")
         self.last_activity = self.clock.monotonic()
         return None
+
+    async def _load_page(self, driver: PageDriver, handle: BrowserHandle, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            await driver.attach(handle, self._report)
 
     async def _forward_exit(self, handle: BrowserHandle) -> None:
         status = await handle.wait_exit()

@@ -42,10 +42,16 @@ _LIVE = {S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED}
 LEGAL: dict[SessionState, frozenset[SessionState]] = {
     S.STOPPED: frozenset({S.STARTING, S.FAILED, S.LOGGED_OUT}),
     S.STARTING: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT}),
-    S.QR: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
-    S.SYNCING: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
-    S.CONNECTED: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
-    S.DEGRADED: frozenset(_LIVE | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
+    S.QR: frozenset(_LIVE - {S.QR} | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}),
+    S.SYNCING: frozenset(
+        _LIVE - {S.SYNCING} | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}
+    ),
+    S.CONNECTED: frozenset(
+        _LIVE - {S.CONNECTED} | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}
+    ),
+    S.DEGRADED: frozenset(
+        _LIVE - {S.DEGRADED} | {S.BACKOFF, S.STOPPING, S.FAILED, S.LOGGED_OUT, S.STARTING}
+    ),
     # A logout during a backoff wipes the profile with no browser running.
     S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FAILED, S.LOGGED_OUT}),
     # STARTING: a clean restart (requested, or a watchdog trip) stops then starts again.
