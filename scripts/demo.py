@@ -69,7 +69,7 @@ def main() -> int:
             "[send]\npacing = false\n"
         )
         subprocess.run([str(bindir / "wasupd"), "--config", str(cfg), "keygen"], check=True)
-        log = open(root / "daemon.log", "wb")  # noqa: SIM115
+        log = open(root / "daemon.log", "wb")
         daemon = subprocess.Popen(
             [str(bindir / "wasupd"), "--config", str(cfg)], stdout=log, stderr=log
         )

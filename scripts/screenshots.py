@@ -17,15 +17,22 @@ from wasupd.supervision.process import ChromiumLauncher  # noqa: E402
 from wasupd.supervision.seams import LaunchRequest  # noqa: E402
 
 
-
 async def main() -> None:
     sim = await SimServer(time_factor=0.2).start()
     sim.world.add_account("15550001111")
     tmp = Path(tempfile.mkdtemp(prefix="wasupd-shot-"))
     args = build_args(build="full", profile_dir=tmp / "p", user_agent="")
-    h = await ChromiumLauncher(tmp / "logs").launch(LaunchRequest(
-        session="shot", profile_dir=tmp / "p", executable=find_executable("", "full"), args=args,
-        url=sim.url, user_agent="", start_timeout=30))
+    h = await ChromiumLauncher(tmp / "logs").launch(
+        LaunchRequest(
+            session="shot",
+            profile_dir=tmp / "p",
+            executable=find_executable("", "full"),
+            args=args,
+            url=sim.url,
+            user_agent="",
+            start_timeout=30,
+        )
+    )
     try:
         await h.page.goto(sim.url)
         await h.page.waitForFunction("() => !!document.querySelector('div[data-ref] canvas')")
