@@ -231,10 +231,10 @@ def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any) -> None:
     d = daemon_factory(daemon={"socket_mode": 0o666})
     for p in (d.root, d.runtime_dir):  # open the filesystem gate so the SO_PEERCRED gate is tested
         os.chmod(p, 0o755)
+    # perl: the unprivileged client must not depend on an interpreter under root's home.
     script = (
-        "import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);"
-        's.sendall(b\'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n\');'
-        "print(s.recv(4096).decode())"
+        'use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect: $!";'
+        ' print $s qq({"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n); print scalar <$s>;'
     )
     out = subprocess.run(
         [
@@ -242,8 +242,8 @@ def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any) -> None:
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            sys.executable,
-            "-c",
+            "perl",
+            "-e",
             script,
             str(d.socket),
         ],
@@ -251,6 +251,7 @@ def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any) -> None:
         timeout=30,
         text=True,
     )
+    assert out.stdout, out.stderr
     reply = json.loads(out.stdout)
     assert reply["error"]["data"]["name"] == "Unauthorized"
     assert "uid 65534" in reply["error"]["message"]

@@ -31,10 +31,15 @@ async def until(cond: Callable[[], bool], what: str = "condition", timeout: floa
         raise AssertionError(f"{what} did not happen within {timeout:g} s") from None
 
 
-async def settle(rounds: int = 20) -> None:
-    """Let ready tasks run a few rounds (for asserting that something did NOT happen)."""
+async def settle(rounds: int = 200) -> None:
+    """Let every ready task run until it blocks (no real time passes: the harness runs
+    `to_thread` inline, so nothing the runner waits on is outside this event loop)."""
     for _ in range(rounds):
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
+
+
+async def _inline_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
 
 
 class FakeClock:
@@ -315,6 +320,10 @@ class Harness:
         await self.reach(SessionState.CONNECTED)
 
     async def __aenter__(self) -> Harness:
+        # Usage samples run inline instead of in a worker thread, so virtual time is
+        # deterministic: `settle` alone lets the monitor reach its next sleep.
+        self._to_thread = asyncio.to_thread
+        asyncio.to_thread = _inline_to_thread  # type: ignore[assignment]
         self.task = asyncio.ensure_future(self.runner.run())
         return self
 
@@ -327,5 +336,6 @@ class Harness:
         finally:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+            asyncio.to_thread = self._to_thread  # type: ignore[assignment]
         if exc == (None, None, None):
             assert not self.launcher.alive, "a browser outlived its runner"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wasupd.config import RestartConfig
@@ -73,6 +73,7 @@ def test_thousands_of_deaths_do_not_overflow() -> None:
     assert b.death(0.0, "x").delay == 300
 
 
+@settings(deadline=None)
 @given(
     initial=st.floats(0, 100),
     factor=st.floats(1, 10),

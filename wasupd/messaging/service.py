@@ -191,6 +191,8 @@ class Messaging:
 
     async def _send_one(self, name: str, port: MessagePort, msg: dict[str, Any]) -> None:
         mid = msg["id"]
+        if msg["session"] != name and not await self.repo.take(mid, name):
+            return  # another sender of the pool took it first
         claimed = msg["wa_id"] if msg["session"] == name else None
         try:
             chat = await port.resolve_chat(msg["chat_id"])

@@ -106,6 +106,17 @@ class MessageRepo:
         cols = ", ".join(f"{k} = ?" for k in fields)
         await self.db.execute(f"UPDATE outbox SET {cols} WHERE id = ?", (*fields.values(), mid))  # noqa: S608
 
+    async def take(self, mid: str, session: str) -> bool:
+        """Atomically assign a pool message to `session`; False if another session took it."""
+        return (
+            await self.db.execute(
+                "UPDATE outbox SET session = ?, updated_at = ? WHERE id = ?"
+                " AND (session IS NULL OR session = ?) AND state IN ('queued', 'sending')",
+                (session, time.time(), mid, session),
+            )
+            == 1
+        )
+
     async def claim(self, mid: str, session: str, wa_id: str) -> None:
         """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
         await self.update(mid, session=session, wa_id=wa_id, state=SENDING)
