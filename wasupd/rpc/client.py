@@ -64,11 +64,20 @@ class Client:
         """Open the connection (done lazily by `call`)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError as exc:
-            sock.close()
-            raise unreachable(self.path, exc) from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                sock.connect(str(self.path))
+                break
+            except BlockingIOError:  # listen backlog full: the daemon is busy, not gone
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                sock.close()
+                raise Timeout(f"wasupd at {self.path} did not accept a connection") from None
+            except OSError as exc:
+                sock.close()
+                raise unreachable(self.path, exc) from None
         self._sock = sock
 
     def close(self) -> None:
