@@ -261,6 +261,24 @@ def inspect(path: Path) -> Header:
         return read_header(fh, path)
 
 
+def _checked_reader(
+    fh: io.BufferedReader, path: Path, keyring: Keyring, session: str | None
+) -> _UnsealingReader:
+    """Read the header, check its session and key id, and return the verifying reader."""
+    header = read_header(fh, path)
+    if session is not None and header.session != session:
+        raise ProfileError(
+            f"{path} was sealed for session {header.session!r}, not {session!r}", path=str(path)
+        )
+    if header.key_id not in keyring.keys:
+        raise KeyUnavailable(
+            f"{path} is sealed under key {header.key_id}, which is not in the key file"
+            f" (it has {', '.join(keyring.keys)}); restore the matching key",
+            path=str(path),
+        )
+    return _UnsealingReader(fh, header, keyring.keys[header.key_id], path)
+
+
 def unseal(path: Path, dest: Path, keyring: Keyring, session: str | None) -> None:
     """Verify and extract `path` into the new directory `dest` (0700), all or nothing.
 
@@ -273,19 +291,8 @@ def unseal(path: Path, dest: Path, keyring: Keyring, session: str | None) -> Non
         raise ProfileError(f"cannot open archive {path}: {exc.strerror}", path=str(path)) from None
     tmp = dest.with_name(f".{dest.name}.unseal.{secrets.token_hex(4)}")
     try:
-        header = read_header(fh, path)
-        if session is not None and header.session != session:
-            raise ProfileError(
-                f"{path} was sealed for session {header.session!r}, not {session!r}", path=str(path)
-            )
-        if header.key_id not in keyring.keys:
-            raise KeyUnavailable(
-                f"{path} is sealed under key {header.key_id}, which is not in the key file"
-                f" (it has {', '.join(keyring.keys)}); restore the matching key",
-                path=str(path),
-            )
+        reader = _checked_reader(fh, path, keyring, session)
         tmp.mkdir(mode=0o700)
-        reader = _UnsealingReader(fh, header, keyring.keys[header.key_id], path)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for member in tar:
@@ -308,19 +315,10 @@ def unseal(path: Path, dest: Path, keyring: Keyring, session: str | None) -> Non
 def verify(path: Path, keyring: Keyring, session: str | None = None) -> Header:
     """Check every chunk of an archive without extracting it; its header."""
     with open(path, "rb") as fh:
-        header = read_header(fh, path)
-        if session is not None and header.session != session:
-            raise ProfileError(
-                f"{path} was sealed for session {header.session!r}, not {session!r}", path=str(path)
-            )
-        if header.key_id not in keyring.keys:
-            raise KeyUnavailable(
-                f"{path} is sealed under unknown key {header.key_id}", path=str(path)
-            )
-        reader = _UnsealingReader(fh, header, keyring.keys[header.key_id], path)
+        reader = _checked_reader(fh, path, keyring, session)
         while not reader.done:
             reader._next()
-    return header
+    return reader.header
 
 
 def reseal(path: Path, keyring: Keyring, session: str, work: Path) -> bool:
