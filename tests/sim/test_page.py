@@ -190,3 +190,22 @@ async def test_state_faults(sim: SimServer, tmp_path: Path, kind: str) -> None:
         await until(h.page, f"{SOCKET}.state === {kind.upper()!r}")
     finally:
         await h.stop(5)
+
+
+async def test_server_down_up_and_memory_balloon(sim: SimServer, tmp_path: Path) -> None:
+    """Server down: a linked page times out; server up: it reconnects. A memory balloon is held."""
+    h = await browser(tmp_path, "faults")
+    try:
+        await link(sim, h.page, A)
+        await sim.control("fault", {"kind": "server_down"})
+        await until(h.page, f"{SOCKET}.state === 'TIMEOUT'")
+        await sim.control("fault", {"kind": "server_up"})
+        await until(h.page, f"{SOCKET}.state === 'CONNECTED'", 20)
+        before = h.usage().pss_bytes
+        await sim.control("fault", {"kind": "memory", "mib": 200})
+        deadline = asyncio.get_running_loop().time() + 15
+        while h.usage().pss_bytes < before + (150 << 20):
+            assert asyncio.get_running_loop().time() < deadline, "the balloon did not show in PSS"
+            await asyncio.sleep(0.2)
+    finally:
+        await h.stop(5)

@@ -323,7 +323,7 @@ class Harness:
         # Usage samples run inline instead of in a worker thread, so virtual time is
         # deterministic: `settle` alone lets the monitor reach its next sleep.
         self._to_thread = asyncio.to_thread
-        asyncio.to_thread = _inline_to_thread  # type: ignore[assignment]
+        asyncio.to_thread = _inline_to_thread
         self.task = asyncio.ensure_future(self.runner.run())
         return self
 
@@ -336,6 +336,6 @@ class Harness:
         finally:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-            asyncio.to_thread = self._to_thread  # type: ignore[assignment]
+            asyncio.to_thread = self._to_thread
         if exc == (None, None, None):
             assert not self.launcher.alive, "a browser outlived its runner"
