@@ -303,8 +303,15 @@ class Harness:
         self.driver.report(DriverReport(kind=kind, value=value, data=data))  # type: ignore[arg-type]
 
     async def reach(self, state: SessionState) -> None:
-        """Wait (bounded) until the runner is in `state`."""
-        await until(lambda: self.runner.state is state, f"state {state.value}")
+        """Wait (bounded) until the runner is in `state` and that transition was recorded."""
+        await until(
+            lambda: (
+                self.runner.state is state
+                and bool(self.transitions)
+                and self.transitions[-1].to_state is state
+            ),
+            f"state {state.value}",
+        )
 
     async def started(self) -> None:
         """Start and wait until the page is attached."""

@@ -53,59 +53,77 @@ def retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
 
+def retry_delay(cfg: WebhooksConfig, attempts: int, rng: random.Random) -> float:
+    """Seconds before the next try after `attempts` failed ones: exponential from
+    `backoff_initial`, capped at `backoff_max`, with +-20 % jitter so a fleet of daemons does
+    not retry in step."""
+    delay = min(cfg.backoff_initial * 2.0 ** (attempts - 1), cfg.backoff_max)
+    return float(delay * rng.uniform(0.8, 1.2))
+
+
 class Webhooks:
     """Queues events durably and delivers them in the background."""
 
-    def __init__(self, cfg: WebhooksConfig, db: Database) -> None:
+    def __init__(self, cfg: WebhooksConfig, db: Database, rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.db = db
+        self.rng = rng or random.Random()
         self.secret = read_secret(cfg.secret_file)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-
-    @property
-    def enabled(self) -> bool:
-        """True when a URL is configured."""
-        return bool(self.cfg.url)
+        self._stopping = False
 
     async def __aenter__(self) -> Webhooks:
-        if self.enabled:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout)
-            )
-            self._task = asyncio.ensure_future(self._loop())
+        # Always running: a session may have its own URL even when the daemon has none, and
+        # deliveries queued before a restart must still go out.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout))
+        self._task = asyncio.ensure_future(self._loop())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
+            # Let a delivery in flight finish and be recorded (bounded), so a receiver that got
+            # it is not sent it again after the restart; then stop.
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), self.cfg.timeout + 1)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
 
-    async def enqueue(self, event: str, data: dict[str, Any]) -> None:
-        """Store an event for delivery (no-op when disabled or the type is not subscribed)."""
-        if not self.enabled or event not in self.cfg.events:
+    async def enqueue(self, event: str, data: dict[str, Any], extra_url: str | None = None) -> None:
+        """Store an event for delivery to the daemon's URL and `extra_url` (a session's own);
+        one delivery, with its own idempotency id, per URL. Nothing when no URL is set or the
+        event type is not in `webhooks.events`."""
+        urls = [u for u in dict.fromkeys([self.cfg.url, extra_url or ""]) if u]
+        if not urls or event not in self.cfg.events:
             return
-        did = secrets.token_hex(12)
-        payload = json.dumps(
-            {"id": did, "event": event, "at": time.time(), "data": data}, separators=(",", ":")
-        )
         now = time.time()
-        await self.db.execute(
-            "INSERT INTO webhook_deliveries (id, url, event, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (did, self.cfg.url, event, payload, now, now),
-        )
+        rows = []
+        for url in urls:
+            did = secrets.token_hex(12)
+            body = {"id": did, "event": event, "at": now, "data": data}
+            rows.append((did, url, event, json.dumps(body, separators=(",", ":")), now, now))
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO webhook_deliveries (id, url, event, payload, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             due = await self.db.fetchall(
                 "SELECT * FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? ORDER BY created_at LIMIT 50",
                 (time.time(),),
             )
             for row in due:
+                if self._stopping:
+                    return
                 await self._deliver(dict(row))
             if not due:
                 self._wake.clear()
@@ -138,8 +156,7 @@ class Webhooks:
         elif (status is not None and not retryable(status)) or attempts >= self.cfg.max_attempts:
             state, next_at = "failed", 0.0
         else:
-            delay = min(self.cfg.backoff_initial * 2 ** (attempts - 1), self.cfg.backoff_max)
-            state, next_at = "pending", now + delay * random.uniform(0.8, 1.2)
+            state, next_at = "pending", now + retry_delay(self.cfg, attempts, self.rng)
         await self.db.execute(
             "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ?,"
             " updated_at = ? WHERE id = ?",
@@ -161,7 +178,7 @@ class Webhooks:
     async def list(self, state: str, limit: int) -> list[dict[str, Any]]:
         """Deliveries in `state`, newest first."""
         rows = await self.db.fetchall(
-            "SELECT id, event, state, attempts, next_at, last_status, last_error, created_at FROM webhook_deliveries"
+            "SELECT id, url, event, state, attempts, next_at, last_status, last_error, created_at FROM webhook_deliveries"
             " WHERE state = ? ORDER BY created_at DESC LIMIT ?",
             (state, limit),
         )

@@ -1,0 +1,65 @@
+"""What every part of the simulated server shares: the world, the pages, faults, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from wasupd.sim.faults import Faults
+from wasupd.sim.model import Account, World
+from wasupd.sim.pages import PageConn
+from wasupd.sim.timing import Timings
+
+
+class Core:
+    """Shared state of one simulator; owns its timers (cancelled by `close()`)."""
+
+    def __init__(self, timings: Timings, *, page_weight_mib: int, auto_read: bool) -> None:
+        self.t = timings
+        self.page_weight_mib = page_weight_mib
+        self.auto_read = auto_read
+        self.world = World()
+        self.pages: set[PageConn] = set()
+        self.faults = Faults()
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def later(self, delay: float, action: Callable[[], Awaitable[object]]) -> None:
+        """Run `action` after `delay` seconds, unless the simulator closes first."""
+
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await action()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def changed(self) -> None:
+        """Wake everyone waiting on a condition (a link, a delivery, a logout...)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate()` holds (re-checked on every change), at most `timeout` s."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._changed.wait()
+        return predicate()
+
+    def live_pages(self, acc: Account) -> list[PageConn]:
+        """Pages linked to `acc` that the server still talks to (not stalled)."""
+        return [p for p in self.pages if p.account is acc and not self.faults.stalled(p)]
+
+    def scoped_pages(self, scope: str) -> list[PageConn]:
+        """Pages a fault of `scope` covers."""
+        return [p for p in self.pages if self.faults.applies(scope, p)]
+
+    async def close(self) -> None:
+        """Cancel every pending timer and wait for them to finish."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
