@@ -33,7 +33,7 @@ from wasupd.supervision.seams import LaunchRequest
 from wasupd.watchdogs.resources import measure_tree
 
 MIB = 1 << 20
-SETTLE = 1.5
+SETTLE = 1.0
 READY_JS = "() => window.require && window.require('WAWebSocketModel').Socket.state === 'UNPAIRED'"
 FINGERPRINT_JS = """() => {
   const gl = document.createElement('canvas').getContext('webgl');
@@ -50,22 +50,26 @@ FINGERPRINT_JS = """() => {
   };
 }"""
 
-# (label, flags added to the baseline). "wrapper" and "lean" are handled in `executable`/`flags`.
+# (label, flags added to the baseline). The last three are special-cased in `executable`/`flags`.
 VARIANTS: list[tuple[str, tuple[str, ...]]] = [
     ("baseline", ()),
     ("--disable-gpu", ("--disable-gpu",)),
     ("--disable-software-rasterizer", ("--disable-software-rasterizer",)),
-    ("gpu off + no swiftshader", ("--disable-gpu", "--disable-software-rasterizer")),
     ("--in-process-gpu", ("--in-process-gpu",)),
     ("--renderer-process-limit=1", ("--renderer-process-limit=1",)),
     ("no spare renderer", ("--disable-features=SpareRendererForSitePerProcess",)),
-    ("no back-forward cache", ("--disable-features=BackForwardCache",)),
-    ("no site isolation", ("--disable-site-isolation-trials", "--disable-features=IsolateOrigins")),
+    ("no site isolation", ("--disable-site-isolation-trials",)),
     ("--js-flags=--max-old-space-size=256", ("--js-flags=--max-old-space-size=256",)),
     ("cache size 1", ("--disk-cache-size=1", "--media-cache-size=1")),
     ("direct binary (no Debian wrapper)", ()),
+    ("no initial tab", ()),
     ("adopted (LEAN_FLAGS)", ()),
 ]
+DIRECT = {
+    "full": "/usr/lib/chromium/chromium",
+    "headless-shell": "/usr/lib/chromium/chromium-headless-shell",
+}
+WRAPPER = {"full": "/usr/bin/chromium", "headless-shell": "/usr/bin/chromium-headless-shell"}
 
 
 @dataclass
@@ -80,10 +84,8 @@ class Row:
 
 
 def executable(label: str, build: BrowserBuild) -> str:
-    """The binary to run; for one variant, the real binary behind Debian's /usr/bin script."""
-    if label == "direct binary (no Debian wrapper)":
-        return "/usr/lib/chromium/" + ("chromium" if build == "full" else "chromium-headless-shell")
-    return launcher.find_executable("", build)
+    """The binary to run: the Debian /usr/bin script, or for one variant the binary behind it."""
+    return (DIRECT if label == "direct binary (no Debian wrapper)" else WRAPPER)[build]
 
 
 def flags(label: str, extra: tuple[str, ...], build: BrowserBuild, profile: Path) -> list[str]:
@@ -92,6 +94,11 @@ def flags(label: str, extra: tuple[str, ...], build: BrowserBuild, profile: Path
     args = [a for a in args if a not in launcher.LEAN_FLAGS]
     if label == "adopted (LEAN_FLAGS)":
         extra = launcher.LEAN_FLAGS
+    if label == "no initial tab":
+        args = [a for a in args if a != "about:blank"]
+        extra = ("--no-startup-window",)
+    if "--no-startup-window" in args and label != "adopted (LEAN_FLAGS)":
+        args = [a for a in args if a != "--no-startup-window"] + ["about:blank"]
     # Two --disable-features would override each other: merge them into one.
     feats = [a.split("=", 1)[1] for a in [*args, *extra] if a.startswith("--disable-features=")]
     rest = [a for a in [*args, *extra] if not a.startswith("--disable-features=")]
@@ -157,7 +164,7 @@ def report(build: str, rows: dict[str, Row], runs: int) -> None:
     print(
         f"\n[{build}] PSS of the whole tree, median of {runs} runs; baseline spread {spread:.1f} MiB"
     )
-    print(f"{'variant':38}{'PSS MiB':>9}{'vs base':>9}{'procs':>7}{'ready s':>9}  page")
+    print(f"{'variant':38}{'PSS MiB':>9}{'vs base':>9}{'procs':>7}{'ready s':>9}{'n':>3}  page")
     for label, row in rows.items():
         if not row.pss:
             print(f"{label:38}{'failed':>9}  {row.error}")
@@ -166,7 +173,7 @@ def report(build: str, rows: dict[str, Row], runs: int) -> None:
         delta = f"{(pss - b_pss) / MIB:+.1f}" if label != "baseline" else ""
         print(
             f"{label:38}{pss / MIB:>9.1f}{delta:>9}{statistics.median(row.procs):>7.0f}"
-            f"{statistics.median(row.ready):>9.2f}  {page_diff(row.page, base.page)}"
+            f"{statistics.median(row.ready):>9.2f}{len(row.pss):>3}  {page_diff(row.page, base.page)}"
         )
     print(f"  baseline page: {base.page}")
 
@@ -180,10 +187,10 @@ async def main() -> None:
     builds: list[BrowserBuild] = (
         ["full", "headless-shell"] if args.build == "both" else [args.build]
     )
-    deadline = time.monotonic() + args.budget
     sim = await SimServer(time_factor=1.0).start()
     try:
         for build in builds:
+            deadline = time.monotonic() + args.budget / len(builds)
             rows = {label: Row() for label, _ in VARIANTS}
             for _ in range(args.runs):
                 for label, extra in VARIANTS:

@@ -74,44 +74,53 @@ def enqueue_run(
 
 
 def link_all(d: DaemonProcess, sim: SimProcess, names: list[str], phones: list[str]) -> float:
-    """Create every session, scan each QR as it appears; seconds until all are connected."""
+    """Create the sessions five at a time, scan each QR as it appears; seconds until all are
+    connected."""
     t0 = time.perf_counter()
-    for name in names:
-        d.call("session.create", name=name)
-    for name, phone in zip(names, phones, strict=True):
-        for attempt in range(5):  # a QR may rotate between reading and scanning it
-            qr = d.call("session.qr", name=name, wait=300, timeout=330)
-            try:
-                sim.call("scan", payload=qr["payload"], phone=phone)
-                break
-            except RuntimeError:
-                if attempt == 4:
-                    raise
+    pairs = list(zip(names, phones, strict=True))
+    for k in range(0, len(pairs), 5):
+        for name, _ in pairs[k : k + 5]:
+            d.call("session.create", name=name)
+        for name, phone in pairs[k : k + 5]:
+            _scan(d, sim, name, phone)
     deadline = time.monotonic() + 600
-    while any(s["state"] != "connected" for s in d.call("session.list") if s["name"] in set(names)):
+    while any(s["state"] != "connected" for s in d.call("session.list") if s["name"] in names):
         if time.monotonic() > deadline:
             raise TimeoutError("sessions did not all connect within 10 minutes")
         time.sleep(1)  # polling another process, bounded by the deadline
     return time.perf_counter() - t0
 
 
+def _scan(d: DaemonProcess, sim: SimProcess, name: str, phone: str) -> None:
+    for attempt in range(5):  # a QR may rotate between reading and scanning it
+        qr = d.call("session.qr", name=name, wait=300, timeout=330)
+        try:
+            sim.call("scan", payload=qr["payload"], phone=phone)
+            return
+        except RuntimeError:
+            if attempt == 4:
+                raise
+
+
 async def produce(d: DaemonProcess, names: list[str], rate: float, seconds: float) -> list[str]:
-    """Offer `rate` messages/minute round-robin over `names` for `seconds`; their ids."""
-    ids: list[str] = []
+    """Offer `rate` messages/minute round-robin over `names` for `seconds` (on schedule, not
+    waiting for replies: a slow reply must not lower the offered load); their ids."""
     interval = 60.0 / rate
-    async with AsyncClient(d.socket) as c:
+    calls: list[asyncio.Task[Any]] = []
+    async with AsyncClient(d.socket, timeout=120) as c:
         start = time.monotonic()
         i = 0
         while (now := time.monotonic()) - start < seconds:
             due = start + i * interval
             if due > now:
                 await asyncio.sleep(due - now)  # the offered load's schedule
-            msg = await c.call(
-                "message.send", to=PEER, text=f"e2e {i}", session=names[i % len(names)]
+            text, name = f"e2e {i}", names[i % len(names)]
+            calls.append(
+                asyncio.ensure_future(c.call("message.send", to=PEER, text=text, session=name))
             )
-            ids.append(msg["id"])
             i += 1
-    return ids
+        msgs = await asyncio.gather(*calls)
+    return [m["id"] for m in msgs]
 
 
 def delivery_report(d: DaemonProcess, ids: list[str], window: float) -> dict[str, Any]:
@@ -143,7 +152,7 @@ def main() -> None:
     args = p.parse_args()
 
     phones = [f"1555000{i:04d}" for i in range(args.sessions)]
-    sim = SimProcess(0.2, [*phones, PEER])
+    sim = SimProcess(1.0, [*phones, PEER])  # real QR lifetimes
     root, runtime, state = make_dirs()
     cfg = base_config(
         runtime,

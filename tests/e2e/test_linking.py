@@ -5,9 +5,13 @@ Also holds the helpers the other e2e modules of the driver use (`ctl`, `Watch`, 
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
+import os
+import pty
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -150,21 +154,38 @@ def link_by_qr(d: DaemonProcess, sim: SimProcess, name: str, phone: str, tmp: Pa
     return payload
 
 
-class Lines:
-    """A subprocess's stdout read line by line in a thread, so reads can be bounded."""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+
+class Lines:
+    """A subprocess's output (a pipe or a pty) read in a thread, so every read is bounded.
+
+    Terminal codes are stripped and carriage returns split lines, as a person would see them.
+    """
+
+    def __init__(self, fd: int) -> None:
         self.queue: queue.Queue[str | None] = queue.Queue()
         self.all: list[str] = []
-        assert proc.stdout is not None
-        stdout = proc.stdout
-        self.thread = threading.Thread(target=self._pump, args=(stdout,), daemon=True)
+        self.thread = threading.Thread(target=self._pump, args=(fd,), daemon=True)
         self.thread.start()
 
-    def _pump(self, stdout: Any) -> None:
-        for raw in stdout:
-            self.queue.put(raw.decode("utf-8").rstrip("\n"))
-        self.queue.put(None)
+    def _pump(self, fd: int) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        pending = ""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # a pty whose child exited
+                chunk = b""
+            pending += decoder.decode(chunk, final=not chunk)
+            *done, pending = re.split(r"\r\n|\n|\r", pending)
+            for line in done:  # whole lines only: a chunk may end inside an escape code
+                self.queue.put(ANSI.sub("", line))
+            if not chunk:
+                if pending:
+                    self.queue.put(ANSI.sub("", pending))
+                self.queue.put(None)
+                return
 
     def next(self, timeout: float) -> str | None:
         """The next line; None at end of output. AssertionError after `timeout`."""
@@ -175,6 +196,12 @@ class Lines:
         if line is not None:
             self.all.append(line)
         return line
+
+    def rest(self, timeout: float) -> str:
+        """Everything until the end of output, as text."""
+        while self.next(timeout) is not None:
+            pass
+        return "\n".join(self.all)
 
     def qr_block(self, timeout: float) -> list[str]:
         """The next QR drawn in half blocks (consecutive lines of only those glyphs)."""
@@ -190,19 +217,35 @@ class Lines:
                 return block
 
 
+def on_terminal(d: DaemonProcess, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start wasupctl with its stdout on a pseudo-terminal (as a person runs it); the process
+    and the pty's reading end (close it after reaping the process)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*CTL, "--socket", str(d.socket), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(slave)
+    return proc, master
+
+
 # -- tests ----------------------------------------------------------------------------------
 
 
 def test_create_shows_terminal_qr_rerenders_and_exits_when_linked(
     daemon_factory: Any, sim_factory: Any
 ) -> None:
-    """`session create` prints a QR that scans from its half-block text and fits 80 columns,
-    re-renders it with a countdown when it rotates, and exits 0 once the phone linked."""
+    """On a terminal, `session create` prints a QR that scans from its half-block text and fits
+    80 columns, re-renders it with a countdown when it rotates, and exits 0 once linked."""
     sim = sim_factory(time_factor=0.03, accounts=[ALICE])
     d = start(daemon_factory, sim, qr={"max_rotations": 3})
-    proc = popen(d, "session", "create", "live", "--wait-timeout", "60")
+    proc, master = on_terminal(d, "session", "create", "live", "--wait-timeout", "60")
     try:
-        out = Lines(proc)
+        out = Lines(master)
         first = out.qr_block(30)
         assert max(len(line) for line in first) <= 80 and len(first) <= 40
         assert decode_terminal(first).startswith("2@")
@@ -215,11 +258,13 @@ def test_create_shows_terminal_qr_rerenders_and_exits_when_linked(
                 assert "expired" in str(exc) or "not recognised" in str(exc)
         else:
             raise AssertionError("never scanned a current QR")
+        text = out.rest(30)
         assert proc.wait(30) == 0
-        text = "\n".join(out.all)
-        assert "expires in" in text and "linked and connected" in text
     finally:
         reap(proc)
+        os.close(master)
+    assert re.search(r"QR 2: expires in +\d+ s", text), text[-500:]
+    assert "linked and connected" in text
     assert state(d, "live") == "connected"
 
 
@@ -263,13 +308,14 @@ def test_pair_by_code(daemon_factory: Any, sim_factory: Any) -> None:
         w.state("code", "qr")
         proc = popen(d, "pair", "code", "--phone", "+1 555-000-1111", "--wait-timeout", "60")
         try:
-            line = Lines(proc).next(30) or ""
+            assert proc.stdout is not None
+            line = Lines(proc.stdout.fileno()).next(30) or ""
             assert line.startswith("pairing code for code: ")
             code = line.rsplit(" ", 1)[1]
             assert len(code) == 9 and code[4] == "-"
             assert set(code.replace("-", "")) <= set("123456789ABCDEFGHJKLMNPQRSTVWXYZ")
             sim.call("enter_code", code=code, phone=ALICE)
-            assert proc.wait(30) == 0
+            assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
         finally:
             reap(proc)
         w.state("code", "connected")
@@ -349,7 +395,8 @@ def test_qr_generations_per_hour_are_limited(daemon_factory: Any, sim_factory: A
         assert ctl(d, "session", "create", "loop", "--no-wait").returncode == 0
         failed = w.state("loop", "failed", timeout=60)
         assert "QR limit: 2 generations in the last hour" in failed["reason"]
-        assert len([e for e in w.seen if e["type"] == "qr" and e["rotation"] == 0]) == 2
+        # The third generation is refused at its first ref: it never rotates.
+        assert [e["rotation"] for e in w.seen if e["type"] == "qr"][-2:] == [5, 0]
     finally:
         w.close()
     out = ctl(d, "session", "start", "loop")

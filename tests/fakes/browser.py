@@ -8,7 +8,7 @@ Chromium (it inherits the DevTools pipe on fds 3/4), then misbehave around it:
   double_fork  a grandchild escapes the process group (setsid) holding the profile dir; then exec Chromium
   exit0        exit 0 at once (what a second Chromium on a locked profile does)
   hang         never answer DevTools
-  memory       the top process grows by 16 MiB every 50 ms up to 480 MiB; Chromium runs as its child
+  memory       on each SIGUSR1 the top process grows by 256 MiB (16 MiB steps); Chromium is its child
   fds          open 3000 extra fds, then exec Chromium (they are inherited)
   stale_lock   leave Singleton* links of a container that no longer exists, then exec Chromium
                (the full build refuses such a profile: exit 21)
@@ -26,7 +26,7 @@ import time
 mode, args = sys.argv[1], sys.argv[2:]
 real = os.environ.get("FAKE_BROWSER_REAL") or shutil.which("chromium") or "/usr/bin/chromium"
 profile = next((a for a in args if a.startswith("--user-data-dir=")), "--user-data-dir=none")
-GROW_STEP, GROW_MAX = 16 << 20, 480 << 20
+GROW_STEP, GROW_BY = 16 << 20, 256 << 20
 
 
 def run_chromium_as_child() -> subprocess.Popen[bytes]:
@@ -34,17 +34,17 @@ def run_chromium_as_child() -> subprocess.Popen[bytes]:
     return subprocess.Popen([real, *args], pass_fds=(3, 4), start_new_session=False)
 
 
-def grow() -> None:
-    """Allocate and touch memory step by step, so PSS rises over several samples."""
+def grow_on_cue() -> None:
+    """Each SIGUSR1: allocate and touch 256 MiB more, step by step; then wait for the next."""
     ballast = []
-    while sum(map(len, ballast)) < GROW_MAX:
-        chunk = bytearray(GROW_STEP)
-        for i in range(0, len(chunk), 4096):
-            chunk[i] = 1  # touch every page so it is resident
-        ballast.append(chunk)
-        time.sleep(0.05)
+    signal.signal(signal.SIGUSR1, lambda *_: None)
     while True:
-        time.sleep(3600)
+        signal.pause()
+        for _ in range(GROW_BY // GROW_STEP):
+            chunk = bytearray(GROW_STEP)
+            for i in range(0, len(chunk), 4096):
+                chunk[i] = 1  # touch every page so it is resident
+            ballast.append(chunk)
 
 
 if mode == "exit0":
@@ -84,5 +84,5 @@ if mode == "ignore_term":
         time.sleep(3600)
 if mode == "memory":
     run_chromium_as_child()
-    grow()
+    grow_on_cue()
 sys.exit(f"unknown mode {mode}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -111,8 +112,9 @@ async def test_growing_memory_is_seen_between_exact_measures(tmp_path: Path) -> 
     try:
         sampler = TreeSampler(h.pid, h.profile_dir, pss_max_age=3600, discover_every=3600)
         first = sampler.sample()
+        os.kill(h.pid, signal.SIGUSR1)  # the fake's cue to allocate 256 MiB
         async with asyncio.timeout(20):
-            while (now := sampler.sample()).pss_bytes < first.pss_bytes + (300 << 20):
+            while (now := sampler.sample()).pss_bytes < first.pss_bytes + (240 << 20):
                 await asyncio.sleep(0.1)
         assert sampler.exact_samples == 1  # seen by the cheap estimate, not a new smaps walk
         exact = sampler.sample(exact=True)

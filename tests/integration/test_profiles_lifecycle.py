@@ -10,7 +10,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import psutil
 import pytest
 
 from wasupd.errors import InvalidState, KeyUnavailable, ProfileError
-from wasupd.profiles import archive
+from wasupd.profiles import archive, snapshot
 from wasupd.profiles.keys import (
     add_key,
     generate_key_file,
@@ -302,12 +301,14 @@ def published(root: Path) -> int:
     return int((root / IDB / "CURRENT").read_text() or 0)
 
 
-@pytest.mark.parametrize("pace", [0.002, 0.0])
+@pytest.mark.parametrize(("path", "pace"), [("optimistic", 0.002), ("paused", 0.0)])
 async def test_checkpoints_under_a_concurrent_writer_are_consistent(
-    dirs: Dirs, tmp_path: Path, pace: float
+    dirs: Dirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, pace: float
 ) -> None:
-    """Checkpoints while a process commits (with pauses, or back to back so it must be paused) are
-    each one instant: the published count never exceeds the data; the writer runs on afterwards."""
+    """Checkpoints while a process commits (copied while it rests, or back to back with the pause
+    forced) are each one instant: the published count never exceeds the data; the writer runs on."""
+    if path == "paused":
+        monkeypatch.setattr(snapshot, "QUIET_TRIES", 0)
     hooks = dirs.hooks()
     live = await hooks.prepare()
     ring = load_keyring(dirs.key)
@@ -320,38 +321,34 @@ async def test_checkpoints_under_a_concurrent_writer_are_consistent(
             archive.unseal(dirs.state / "s.wasup", out, ring, "s")
             records = (out / IDB / "000003.log").read_bytes().count(b"\n")
             assert 0 < published(out) <= records, (i, published(out), records)
-        if pace == 0.0:
-            assert hooks.last_checkpoint.paused_units, "a writer that never rests needs the pause"
+        if path == "paused":
+            assert hooks.last_checkpoint.paused_units and hooks.last_checkpoint.longest_pause > 0
         after = published(live)
         wait(lambda: published(live) > after, "the writer to go on after the checkpoints")
     await hooks.release(wipe=False)
 
 
-async def test_a_foreign_writer_that_never_rests_fails_the_checkpoint_only(dirs: Dirs) -> None:
-    """A writer that is not the profile's browser cannot be paused: the checkpoint fails with why,
-    its copy is removed, and the previous archive stays."""
+async def test_a_foreign_writer_that_never_rests_fails_the_checkpoint_only(
+    dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that is not the profile's browser, writing during every copy, cannot be paused:
+    the checkpoint fails with why, its copy is removed, and the previous archive stays."""
     hooks = dirs.hooks()
     live = await hooks.prepare()
     fill(live)
     await hooks.checkpoint()
     before = digest(dirs.state / "s.wasup")
-    stop = threading.Event()
+    real_copy = snapshot._copy_file
 
-    def write() -> None:
+    def copy_then_foreign_write(src: Path, dest: Path, rel: Path) -> None:
+        real_copy(src, dest, rel)
         with open(live / IDB / "000003.log", "ab") as log:
-            while not stop.is_set():
-                log.write(b"x")
-                log.flush()
+            log.write(b"x")  # lands between the scan before and the scan after, every time
 
-    thread = threading.Thread(target=write)
-    thread.start()
-    try:
-        with pytest.raises(ProfileError, match="kept changing even with the browser paused"):
-            async with asyncio.timeout(30):
-                await hooks.checkpoint()
-    finally:
-        stop.set()
-        thread.join(10)
+    monkeypatch.setattr(snapshot, "_copy_file", copy_then_foreign_write)
+    with pytest.raises(ProfileError, match="kept changing even with the browser paused"):
+        async with asyncio.timeout(30):
+            await hooks.checkpoint()
     assert digest(dirs.state / "s.wasup") == before
     assert [p.name for p in dirs.runtime.iterdir()] == ["s"], "the checkpoint copy must be removed"
     await hooks.release(wipe=False)

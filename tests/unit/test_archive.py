@@ -125,7 +125,7 @@ def test_truncation_at_any_offset_is_detected(
 ) -> None:
     """Cutting the file at any length short of complete fails with a message about the cut."""
     data = sealed.read_bytes()
-    with pytest.raises(ProfileError, match=r"truncated|empty|bad magic"):
+    with pytest.raises(ProfileError, match=r"truncated|empty"):
         unseal_bytes(tmp_path_factory.mktemp("cut"), data[: int(where * len(data))])
 
 

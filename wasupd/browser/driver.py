@@ -33,6 +33,11 @@ EVAL_TIMEOUT = 30.0  # one page call; sends wait for the server's ack within thi
 RELOAD_QR_WAIT = 5.0  # for the reload button to appear after UNPAIRED_IDLE
 ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
 SELF_PING_TEXT = "wasupd liveness check"
+REASONS = {  # what the session history says for each state the page reports
+    "qr": "waiting for the QR to be scanned",
+    "syncing": "linked; WhatsApp is loading chats",
+    "connected": "WhatsApp Web is connected and synced",
+}
 _GONE = ("Target closed", "Session closed", "Connection closed")  # the page is gone for good
 
 
@@ -362,6 +367,7 @@ class WhatsAppDriver:
             data["reason"] = f"WhatsApp is {state}: {wa.STATE_HELP.get(state, '')}"
         elif state == wa.STATE_PAIRING:
             data["reason"] = "a phone is linking this device"
+        data.setdefault("reason", REASONS.get(meaning, ""))
         self._emit("state", meaning, data)
 
     def _on_qr(self, msg: dict[str, Any]) -> None:

@@ -183,6 +183,7 @@ class SealedProfiles:
     def prepare_sync(self) -> Path:
         """`prepare` in the calling thread."""
         with self._mutex:
+            self._drop_lock()  # held only if a previous run of this session was never released
             keyring = self.load_keyring()  # a new session needs a key too: nothing unsealable runs
             self.live_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if self.live_dir.exists():
@@ -208,7 +209,7 @@ class SealedProfiles:
                 seconds=round(time.monotonic() - started, 3),
                 live_bytes=tree_size(self.live_dir),
             )
-        self.enforce_quota()
+            self._prune_over_quota()
         return self.live_dir
 
     def _unseal(self, keyring: Keyring) -> None:
@@ -260,7 +261,7 @@ class SealedProfiles:
                 longest_pause_ms=round(report.longest_pause * 1000, 1),
                 seconds=round(time.monotonic() - started, 3),
             )
-        self.enforce_quota()
+            self._prune_over_quota()
         return size
 
     def release_sync(self, wipe: bool) -> None:
@@ -291,6 +292,10 @@ class SealedProfiles:
     def enforce_quota(self) -> list[str]:
         """Over `quota_mib`, empty the live profile's caches; the cache dirs emptied. Caches are
         rebuilt on demand; essential data is never pruned (a warning says when it alone is over)."""
+        with self._mutex:
+            return self._prune_over_quota()
+
+    def _prune_over_quota(self) -> list[str]:
         limit = self.quota_mib * MIB
         if not limit or not self.live_dir.is_dir() or tree_size(self.live_dir) <= limit:
             return []

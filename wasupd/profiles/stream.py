@@ -95,7 +95,8 @@ def read_header(fh: BinaryIO, path: str) -> Header:
     first = fh.read(_FIXED.size)
     if not first:
         raise ProfileError(f"{path} is empty: not a wasupd profile archive", path=path)
-    if not first.startswith(MAGIC[: len(first)]) or len(first) < len(MAGIC):
+    head = first[: len(MAGIC)]
+    if head != MAGIC[: len(head)]:
         raise ProfileError(f"{path} is not a wasupd profile archive (bad magic)", path=path)
     if len(first) < _FIXED.size:
         raise ProfileError(f"{path}: archive truncated inside its header", path=path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from wasupd.sim.faults import Faults
 from wasupd.sim.model import Account, World
@@ -32,9 +33,14 @@ class Core:
             await asyncio.sleep(delay)
             await action()
 
-        task = asyncio.get_running_loop().create_task(run())
+        self.spawn(run())
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` as a task this simulator owns (cancelled by `close()`)."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def changed(self) -> None:
         """Wake everyone waiting on a condition (a link, a delivery, a logout...)."""

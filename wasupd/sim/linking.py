@@ -63,12 +63,14 @@ class Linking:
         await conn.send(kind, me=acc.wid, pushname=acc.name, platform=acc.platform, **data, **extra)
 
     async def issue_refs(self, conn: PageConn) -> None:
-        """A batch of refs (§1b); the page rotates them and reports each one it shows."""
+        """A new batch of refs (§1b), rotated by the server; then UNPAIRED_IDLE."""
+        conn.stop_rotation()
         conn.refs = [new_ref() for _ in range(timing.REFS_PER_BATCH)]
-        conn.shown = ""
+        conn.rotation = self.core.spawn(self._rotate(conn, list(conn.refs)))
+
+    async def _rotate(self, conn: PageConn, refs: list[str]) -> None:
         k = conn.keys
-        batch = []
-        for ref in conn.refs:
+        for i, ref in enumerate(refs):
             payload = str(
                 Payload(
                     ref,
@@ -78,8 +80,14 @@ class Linking:
                     k.get("platform", ""),
                 )
             )
-            batch.append({"ref": ref, "payload": payload, "matrix": matrix(payload)})
-        await conn.send("refs", refs=batch)
+            conn.show(ref)
+            await conn.send("ref", ref=ref, payload=payload, matrix=matrix(payload))
+            self.core.changed()
+            await asyncio.sleep(self.core.t(timing.FIRST_REF_S if i == 0 else timing.NEXT_REF_S))
+        conn.show("")  # the refs ran out: the page shows the reload button
+        conn.state = "UNPAIRED_IDLE"
+        await conn.send("idle")
+        self.core.changed()
 
     async def issue_code(self, conn: PageConn, phone: str) -> None:
         """A pairing code for `phone` (§3), or a `code_error` the page rejects with."""
@@ -88,7 +96,7 @@ class Linking:
         except ValueError as exc:
             await conn.send("code_error", error=str(exc))
             return
-        conn.refs, conn.shown = [], ""
+        conn.stop_rotation()
         conn.code, conn.code_phone = new_pairing_code(), acc.phone
         conn.code_expires = time.monotonic() + self.core.t(timing.CODE_TTL_S)
         await conn.send("code", code=conn.code)
@@ -123,7 +131,8 @@ class Linking:
         """Link `conn` as a new device of `acc`; its credentials go to the page's IndexedDB."""
         dev = self.core.world.link(acc)
         conn.account, conn.device = acc, dev
-        conn.refs, conn.shown, conn.code = [], "", ""
+        conn.stop_rotation()
+        conn.code = ""
         creds = {"phone": acc.phone, "device_id": dev.device_id, "token": dev.token}
         await self.welcome(conn, "paired", creds=creds)
         delay = self.core.faults.logout_delay(acc.phone)

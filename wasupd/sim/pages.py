@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -28,7 +29,8 @@ class PageConn:
     device: Device | None = None
     keys: dict[str, str] = field(default_factory=dict)  # noise, identity, adv, platform
     refs: list[str] = field(default_factory=list)  # the batch on offer, in order
-    shown: str = ""  # the ref the page shows now (it reports each rotation)
+    shown: str = ""  # the ref the page shows now (the server rotates them)
+    rotation: asyncio.Task[None] | None = None
     previous: tuple[str, float] = ("", 0.0)  # the ref shown before, and when it went
     code: str = ""  # pairing code on offer
     code_phone: str = ""  # the phone number that code was asked for
@@ -47,10 +49,16 @@ class PageConn:
             await self.ws.send_str(json.dumps({"t": msg_type, **data}))
 
     def show(self, ref: str) -> None:
-        """The page reports the ref it now shows."""
-        if ref in self.refs and ref != self.shown:
-            self.previous = (self.shown, time.monotonic())
-            self.shown = ref
+        """`ref` is the one on screen now ('' when the refs ran out: nothing can be scanned)."""
+        self.previous = (self.shown, time.monotonic()) if ref else ("", 0.0)
+        self.shown = ref
+
+    def stop_rotation(self) -> None:
+        """No more refs for this page (linked, pairing by code, or gone)."""
+        if self.rotation is not None:
+            self.rotation.cancel()
+            self.rotation = None
+        self.refs, self.shown, self.previous = [], "", ("", 0.0)
 
     def scannable(self, payload: Payload) -> bool:
         """True when `payload` is what this page shows now (or showed an instant ago)."""
@@ -65,7 +73,8 @@ class PageConn:
     def unlink(self) -> None:
         """Forget the account (logout) and any QR or code on offer."""
         self.account = self.device = None
-        self.refs, self.shown, self.code = [], "", ""
+        self.stop_rotation()
+        self.code = ""
 
     def summary(self) -> dict[str, Any]:
         """What `state()` reports about this page."""

@@ -134,6 +134,7 @@ class SimServer:
                 if frame.type == WSMsgType.TEXT and not self.core.faults.stalled(conn):
                     await self._from_page(conn, frame.data)
         finally:
+            conn.stop_rotation()
             self.core.pages.discard(conn)
             self.core.changed()
         return ws
@@ -176,17 +177,11 @@ def _error(status: int, message: str) -> web.Response:
 
 async def _state(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
     conn.state = str(msg.get("state", ""))
-    if conn.state == "UNPAIRED_IDLE":
-        conn.shown = ""
     sim.core.changed()
 
 
-async def _shown(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
-    ref = str(msg.get("ref") or "")
-    if ref:
-        conn.show(ref)
-    else:
-        conn.shown = ""
+async def _alt_mode(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    conn.stop_rotation()  # linking by phone number: no QR on screen
 
 
 async def _qr_mode(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
@@ -201,7 +196,7 @@ async def _receipt(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
 _PAGE_MESSAGES: dict[str, Any] = {
     "hello": lambda sim, conn, msg: sim.linking.hello(conn, msg),
     "state": _state,
-    "shown": _shown,
+    "alt_mode": _alt_mode,
     "refs": lambda sim, conn, msg: sim.linking.issue_refs(conn),
     "qr_mode": _qr_mode,
     "pair_code": lambda sim, conn, msg: sim.linking.issue_code(conn, str(msg.get("phone", ""))),

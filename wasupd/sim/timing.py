@@ -37,8 +37,6 @@ class Timings:
         """The page's share of the timeline, in milliseconds (the page runs its own timers)."""
         ms = {
             "bootMs": BOOT_S,
-            "firstRefMs": FIRST_REF_S,
-            "nextRefMs": NEXT_REF_S,
             "codeRefreshMs": CODE_REFRESH_S,
             "pairingMs": PAIRING_S,
             "syncMs": SYNC_S,

@@ -37,7 +37,8 @@ CLOSE_TIMEOUT = 2.0  # Browser.close over DevTools: a healthy browser answers at
 CLOSE_GRACE = 3.0  # after Browser.close answered: time to exit before SIGTERM
 KILL_WAIT = 5.0  # after SIGKILL; only a process stuck in the kernel (D state) takes longer
 SWEEP_WAIT = 5.0
-STOP_MARGIN = CLOSE_TIMEOUT + CLOSE_GRACE + KILL_WAIT + SWEEP_WAIT
+REAP_WAIT = 2.0  # for the group's last zombies to be reaped (by us as subreaper, or by init)
+STOP_MARGIN = CLOSE_TIMEOUT + CLOSE_GRACE + KILL_WAIT + SWEEP_WAIT + REAP_WAIT
 
 
 def _spawn(request: LaunchRequest, log_path: Path) -> tuple[int, int, int]:
@@ -201,7 +202,7 @@ class ChromiumHandle:
         self._signal_group(signal.SIGKILL)
         swept = await asyncio.to_thread(sweep_profile, self._profile_dir)
         await self.transport.close()
-        reaper.reap_orphans()  # helpers orphaned by this browser were re-parented to us
+        await self._reap_group()
         await self._verify()
         report = StopReport(
             exit_status=self.exit_status,
@@ -213,6 +214,20 @@ class ChromiumHandle:
         )
         log.info("browser_stopped", pid=self._pid, **dataclasses.asdict(report))
         return report
+
+    async def _reap_group(self) -> None:
+        """Reap the group's orphaned helpers (re-parented to us, the subreaper) until the group
+        is empty: a zombie still counts as a member. Bounded by `REAP_WAIT`."""
+        deadline = time.monotonic() + REAP_WAIT
+        while True:
+            await asyncio.to_thread(reaper.reap_orphans)
+            try:
+                os.killpg(self._pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)  # a helper's exit is being reported right now
 
     async def _verify(self) -> None:
         if not self.exited:

@@ -14,7 +14,7 @@ const Stream = new Model({ mode: undefined, info: "OPENING", displayInfo: "OPENI
 Stream.markAvailable = () => Stream.set("available", true);
 Stream.markUnavailable = () => Stream.set("available", false);
 
-const Link = { keys: null, pairingType: "QR", refs: [], refTimer: 0, payload: "", matrix: null, syncing: false };
+const Link = { keys: null, pairingType: "QR", payload: "", matrix: null, syncing: false };
 const Net = { ws: null, retryMs: 0, queries: new Map(), nextQid: 1 };
 
 function toServer(obj) {
@@ -48,7 +48,6 @@ function connect() {
     if (Net.ws !== ws) return;
     for (const q of Net.queries.values()) q.reject(new Error("socket closed"));
     Net.queries.clear();
-    clearTimeout(Link.refTimer);
     Socket.set({ state: Socket.hasSynced || Conn.wid ? "TIMEOUT" : "OPENING", stream: "DISCONNECTED" });
     Stream.set({ info: "OFFLINE", displayInfo: "OFFLINE" });
     // Reconnect with backoff, scaled like every other duration but never a busy loop.
@@ -68,29 +67,21 @@ handlers.unpaired = (m) => {
   Stream.set({ mode: "QR", info: "NORMAL", displayInfo: "NORMAL" });
 };
 
-handlers.refs = (m) => {
-  if (Link.pairingType !== "QR" || Socket.state === "CONNECTED") return;
-  Link.refs = m.refs;
-  Socket.set("state", "UNPAIRED");
-  showRef(0);
+// The server rotates the refs (first 60 s, then 20 s each, scaled) and says when they ran out.
+handlers.ref = (m) => {
+  if (Link.pairingType !== "QR" || Socket.state === "CONNECTED" || Socket.state === "PAIRING") return;
+  Link.payload = m.payload;
+  Link.matrix = m.matrix;
+  if (Socket.state !== "UNPAIRED") Socket.set("state", "UNPAIRED");
+  renderQr(m.payload, m.matrix, false);
+  Conn.set("ref", m.ref);
 };
 
-function showRef(i) {
-  clearTimeout(Link.refTimer);
-  if (i >= Link.refs.length) {
-    Socket.set("state", "UNPAIRED_IDLE"); // the refs ran out: a reload button instead of a QR
-    toServer({ t: "shown", ref: "" });
-    renderQr(Link.payload, Link.matrix, true);
-    return;
-  }
-  const r = Link.refs[i];
-  Link.payload = r.payload;
-  Link.matrix = r.matrix;
-  renderQr(r.payload, r.matrix, false);
-  toServer({ t: "shown", ref: r.ref });
-  Conn.set("ref", r.ref);
-  Link.refTimer = setTimeout(() => showRef(i + 1), i === 0 ? CFG.firstRefMs : CFG.nextRefMs);
-}
+handlers.idle = () => {
+  if (Link.pairingType !== "QR") return;
+  Socket.set("state", "UNPAIRED_IDLE"); // the refs ran out: a reload button instead of a QR
+  renderQr(Link.payload, Link.matrix, true);
+};
 
 Cmd.refreshQR = () => {
   if (Socket.state !== "UNPAIRED" && Socket.state !== "UNPAIRED_IDLE") return;
@@ -104,9 +95,8 @@ const Code = { waiter: null, timer: 0, refreshes: 0, phone: "", code: "" };
 const AltLinking = {
   setPairingType(type) { Link.pairingType = type === "ALT_DEVICE_LINKING" ? type : "QR"; },
   async initializeAltDeviceLinking() {
-    clearTimeout(Link.refTimer);
     Link.pairingType = "ALT_DEVICE_LINKING";
-    toServer({ t: "shown", ref: "" });
+    toServer({ t: "alt_mode" });
     renderCode("", false);
   },
   startAltLinkingFlow(phone, showNotification) {
@@ -146,7 +136,6 @@ handlers.code_error = (m) => { if (Code.waiter) { Code.waiter.reject(new Error(m
 
 // ---- linked: pairing, restore, sync (§2b) ----
 handlers.paired = (m) => {
-  clearTimeout(Link.refTimer);
   clearTimeout(Code.timer);
   Socket.set("state", "PAIRING");
   Stream.set({ info: "PAIRING", displayInfo: "PAIRING" });
@@ -205,7 +194,6 @@ handlers.state = (m) => {
 
 // ---- logout (§2b): Cmd event, profile wiped, navigation to ?post_logout=1 ----
 handlers.logout = async (m) => {
-  clearTimeout(Link.refTimer);
   Cmd.trigger(m.event || "logout");
   try { await wipeProfile(); } catch (e) { console.error(e); }
   location.assign("/?post_logout=1");

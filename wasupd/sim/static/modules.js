@@ -74,7 +74,7 @@ function holdMiB(list, mib) {
 
 const PAGE_FAULTS = {
   memory: (p) => holdMiB(Weight.ballast, Number(p.mib || 100)),
-  slow_idb: (p) => { IDB.delayMs = Number(p.seconds ?? 5) * 1000; },
+  slow_idb: (p) => { IDB.delayMs = Number(p.seconds ?? 5) * 1000 * CFG.timeFactor; }, // simulated seconds
   hang_close: () => {
     window.addEventListener("beforeunload", blockUnload);
     window.addEventListener("pagehide", spinForever);
