@@ -152,7 +152,7 @@ def main() -> None:
     args = p.parse_args()
 
     phones = [f"1555000{i:04d}" for i in range(args.sessions)]
-    sim = SimProcess(1.0, [*phones, PEER])  # real QR lifetimes
+    sim = SimProcess(1.0, [*phones, PEER])  # real QR lifetimes: robust on a busy host
     root, runtime, state = make_dirs()
     cfg = base_config(
         runtime,

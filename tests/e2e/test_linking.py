@@ -144,10 +144,15 @@ def link_by_qr(d: DaemonProcess, sim: SimProcess, name: str, phone: str, tmp: Pa
         out = ctl(d, "session", "create", name, "--no-wait")
         assert out.returncode == 0, out.stderr
         png = tmp / f"{name}.png"
-        out = ctl(d, "qr", name, "--format", "png", "-o", str(png), "--wait", "30")
-        assert out.returncode == 0, out.stderr
-        payload = decode_png(png.read_bytes())
-        sim.call("scan", payload=payload, phone=phone)
+        for _ in range(5):  # on a busy machine the ref may rotate before the phone scans it
+            out = ctl(d, "qr", name, "--format", "png", "-o", str(png), "--wait", "30")
+            assert out.returncode == 0, out.stderr
+            payload = decode_png(png.read_bytes())
+            try:
+                sim.call("scan", payload=payload, phone=phone)
+                break
+            except RuntimeError as exc:
+                assert "expired" in str(exc), exc
         w.state(name, "connected")
     finally:
         w.close()

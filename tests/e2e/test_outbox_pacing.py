@@ -36,9 +36,10 @@ def test_real_pacing_jitter_minute_limit_and_cli(
         "the 5th message held by the minute limit",
     )
     rows = [d.call("message.get", id=i) for i in ids]
-    assert [r["state"] for r in rows[:4]] != ["queued"] * 4 and rows[4]["state"] == "queued"
+    assert all(r["sent_at"] for r in rows[:4]) and rows[4]["state"] == "queued"
     gaps = [b["sent_at"] - a["sent_at"] for a, b in itertools.pairwise(rows[:4])]
-    assert all(0.4 <= g < 1.5 for g in gaps), gaps
+    # At least the drawn pause between sends; the upper bound leaves slack for a busy host.
+    assert all(0.4 <= g < 3.0 for g in gaps), gaps
     assert rows[4]["not_before"] > rows[0]["sent_at"] + 59
     out = ctl(d, "--json", "outbox", "alice")
     shown = {m["id"]: m for m in json.loads(out.stdout)}[ids[4]]

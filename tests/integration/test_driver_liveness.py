@@ -27,7 +27,8 @@ async def test_probe_passes_when_connected_and_fails_when_not_linked(tmp_path: P
 
 async def test_silent_stall_fails_the_probe_in_time(tmp_path: Path) -> None:
     """When the server silently swallows everything (state still CONNECTED), the probe fails
-    within its timeout, naming the unanswered server round trip; it passes once traffic flows."""
+    within its timeout, naming the unanswered server round trip; a reload afterwards leaves the
+    browser up, and the probe passes once traffic flows."""
     async with rig(tmp_path) as r:
         await r.linked(A)
         await r.sim.control("fault", {"kind": "stall", "phone": A})
@@ -35,6 +36,13 @@ async def test_silent_stall_fails_the_probe_in_time(tmp_path: Path) -> None:
         with pytest.raises(BrowserError, match="existence query for the own number"):
             await r.driver.probe(1.0)
         assert 0.9 < time.monotonic() - t0 < 2.0
+        # The abandoned page call must not take the DevTools connection (and Chromium) down
+        # when the reload answers it late.
+        before = len(r.reports.of("state", "connected"))
+        async with asyncio.timeout(15):
+            await r.driver.reload()
+        await r.reports.wait(lambda: len(r.reports.of("state", "connected")) > before, 15)
+        assert not r.handle.exited
         await r.sim.control("clear_fault", {"kind": "stall"})
         async with asyncio.timeout(10):
             await r.driver.probe(2.0)

@@ -192,7 +192,7 @@ async def test_idempotency_key_returns_the_first_message_across_restarts(env: En
         first, twin = await asyncio.gather(
             ms.enqueue(item("hello", key="k1")), ms.enqueue(item("hello again", key="k1"))
         )
-        await until(lambda: page.sent)
+        await reaches(env, first["id"], "sent")
     async with env.messaging() as ms:
         again = await ms.enqueue(item("hello", key="k1"))
     assert first["id"] == twin["id"] == again["id"]

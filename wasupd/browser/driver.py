@@ -16,9 +16,9 @@ import json
 import math
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -29,6 +29,7 @@ from wasupd.supervision.runner import SessionOptions
 from wasupd.supervision.seams import BrowserHandle, DriverKind, DriverReport, Report
 
 log = structlog.get_logger("wasupd.driver")
+T = TypeVar("T")
 EVAL_TIMEOUT = 30.0  # one page call; sends wait for the server's ack within this
 RELOAD_QR_WAIT = 5.0  # for the reload button to appear after UNPAIRED_IDLE
 ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
@@ -77,6 +78,22 @@ def classify(state: str, synced: bool) -> str:
     return ""
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an abandoned call's late failure is expected, not news
+
+
+async def bounded(call: Awaitable[T], timeout: float) -> T:
+    """Await a DevTools call for at most `timeout` seconds (`TimeoutError` after) without
+    cancelling it: a reply arriving for a cancelled call is what breaks pyppeteer 2.0's receive
+    loop (`cdp.PipeConnection` guards against it too). An abandoned call ends when the page
+    answers, navigates or goes away."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    async with asyncio.timeout(timeout):
+        return await asyncio.shield(task)
+
+
 def script_source() -> str:
     """inject.js with its configuration filled in."""
     script = resources.files("wasupd.browser").joinpath("inject.js").read_text()
@@ -109,11 +126,11 @@ class WhatsAppDriver:
     async def attach(self, handle: BrowserHandle, report: Report) -> None:
         """Install the binding and the script, then load `browser.url`."""
         await self.install(handle.page, report)
-        await self.page.goto(
-            self.config.browser.url,
-            waitUntil="load",
-            timeout=int(self.config.browser.start_timeout * 1000),
+        timeout = self.config.browser.start_timeout
+        goto = self.page.goto(
+            self.config.browser.url, waitUntil="load", timeout=int(timeout * 1000)
         )
+        await bounded(goto, timeout + 1)
 
     async def install(self, page: Any, report: Report) -> None:
         """Listen on `page` and have inject.js run in each of its new documents."""
@@ -123,15 +140,16 @@ class WhatsAppDriver:
         # our binding here and hand any other binding back to it.
         client.remove_all_listeners("Runtime.bindingCalled")
         client.on("Runtime.bindingCalled", self._on_binding)
-        await client.send("Runtime.addBinding", {"name": wa.BINDING})
-        await client.send("Page.addScriptToEvaluateOnNewDocument", {"source": script_source()})
+        await bounded(client.send("Runtime.addBinding", {"name": wa.BINDING}), EVAL_TIMEOUT)
+        source = {"source": script_source()}
+        await bounded(client.send("Page.addScriptToEvaluateOnNewDocument", source), EVAL_TIMEOUT)
         page.on("framenavigated", self._on_navigated)
         page.on("error", lambda err: self._crash(f"page crashed: {err}"))
         page.on("close", lambda: self._crash("page closed (Target closed)"))
 
     async def inject_current_document(self) -> None:
         """Run inject.js in the document already loaded (one loaded before `install`)."""
-        await self.page.evaluate(script_source(), force_expr=True)
+        await bounded(self.page.evaluate(script_source(), force_expr=True), EVAL_TIMEOUT)
 
     async def detach(self) -> None:
         """Stop reporting; background page work of this driver is cancelled."""
@@ -143,7 +161,8 @@ class WhatsAppDriver:
 
     async def reload(self) -> None:
         """Reload the page (a liveness recovery step); the script comes back with it."""
-        await self.page.reload(waitUntil="domcontentloaded", timeout=int(EVAL_TIMEOUT * 1000))
+        reload = self.page.reload(waitUntil="domcontentloaded", timeout=int(EVAL_TIMEOUT * 1000))
+        await bounded(reload, EVAL_TIMEOUT + 1)
 
     async def probe(self, timeout: float) -> None:
         """The page evaluates, `Socket.state` is CONNECTED and WhatsApp's server answers an
@@ -270,8 +289,7 @@ class WhatsAppDriver:
             f" return w.{fn}(...a); }}"
         )
         try:
-            async with asyncio.timeout(timeout):
-                return await self.page.evaluate(js, *args)
+            return await bounded(self.page.evaluate(js, *args), timeout)
         except TimeoutError:
             raise BrowserError(f"no answer within {timeout:.3g} s ({what})") from None
         except Exception as exc:

@@ -33,8 +33,9 @@
       const enc = (k) => (typeof k === "string" ? k : b64(k));
       const noise = await M("prefsInfo").waNoiseInfo.get();
       const reg = await M("signalStore").waSignalStore.getRegistrationInfo();
+      const adv = await M("advSignature").getADVSecretKey();  // a promise in some builds
       return [ref, enc(noise.staticKeyPair.pubKey), enc(reg.identityKeyPair.pubKey),
-        M("advSignature").getADVSecretKey(), M("regClient").DEVICE_PLATFORM].join(",");
+        enc(adv), M("regClient").DEVICE_PLATFORM].join(",");
     } catch (e) {
       const el = document.querySelector(CFG.qrSelector);
       return el ? el.getAttribute(CFG.qrAttribute) : null;

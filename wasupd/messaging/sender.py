@@ -135,8 +135,7 @@ class Sender:
             await asyncio.sleep(min(0.5 + len(body) / 50, 3.0))  # a human-looking pause
 
     async def _sent(self, msg: dict[str, Any], chat: str, *, recovered: bool) -> None:
-        row = await self.ms.repo.mark_sent(msg["id"], self.name)
-        await self.ms.repo.touch_contact(chat, self.name)
+        row = await self.ms.repo.mark_sent(msg["id"], self.name, chat)
         if recovered:
             log.info("send_recovered", session=self.name, id=msg["id"], wa_id=msg["wa_id"])
         reason = "found in the page after a restart" if recovered else ""

@@ -7,6 +7,7 @@ whose message says what to do. `SimServer.control(action, params)` calls them in
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,9 +41,10 @@ class Control:
         if fn is None:
             raise KeyError(f"unknown action {action!r}; known: {', '.join(sorted(self.actions))}")
         try:
-            return await fn(**params)
+            inspect.signature(fn).bind(**params)
         except TypeError as exc:  # a missing or unexpected parameter
-            raise ValueError(f"{action}: {exc}".replace(f"{fn.__qualname__}() ", "")) from None
+            raise ValueError(f"{action}: {exc}") from None
+        return await fn(**params)
 
     # -- the world -------------------------------------------------------------------------
 
@@ -98,8 +100,7 @@ class Control:
         scope = normalize_phone(phone) if phone else EVERYONE
         self.core.faults.set(check_kind(kind), scope, params)
         if kind == "server_down":
-            for conn in list(self.core.pages):
-                await conn.ws.close(code=1011, message=b"simulated server down")
+            await self.core.drop(list(self.core.pages), 1011, "simulated server down")
         elif kind in STATE_FAULTS:
             for conn in self.core.scoped_pages(scope):
                 if not self.core.faults.stalled(conn):
@@ -115,12 +116,12 @@ class Control:
         check_kind(kind)
         scope = normalize_phone(phone) if phone else None
         self.core.faults.clear(kind, scope)
-        for conn in list(self.core.pages):
-            if scope is not None and conn.phone != scope:
-                continue
-            if kind in STATE_FAULTS and conn.state == STATE_FAULTS[kind]:
-                await conn.ws.close(code=1012, message=b"state cleared")  # page reconnects
-            elif kind in PAGE_FAULTS:
+        pages = [p for p in self.core.pages if scope is None or p.phone == scope]
+        if kind in STATE_FAULTS:  # the page reconnects and gets its normal state
+            stuck = [p for p in pages if p.state == STATE_FAULTS[kind]]
+            await self.core.drop(stuck, 1012, "state cleared")
+        elif kind in PAGE_FAULTS:
+            for conn in pages:
                 await conn.send("clear_fault", kind=kind)
         self.core.changed()
         return True

@@ -63,6 +63,11 @@ class Core:
         """Pages a fault of `scope` covers."""
         return [p for p in self.pages if self.faults.applies(scope, p)]
 
+    async def drop(self, pages: list[PageConn], code: int, reason: str) -> None:
+        """Close these pages' sockets (all at once: a hung page must not delay the others)."""
+        closing = [p.ws.close(code=code, message=reason.encode()) for p in pages]
+        await asyncio.gather(*closing, return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel every pending timer and wait for them to finish."""
         tasks = list(self._tasks)

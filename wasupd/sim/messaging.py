@@ -70,7 +70,9 @@ class Messaging:
         """Record the arrival on every recipient's phone and push it to their live pages."""
         for acc in recipients:
             acc.received.append(rec)
-            if not rec.dup:  # a phone shows one message per id; the record keeps both
+            # A phone shows one message per id (the record keeps both); a note to self is
+            # already on the sender's devices as its own message.
+            if not rec.dup and acc.wid != rec.sender:
                 for conn in self.core.live_pages(acc):
                     await conn.send("msg", msg=self.as_page_msg(rec, acc.phone, from_me=False))
         self.core.changed()
@@ -109,14 +111,11 @@ class Messaging:
 
     def snapshot(self, acc: Account, dev: Device) -> dict[str, Any]:
         """What a page gets on connect: its chats, recent history and offline messages."""
-        offline = [
-            m
-            for m in acc.received
-            if m.arrived >= dev.linked_at and m.id not in dev.delivered and not m.dup
-        ]
+        inbound = [m for m in acc.received if not m.dup and m.sender != acc.wid]
+        offline = [m for m in inbound if m.arrived >= dev.linked_at and m.id not in dev.delivered]
         seen = {id(m) for m in offline}
         mine = [(m, True) for m in acc.sent if m.ack != ACK_FAILED]
-        theirs = [(m, False) for m in acc.received if id(m) not in seen and not m.dup]
+        theirs = [(m, False) for m in inbound if id(m) not in seen]
         recent = sorted(mine + theirs, key=lambda pair: pair[0].arrived)[-HISTORY:]
         groups = self.core.world.groups_of(acc.phone)
         return {

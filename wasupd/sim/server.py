@@ -29,6 +29,7 @@ VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 DEFAULT_PAGE_WEIGHT_MIB = 64
 SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "msg.js", "modules.js", "boot.js")
 MAX_WS_MESSAGE = 16 << 20
+CLOSE_TIMEOUT_S = 2.0  # a hung page must not hold up a close for long
 
 
 class SimServer:
@@ -81,8 +82,7 @@ class SimServer:
 
     async def stop(self) -> None:
         """Close every page's socket, cancel timers and stop listening."""
-        for conn in list(self.core.pages):
-            await conn.ws.close(code=1001, message=b"simulator stopping")
+        await self.core.drop(list(self.core.pages), 1001, "simulator stopping")
         await self.core.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -124,7 +124,7 @@ class SimServer:
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if self.core.faults.server_down:
             raise web.HTTPServiceUnavailable(text="simulated WhatsApp server is down")
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_WS_MESSAGE)
+        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_S, max_msg_size=MAX_WS_MESSAGE)
         await ws.prepare(request)
         conn = PageConn(ws)
         self.core.pages.add(conn)

@@ -202,17 +202,21 @@ class MessageRepo:
         """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
         await self.update(mid, session=session, wa_id=wa_id, state=SENDING, wait_reason="")
 
-    async def mark_sent(self, mid: str, session: str) -> dict[str, Any]:
+    async def mark_sent(self, mid: str, session: str, chat_id: str) -> dict[str, Any]:
         """The page accepted the message (its send resolved, or it was found after a crash);
-        never moves it back when an ack overtook the reply. The message."""
+        never moves it back when an ack overtook the reply. Remembers the contact in the same
+        commit. The message."""
         now = self.clock()
-        await self.db.execute(
-            "UPDATE outbox SET state = CASE WHEN state IN ('queued', 'sending') THEN 'sent'"
-            " ELSE state END, sent_at = COALESCE(sent_at, ?), wait_reason = '', last_error = '',"
-            " session = ?, updated_at = ? WHERE id = ?",
-            (now, session, now, mid),
-        )
-        return await self.get(mid)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET state = CASE WHEN state IN ('queued', 'sending') THEN 'sent'"
+                " ELSE state END, sent_at = COALESCE(sent_at, ?), wait_reason = '',"
+                " last_error = '', session = ?, updated_at = ? WHERE id = ?",
+                (now, session, now, mid),
+            )
+            await conn.execute(_TOUCH, (chat_id, session, now))
+            async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
+                return _row(await cur.fetchone())
 
     async def ack(self, wa_id: str, ack: int) -> dict[str, Any] | None:
         """Move a message forward on an ack (never backwards; a negative ack fails a message

@@ -150,18 +150,21 @@ def build_args(
     proxy: str = "",
     sandbox: SandboxMode = "auto",
     extra_args: tuple[str, ...] | list[str] = (),
+    lean: bool = True,
 ) -> list[str]:
     """The command line (without the executable) for one session's browser: headless mode of the
-    build, `BASE_FLAGS`, `LEAN_FLAGS`, the profile dir, user agent, proxy, sandbox, the initial
-    blank page, then `extra_args` last (Chromium keeps the last value of a repeated switch, so
-    they override ours)."""
-    args = ["--headless=new" if build == "full" else "--headless", *BASE_FLAGS, *LEAN_FLAGS]
+    build, `BASE_FLAGS`, `LEAN_FLAGS` (unless `lean` is false), the profile dir, user agent,
+    proxy, sandbox, then `extra_args` last (Chromium keeps the last value of a repeated switch,
+    so they override ours)."""
+    args = ["--headless=new" if build == "full" else "--headless", *BASE_FLAGS]
+    args.extend(LEAN_FLAGS if lean else ())  # `lean=False`: the baseline bench/flags.py measures
     args.append(f"--user-data-dir={profile_dir}")
     if user_agent:
         args.append(f"--user-agent={user_agent}")
     if proxy:
         args.append(f"--proxy-server={proxy}")
     args.extend(sandbox_flag(sandbox))
-    args.append("about:blank")
+    if "--no-startup-window" not in args:
+        args.append("about:blank")  # the initial tab; ours is created over DevTools
     args.extend(extra_args)
     return args
