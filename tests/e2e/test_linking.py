@@ -72,7 +72,8 @@ def history(d: DaemonProcess, name: str, n: int = 50) -> list[dict[str, Any]]:
 def start(daemon_factory: Any, sim: SimProcess, **sections: dict[str, Any]) -> DaemonProcess:
     """A daemon whose browsers open the simulator."""
     browser = {"url": sim.url, **sections.pop("browser", {})}
-    return daemon_factory(browser=browser, **sections)
+    d: DaemonProcess = daemon_factory(browser=browser, **sections)
+    return d
 
 
 class Watch:
@@ -93,12 +94,12 @@ class Watch:
                 return event
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            event = self.client.next_event(left)
-            if event is None:
+            new = self.client.next_event(left)
+            if new is None:
                 break
-            self.seen.append(event)
-            if pred(event):
-                return event
+            self.seen.append(new)
+            if pred(new):
+                return new
         raise AssertionError(
             f"no {what} within {timeout} s; saw {[e.get('type') for e in self.seen]}"
         )

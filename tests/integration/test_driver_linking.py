@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from wasupd.browser import driver as driver_module
 from wasupd.browser import whatsapp as wa
-from wasupd.browser.driver import WhatsAppDriver, classify
+from wasupd.browser.driver import WhatsAppDriver, classify, script_source
 from wasupd.config import Config, parse_config
 from wasupd.errors import BrowserError
 from wasupd.services import build_request
@@ -161,6 +163,38 @@ def test_state_mapping_covers_every_whatsapp_state() -> None:
     assert classify("CONNECTED", True) == "connected"
 
 
+def test_whatsapp_names_live_only_in_whatsapp_py() -> None:
+    """inject.js and driver.py name no WhatsApp module, state, selector or URL marker; the
+    injected script gets them all filled in."""
+    here = Path(driver_module.__file__).parent
+    names = [
+        *wa.MODULES.values(),
+        *wa.STATES_WAITING,
+        *wa.STATES_QR,
+        *wa.STATES_FATAL,
+        *wa.STATES_DEGRADED,
+        wa.STATE_PAIRING,
+        wa.STATE_CONNECTED,
+        wa.SELECTOR_QR_CONTAINER,
+        wa.SELECTOR_MAIN_UI,
+        wa.LOGOUT_URL_MARKER,
+        "data-icon",
+        "window.require",
+        "Debug.VERSION",
+    ]
+    for name in ("inject.js", "driver.py"):
+        code = "\n".join(
+            line
+            for line in (here / name).read_text().splitlines()
+            if not line.strip().startswith("#")
+        )
+        found = [n for n in names if re.search(rf"(?<![A-Za-z_]){re.escape(n)}(?![A-Za-z_])", code)]
+        assert not found, f"{name} names {found}"
+    source = script_source()
+    assert "__CONFIG__" not in source and "__SURFACE__" not in source
+    assert wa.MODULES["socket"] in source
+
+
 async def test_qr_then_link_reports_syncing_connected_and_me(tmp_path: Path) -> None:
     """A first QR is rotation 0 with the 5-part payload and a ~60 s expiry; scanning it gives
     syncing, then connected with the account's own id."""
@@ -266,7 +300,8 @@ async def test_dom_fallback_reports_qr_and_main_screen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When a core module is missing (renamed by WhatsApp), the DOM fallback still reports the
-    QR payload from data-ref and `connected` once the main screen shows; sending says why not."""
+    QR payload from data-ref and `connected` once the main screen shows (the probe checks it);
+    sending says why not."""
     monkeypatch.setitem(wa.MODULES, "socket", "WAWebSocketModelRenamed")
     async with rig(tmp_path) as r:
         qr = await r.reports.first("qr")
@@ -274,8 +309,10 @@ async def test_dom_fallback_reports_qr_and_main_screen(
         assert qr.data["payload"].startswith("2@") and qr.data["rotation"] == 0
         await r.sim.control("scan", {"payload": qr.data["payload"], "phone": A})
         await r.reports.first("state", "connected")
-        with pytest.raises(BrowserError, match="modules are not reachable"):
-            await r.driver.new_message_id()
+        async with asyncio.timeout(10):
+            await r.driver.probe(2.0)  # the main screen is shown
+            with pytest.raises(BrowserError, match="modules are not reachable"):
+                await r.driver.new_message_id()
 
 
 async def test_whatsapp_refusals(tmp_path: Path) -> None:

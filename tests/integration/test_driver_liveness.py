@@ -17,7 +17,7 @@ async def test_probe_passes_when_connected_and_fails_when_not_linked(tmp_path: P
     """Before linking the probe fails naming the Socket state; once connected it passes."""
     async with rig(tmp_path) as r:
         await r.reports.first("qr")
-        with pytest.raises(BrowserError, match="Socket.state is UNPAIRED"):
+        with pytest.raises(BrowserError, match="WhatsApp Web's state is UNPAIRED"):
             await r.driver.probe(2.0)
         await r.linked(A)
         t0 = time.monotonic()

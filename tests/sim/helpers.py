@@ -80,7 +80,9 @@ def profile_processes(profile: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         with contextlib.suppress(psutil.Error):
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in (proc.info["cmdline"] or []):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in (
+                proc.info["cmdline"] or []
+            ):
                 found.append(proc)
     return found
 
@@ -166,7 +168,9 @@ async def goto(page: Any, url: str) -> None:
 async def qr_payload(page: Any) -> str:
     """The full QR payload from `div[data-ref]` once a QR is on screen."""
     await until(page, QR_ON_SCREEN)
-    return str(await ev(page, "() => document.querySelector('div[data-ref]').getAttribute('data-ref')"))
+    return str(
+        await ev(page, "() => document.querySelector('div[data-ref]').getAttribute('data-ref')")
+    )
 
 
 async def decode_canvas(page: Any) -> list[str]:

@@ -27,10 +27,14 @@ from tests.sim.helpers import (
 )
 from wasupd.sim import SimServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-WITHIN = """(fn, ms) => Promise.race([fn(), new Promise((r) => setTimeout(() => r('no answer'), ms))])"""
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
+WITHIN = (
+    """(fn, ms) => Promise.race([fn(), new Promise((r) => setTimeout(() => r('no answer'), ms))])"""
+)
 EXISTS = "() => window.require('WAWebQueryExistsJob').queryWidExists('{phone}@c.us').then((r) => r && 'answered')"
-OPEN_CHAT = "(to) => window.require('WAWebFindChatAction').findOrCreateLatestChat(to).then(() => true)"
+OPEN_CHAT = (
+    "(to) => window.require('WAWebFindChatAction').findOrCreateLatestChat(to).then(() => true)"
+)
 
 
 async def heap_mib(page: Any) -> float:
@@ -67,7 +71,9 @@ async def test_stall_keeps_connected_but_nothing_flows(
         probe = f"() => ({WITHIN})({EXISTS.format(phone=B)}, {1500})"
         assert await ev(stalled, probe) == "no answer"  # the bounded window of a negative check
         assert await ev(stalled, f"() => {SOCKET}.state") == "CONNECTED"
-        assert await ev(stalled, f"() => window.__results && window.__results[{sent['id']!r}]") is None
+        assert (
+            await ev(stalled, f"() => window.__results && window.__results[{sent['id']!r}]") is None
+        )
         assert [v["body"] for v in await recorded(stalled, "add") if not v["id"]["fromMe"]] == []
         assert await sim.control("received", {"phone": B}) == []
     await sim.control("clear_fault", {"kind": "stall"})
@@ -77,7 +83,10 @@ async def test_stall_keeps_connected_but_nothing_flows(
         await until(again, f"{SOCKET}.hasSynced")
         received = await sim.control("wait_received", {"phone": B, "count": 1, "timeout": 15})
         assert [(m["id"], m["body"]) for m in received] == [(sent["id"], "into the void")]
-        await until(again, "window.__rec.some(([k, v]) => k === 'add' && v.body === 'unheard' && v.isNewMsg)")
+        await until(
+            again,
+            "window.__rec.some(([k, v]) => k === 'add' && v.body === 'unheard' && v.isNewMsg)",
+        )
 
 
 async def test_server_down_times_out_then_reconnects_and_catches_up(
@@ -94,24 +103,35 @@ async def test_server_down_times_out_then_reconnects_and_catches_up(
     await sim.control("fault", {"kind": "server_up"})
     await until(page, f"{SOCKET}.state === 'CONNECTED'", 20)
     await until(page, f"window.__results && window.__results[{sent['id']!r}] === 'OK'")
-    await until(page, "window.__rec.some(([k, v]) => k === 'add' && v.body === 'meanwhile' && v.isNewMsg)")
+    await until(
+        page, "window.__rec.some(([k, v]) => k === 'add' && v.body === 'meanwhile' && v.isNewMsg)"
+    )
     assert [m["body"] for m in await sim.control("received", {"phone": B})] == ["while down"]
 
 
 @pytest.mark.parametrize("kind", ["conflict", "timeout", "tos_block", "deprecated_version"])
 async def test_forced_states_and_their_way_out(sim: SimServer, page: Any, kind: str) -> None:
-    """The state reaches the linked page as Socket.state; CONFLICT ends with takeover(), the
-    others when the fault is cleared (the page reconnects and is CONNECTED again)."""
+    """The state reaches the linked page as Socket.state and nothing flows meanwhile; CONFLICT
+    ends with takeover(), the others when the fault is cleared (the page reconnects); then the
+    message that arrived meanwhile comes in as new."""
     state = kind.upper()
     await link(sim, page, A)
     await sim.control("fault", {"kind": kind, "phone": A})
     await until(page, f"{SOCKET}.state === {state!r}")
     assert await ev(page, "() => document.querySelector('.state-banner').dataset.state") == state
+    await sim.control("inject", {"to": A, "from": B, "text": f"during {kind}"})
     if kind == "conflict":
         await ev(page, f"() => {SOCKET}.takeover()")
     else:
         await sim.control("clear_fault", {"kind": kind})
     await until(page, f"{SOCKET}.state === 'CONNECTED'", 20)
+    await until(
+        page,
+        f"window.__rec.some(([k, v]) => k === 'add' && v.body === 'during {kind}' && v.isNewMsg)",
+    )
+    events = [(k, v) for k, v, _ in await ev(page, "() => window.__rec") if k in ("state", "add")]
+    back = max(i for i, e in enumerate(events) if e == ("state", "CONNECTED"))
+    assert [i for i, (k, _) in enumerate(events) if k == "add"] == [back + 1]  # only after recovery
 
 
 async def test_a_state_for_everyone_replaces_the_qr(sim: SimServer, page: Any) -> None:
@@ -143,7 +163,11 @@ async def test_hang_stops_the_renderer_answering(sim: SimServer, tmp_path: Path)
         await link(sim, page, A)
         await sim.control("fault", {"kind": "hang"})
         with pytest.raises(TimeoutError):
-            await ev(page, "() => new Promise((r) => setTimeout(() => r(1), 50)).then(() => 1)", timeout=3)
+            await ev(
+                page,
+                "() => new Promise((r) => setTimeout(() => r(1), 50)).then(() => 1)",
+                timeout=3,
+            )
 
 
 async def test_hang_close_blocks_unload(sim: SimServer, tmp_path: Path) -> None:
@@ -200,6 +224,17 @@ async def test_logout_after_pairing(sim: SimServer, page: Any) -> None:
     await link(sim, page, A)
     await until(page, f"location.search === '?post_logout=1' && {QR_ON_SCREEN}", 20)
     assert await sim.control("devices", {"phone": A}) == []
+
+
+async def test_fast_sync_reproduces_the_has_synced_race(page: Any) -> None:
+    """`fast_sync`: hasSynced follows CONNECTED at once (the race of reference §2b), where the
+    normal sync takes 5 s (1 s at this time factor)."""
+    async with SimServer(time_factor=0.2) as sim:
+        await sim.control("add_account", {"phone": A})
+        await sim.control("fault", {"kind": "fast_sync"})
+        await link(sim, page, A)
+        at = {(k, v): ms for k, v, ms in await ev(page, "() => window.__rec")}
+        assert at[("hasSynced", True)] - at[("state", "CONNECTED")] < 400
 
 
 async def test_unknown_fault_is_refused(sim: SimServer) -> None:

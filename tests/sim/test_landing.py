@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import statistics
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from tests.sim.helpers import (
 from wasupd.sim import SimServer
 from wasupd.sim.server import VERSION
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
 
 # What wwebjs builds from the page's modules (reference §1a), to compare with data-ref.
 BUILD_QR = """async () => {
@@ -54,7 +56,9 @@ SURFACE = """() => {
 }"""
 
 
-async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(sim: SimServer, page: Any) -> None:
+async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(
+    sim: SimServer, page: Any
+) -> None:
     """OPENING -> UNPAIRED; data-ref holds the 5-part payload wwebjs would build, and the canvas
     decodes to exactly that; the module surface and the loader's error match real WhatsApp Web."""
     await page.setViewport({"width": 1280, "height": 800})
@@ -62,7 +66,10 @@ async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(sim: SimServer
     payload = await qr_payload(page)
     assert (await recorded(page, "state"))[:2] == ["OPENING", "UNPAIRED"]
     assert await ev(page, "() => window.Debug.VERSION") == VERSION
-    err = await ev(page, "() => { try { window.require('WAWebNoSuchThing'); } catch (e) { return e.message; } }")
+    err = await ev(
+        page,
+        "() => { try { window.require('WAWebNoSuchThing'); } catch (e) { return e.message; } }",
+    )
     assert err == 'Requiring unknown module "WAWebNoSuchThing"'
 
     parts = payload.split(",")
@@ -73,11 +80,16 @@ async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(sim: SimServer
     assert parts[0] == await ev(page, "() => window.require('WAWebConnModel').Conn.ref")
 
     surface = await ev(page, SURFACE)
-    assert all(kind == "function" for kind in surface["socket"][:7]) and surface["socket"][7] == "boolean"
+    assert (
+        all(kind == "function" for kind in surface["socket"][:7])
+        and surface["socket"][7] == "boolean"
+    )
     assert set(surface["misc"] + surface["alt"] + surface["collections"][:4]) == {"function"}
     assert surface["keyAsync"] is True
     # WPP's detection: body > div > div > .landing-wrapper plus a canvas (reference §1c).
-    assert await ev(page, "() => !!document.querySelector('body > div > div > .landing-wrapper canvas')")
+    assert await ev(
+        page, "() => !!document.querySelector('body > div > div > .landing-wrapper canvas')"
+    )
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(DOCS_IMG / "sim-landing.png"))
 
@@ -97,12 +109,17 @@ async def test_refs_rotate_six_times_then_idle_and_reload(page: Any) -> None:
         refs = [(value, ms) for kind, value, ms in rec if kind == "ref"]
         assert len(refs) == 6 and len({r for r, _ in refs}) == 6
         assert all(r.startswith("2@") and len(r) == 82 for r, _ in refs)
-        gaps = [b - a for (_, a), (_, b) in zip(refs, refs[1:], strict=False)]
-        assert 1100 <= gaps[0] <= 2500, gaps  # 60 s x 0.02
-        assert all(350 <= g <= 1200 for g in gaps[1:]), gaps  # 20 s x 0.02
+        gaps = [b - a for (_, a), (_, b) in itertools.pairwise(refs)]
+        # 60 s x 0.02 then 20 s x 0.02; the upper bounds only catch a wrong schedule (a loaded
+        # machine delays timers; a late message can shorten the gap after it a little).
+        assert 900 <= gaps[0] <= 4000, gaps
+        assert all(250 <= g <= 2000 for g in gaps[1:]), gaps
+        assert gaps[0] > 2 * statistics.median(gaps[1:]), gaps
         assert "bad-model" not in [kind for kind, _, _ in rec]
 
-        stale = await ev(page, "() => document.querySelector('div[data-ref]').getAttribute('data-ref')")
+        stale = await ev(
+            page, "() => document.querySelector('div[data-ref]').getAttribute('data-ref')"
+        )
         with pytest.raises(ValueError, match="not on offer"):
             await sim.control("scan", {"payload": stale, "phone": A})
 

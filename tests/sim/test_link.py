@@ -27,7 +27,7 @@ from tests.sim.helpers import (
 from wasupd.sim import SimServer
 from wasupd.sim.qr import CROCKFORD
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
 PROGRESS_XPATH = "//*[@id='app']/div/div/div[2]/progress"  # reference §2c
 CREDS_IN_IDB = """() => new Promise((resolve) => { const r = indexedDB.open('wawc');
   r.onsuccess = () => { const g = r.result.transaction('user').objectStore('user').get('creds');
@@ -56,7 +56,9 @@ async def test_scan_pairing_connected_progress_then_synced(page: Any) -> None:
             ("hasSynced", True),
         ]
         at = {(k, v): ms for k, v, ms in rec}
-        assert at[("hasSynced", True)] - at[("state", "CONNECTED")] >= 700  # 5 s x 0.2, minus jitter
+        assert (
+            at[("hasSynced", True)] - at[("state", "CONNECTED")] >= 700
+        )  # 5 s x 0.2, minus jitter
         progress = await recorded(page, "progress")
         assert progress == sorted(progress) and progress[-1] == 100 and len(progress) >= 3
 
@@ -109,7 +111,10 @@ async def test_remote_logout_fires_cmd_logout_and_navigates(sim: SimServer, page
     """The phone unlinks the device: Cmd `logout`, navigation to ?post_logout=1, UNPAIRED with a
     QR; the credentials are wiped from the profile and dead on the server."""
     await link(sim, page, A)
-    await ev(page, "() => { window.require('WAWebCmd').Cmd.on('logout', () => { sessionStorage.loggedOut = 'yes'; }); }")
+    await ev(
+        page,
+        "() => { window.require('WAWebCmd').Cmd.on('logout', () => { sessionStorage.loggedOut = 'yes'; }); }",
+    )
     assert await sim.control("logout", {"phone": A}) == 1
     await until(page, f"location.search === '?post_logout=1' && {QR_ON_SCREEN}")
     assert await ev(page, "() => sessionStorage.loggedOut") == "yes"
@@ -165,7 +170,9 @@ async def test_pairing_code_format_refresh_and_link(page: Any) -> None:
         with pytest.raises(ValueError, match=f"requested for {A}"):
             await sim.control("enter_code", {"code": code, "phone": B})
 
-        fresh = await until(page, f"{SHOWN_CODE} !== {code[:4] + '-' + code[4:]!r} && {SHOWN_CODE}", 10)
+        fresh = await until(
+            page, f"{SHOWN_CODE} !== {code[:4] + '-' + code[4:]!r} && {SHOWN_CODE}", 10
+        )
         with pytest.raises(ValueError, match="unknown pairing code"):
             await sim.control("enter_code", {"code": code, "phone": A})
         await sim.control("enter_code", {"code": fresh.lower(), "phone": A})

@@ -38,7 +38,10 @@ async def test_client_drives_the_world_over_http(sim: SimServer) -> None:
         assert state["faults"]["stall"] == [B] and "memory:*" in state["faults"]["page"]
         await client.clear_fault("stall")
         assert (await client.state())["faults"]["stall"] == []
-        assert await client.configure(auto_read=False) == {"auto_read": False, "page_weight_mib": 64}
+        assert await client.configure(auto_read=False) == {
+            "auto_read": False,
+            "page_weight_mib": 64,
+        }
         assert await client.devices(A) == []
 
 

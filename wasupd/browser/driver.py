@@ -31,7 +31,7 @@ from wasupd.supervision.seams import BrowserHandle, DriverKind, DriverReport, Re
 log = structlog.get_logger("wasupd.driver")
 T = TypeVar("T")
 EVAL_TIMEOUT = 30.0  # one page call; sends wait for the server's ack within this
-RELOAD_QR_WAIT = 5.0  # for the reload button to appear after UNPAIRED_IDLE
+RELOAD_QR_WAIT = 5.0  # for the reload button to appear once the refs ran out
 ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
 SELF_PING_TEXT = "wasupd liveness check"
 REASONS = {  # what the session history says for each state the page reports
@@ -61,8 +61,8 @@ def chat_id_for(to: str) -> str:
 
 
 def classify(state: str, synced: bool) -> str:
-    """What a `Socket.state` means for the session: a session state (`qr`, `syncing`,
-    `connected`, `degraded`), `idle` (refs ran out), `failed`, or `` (no change: still starting)."""
+    """What a WhatsApp state (`wa.STATES_*`) means for the session: a session state (`qr`,
+    `syncing`, `connected`, `degraded`), `idle` (refs ran out), `failed`, or "" (no change)."""
     if state in wa.STATES_FATAL:
         return "failed"
     if state in wa.STATES_DEGRADED:
@@ -97,7 +97,7 @@ async def bounded(call: Awaitable[T], timeout: float) -> T:
 def script_source() -> str:
     """inject.js with its configuration filled in."""
     script = resources.files("wasupd.browser").joinpath("inject.js").read_text()
-    return script.replace("__CONFIG__", wa.inject_config())
+    return script.replace("__CONFIG__", wa.inject_config()).replace("__SURFACE__", wa.surface_js())
 
 
 class WhatsAppDriver:
@@ -110,7 +110,7 @@ class WhatsAppDriver:
         self.me: str | None = None
         self.rotation = 0  # refs shown in the current QR generation
         self.reloads = 0  # QR generations renewed after the refs ran out
-        self.pairing = False  # linking by phone number: refs and UNPAIRED_IDLE are not ours
+        self.pairing = False  # linking by phone number: refs running out are not our concern
         self._report: Report | None = None
         self._log = log.bind(session=session)
         self._was_connected = False
@@ -165,10 +165,11 @@ class WhatsAppDriver:
         await bounded(reload, EVAL_TIMEOUT + 1)
 
     async def probe(self, timeout: float) -> None:
-        """The page evaluates, `Socket.state` is CONNECTED and WhatsApp's server answers an
+        """The page evaluates, WhatsApp says it is connected, and its server answers an
         existence query for the account's own number (a round trip that leaves no trace on the
         phone), all within `timeout`; with `health.self_ping`, also a message to itself at most
-        once per `probe_interval`. `BrowserError` naming the failed step otherwise."""
+        once per `probe_interval`. `BrowserError` naming the failed step otherwise. In the DOM
+        fallback only the main screen can be checked."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
 
@@ -178,6 +179,8 @@ class WhatsAppDriver:
         r = await self._call("probe", wa.STATE_CONNECTED, timeout=left(), step="page evaluation")
         if not r.get("ok"):
             raise BrowserError(str(r.get("why")))
+        if r.get("dom"):  # the DOM fallback has no server round trip to offer
+            return
         me = str(r["me"])
         step = "the server's answer to an existence query for the own number"
         if not await self._call("exists", me, timeout=left(), step=step):
@@ -202,7 +205,6 @@ class WhatsAppDriver:
                 "pair",
                 phone,
                 notify,
-                wa.PAIRING_TYPE,
                 int(refresh * 1000),
                 wa.PAIRING_CODE_MAX_REFRESHES,
                 step="requesting a pairing code",
@@ -211,7 +213,7 @@ class WhatsAppDriver:
             self.pairing = False
             raise
         code = str(code)
-        if not re.fullmatch(r"[0-9A-Z]{8}", code):
+        if len(code) != wa.PAIRING_CODE_LENGTH or not set(code) <= set(wa.PAIRING_CODE_ALPHABET):
             raise BrowserError(f"WhatsApp returned an unexpected pairing code {code!r}")
         data = {"code": code, "expires_at": time.time() + refresh}
         self._emit("code", data=data)
@@ -246,7 +248,7 @@ class WhatsAppDriver:
         return str(found)
 
     async def new_message_id(self) -> str:
-        """A fresh id from the page's `MsgKey.newId()` (fetched in batches)."""
+        """A fresh message id from the page (fetched in batches; ids are random)."""
         if not self._ids:
             self._ids = [str(i) for i in await self._call("newIds", ID_BATCH, step="message ids")]
         return self._ids.pop()
@@ -257,9 +259,7 @@ class WhatsAppDriver:
         return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
 
     async def _send(self, chat_id: str, body: str, mid: str, *, timeout: float, step: str) -> str:
-        result = await self._call(
-            "send", chat_id, body, mid, wa.MESSAGE_TYPE_TEXT, timeout=timeout, step=step
-        )
+        result = await self._call("send", chat_id, body, mid, timeout=timeout, step=step)
         if result.get("error"):
             raise BrowserError(f"send failed: {result['error']}")
         if result.get("result") != wa.SEND_OK:
@@ -295,7 +295,8 @@ class WhatsAppDriver:
         except Exception as exc:
             if any(m in str(exc) for m in _GONE):
                 self._crash(f"page went away during {what} ({exc})")
-            raise BrowserError(f"{what} failed in the page: {exc}") from exc
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # not the JS stack
+            raise BrowserError(f"{what} failed in the page: {first}") from exc
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Page work started from an event handler; owned here, cancelled by `detach`."""
@@ -422,11 +423,11 @@ class WhatsAppDriver:
         else:
             error = ""
         self._log.info("qr_reloaded", how=how, reloads=self.reloads, error=error)
-        if how is None and self._report is not None:  # no button, no refreshQR: a fresh page
+        if how is None and self._report is not None:  # no button, no command: a fresh page
             await self.reload()
 
     def _on_dom(self, msg: dict[str, Any]) -> None:
-        """The DOM fallback: the main screen, the reload button, or a QR in data-ref."""
+        """The DOM fallback: the main screen, the reload button, or a QR payload."""
         if msg.get("main"):
             self._set_state(
                 "connected", "main screen (DOM)", {"reason": "WhatsApp Web's main screen is shown"}
@@ -439,13 +440,12 @@ class WhatsAppDriver:
             self._emit("activity")
 
     def _on_msg(self, msg: dict[str, Any]) -> None:
-        m = dict(msg.get("msg") or {})
-        if m.pop("from_me", False):  # sent from the phone: not an inbound message
+        m = msg.get("msg") or {}
+        if m.get("from_me"):  # sent from the phone: not an inbound message
             self._emit("activity")
             return
-        for extra in ("local", "ack"):
-            m.pop(extra, None)
-        self._emit("message", data={**m, "from_me": False})
+        fields = ("wa_id", "id", "chat_id", "sender", "body", "type", "t")
+        self._emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
 
     def _on_ack(self, msg: dict[str, Any]) -> None:
         m = msg.get("msg") or {}

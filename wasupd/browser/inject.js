@@ -3,87 +3,48 @@
  * Listens to WhatsApp Web's own modules and reports each event to the daemon through a DevTools
  * binding (no polling where the page has an event); if the modules are unreachable it falls
  * back to watching the DOM. It also installs `window.__wasupd`, the page functions the driver
- * calls (send, resolve, probe, pairing...). Every WhatsApp name comes from CFG, built by
- * wasupd/browser/whatsapp.py; __CONFIG__ is replaced with it before injection. */
+ * calls (send, resolve, probe, pairing...).
+ *
+ * This file holds no WhatsApp name: `W` is the page surface and `CFG` the selectors and states,
+ * both filled in from wasupd/browser/whatsapp.py (surface_js, inject_config) before injection. */
 (function () {
   "use strict";
   const CFG = __CONFIG__;
   if (window.__wasupd) return;
+  const W = __SURFACE__;
   // Fire and forget: a binding call is one DevTools event, no round trip.
   const report = (obj) => { try { window[CFG.binding](JSON.stringify(obj)); } catch (e) { /* page closing */ } };
-  const M = (key) => window.require(CFG.modules[key]);
-  const str = (w) => (w === undefined || w === null ? null : String(w._serialized || w));
   const api = { mode: "waiting", pairing: false };
   window.__wasupd = api;
 
   // ---- reports from the modules ----------------------------------------------------------
-  function me() {
-    try { const w = M("meUser").getMaybeMePnUser(); if (w) return str(w); } catch (e) { /* not linked */ }
-    try { return str(M("conn").Conn.wid); } catch (e) { return null; }
-  }
-  function stateReport() {
-    const S = M("socket").Socket;
-    report({ k: "state", state: S.state, synced: !!S.hasSynced, me: me() });
-  }
-  async function qrPayload(ref) {
-    // The 5-part string WhatsApp's own page renders (ref, noise key, identity key, ADV secret,
-    // platform; reference §1a); the DOM's data-ref attribute holds the same when this fails.
-    try {
-      const b64 = M("base64").encodeB64;
-      const enc = (k) => (typeof k === "string" ? k : b64(k));
-      const noise = await M("prefsInfo").waNoiseInfo.get();
-      const reg = await M("signalStore").waSignalStore.getRegistrationInfo();
-      const adv = await M("advSignature").getADVSecretKey();  // a promise in some builds
-      return [ref, enc(noise.staticKeyPair.pubKey), enc(reg.identityKeyPair.pubKey),
-        enc(adv), M("regClient").DEVICE_PLATFORM].join(",");
-    } catch (e) {
-      const el = document.querySelector(CFG.qrSelector);
-      return el ? el.getAttribute(CFG.qrAttribute) : null;
-    }
-  }
+  const stateReport = () => report({ k: "state", ...W.state(), me: W.me() });
   async function qrReport(ref) {
-    if (ref && !api.pairing) report({ k: "qr", ref, payload: await qrPayload(ref) });
-  }
-  function serializeMsg(msg) {
-    const s = msg.serialize ? msg.serialize() : msg;
-    const id = s.id || {};
-    return { wa_id: str(id), id: id.id, chat_id: str(id.remote), from_me: !!id.fromMe,
-      sender: str(s.author || s.from) || "", body: s.body || "", type: s.type, t: s.t, ack: s.ack, local: !!s.local };
-  }
-  function onMsgAdd(msg) {
-    // Only what came from the server: our own sends are added locally first.
-    if (!msg.isNewMsg || msg.local) return;
-    if (msg.type === CFG.ciphertext && msg.once) {  // not decrypted yet (reference §4c)
-      msg.once("change:type", () => report({ k: "msg", msg: serializeMsg(msg) }));
-      return;
+    if (!ref || api.pairing) return;
+    let payload;
+    try { payload = await W.qrPayload(ref); } catch (e) {  // the page shows the same in the DOM
+      const el = document.querySelector(CFG.qrSelector);
+      payload = el ? el.getAttribute(CFG.qrAttribute) : null;
     }
-    report({ k: "msg", msg: serializeMsg(msg) });
+    report({ k: "qr", ref, payload });
   }
 
   function attachModules() {
-    const Socket = M("socket").Socket, Conn = M("conn").Conn, Cmd = M("cmd").Cmd;
-    const Msg = M("collections").Msg;
     api.mode = "modules";
-    Socket.on("change:state", stateReport);
-    Socket.on("change:hasSynced", stateReport);
-    Conn.on("change:ref", (model, ref) => { qrReport(ref); });
-    Cmd.on("logout", () => report({ k: "logout", reason: "logout" }));
-    Cmd.on("logout_from_bridge", () => report({ k: "logout", reason: "logout_from_bridge" }));
-    Cmd.on("offline_progress_update_from_bridge", () => {
-      let percent = null;
-      try { percent = M("offline").OfflineMessageHandler.getOfflineDeliveryProgress(); } catch (e) { /* optional */ }
-      report({ k: "progress", percent });
-    });
-    Msg.on("add", onMsgAdd);
-    Msg.on("change:ack", (msg, ack) => report({ k: "ack", msg: serializeMsg(msg), ack }));
-    report({ k: "attached", mode: "modules", version: window[CFG.readyGlobal][CFG.readyField] });
-    // After listening, read once: hasSynced may already be true (a fast restore), in which
-    // case no change event will ever come (reference §2b).
+    W.onState(stateReport);
+    W.onRef(qrReport);
+    W.onLogout((reason) => report({ k: "logout", reason }));
+    W.onProgress((percent) => report({ k: "progress", percent }));
+    W.onMessage((msg) => report({ k: "msg", msg }));
+    W.onAck((msg, ack) => report({ k: "ack", msg, ack }));
+    report({ k: "attached", mode: "modules", version: W.version() });
+    // After listening, read once: the page may already be synced (a fast restore), and then no
+    // change event will ever come.
     stateReport();
-    if (CFG.qrStates.includes(Socket.state)) qrReport(Conn.ref);
+    if (CFG.qrStates.includes(W.state().state)) qrReport(W.ref());
   }
 
-  // ---- DOM fallback: what the page shows (reference §1c, §2c) ----------------------------
+  // ---- DOM fallback: what the page shows -------------------------------------------------
   function attachDom(why) {
     api.mode = "dom";
     report({ k: "attached", mode: "dom", why });
@@ -101,16 +62,12 @@
   }
 
   // ---- readiness: no event announces the module loader, so look for it (as wwebjs does) ---
-  function modulesReady() {
-    const g = window[CFG.readyGlobal];
-    return g && g[CFG.readyField] !== undefined && typeof window.require === "function";
-  }
   const started = Date.now();
   const wait = setInterval(() => {
-    if (modulesReady()) {
+    if (W.ready()) {
       clearInterval(wait);
       try {
-        for (const key of CFG.coreModules) M(key);
+        for (const key of CFG.coreModules) W.require(key);
       } catch (e) {
         attachDom("module missing: " + e.message);
         return;
@@ -124,82 +81,55 @@
   }, 100);
 
   // ---- page functions the driver calls (page.evaluate) ----------------------------------
-  function needModules() {
+  const modules = (fn) => (...args) => {
     if (api.mode !== "modules") throw new Error(`WhatsApp Web's modules are not reachable (mode: ${api.mode})`);
-  }
-  api.me = () => { needModules(); return me(); };
-  api.state = () => { needModules(); const S = M("socket").Socket; return { state: S.state, synced: !!S.hasSynced, me: me() }; };
-  api.newIds = async (n) => { needModules(); const K = M("msgKey"); const out = []; for (let i = 0; i < n; i++) out.push(String(await K.newId())); return out; };
-  api.exists = async (chatId) => {
-    needModules();
-    const r = await M("queryExists").queryWidExists(M("widFactory").createWid(chatId));
-    return r && r.wid ? str(r.wid) : null;
+    return fn(...args);
   };
-  api.resolve = async (chatId) => {  // a known chat needs no server round trip
-    needModules();
-    if (M("collections").Chat.get(chatId)) return chatId;
-    return await api.exists(chatId);
-  };
-  api.hasChat = (chatId) => { needModules(); return !!M("collections").Chat.get(chatId); };
-  api.msgExists = (key) => { needModules(); return !!M("collections").Msg.get(key); };
-  api.send = async (chatId, body, id, type) => {
-    // The message as WhatsApp Web's own send path builds it (reference §4b), with our id.
-    needModules();
-    const wid = M("widFactory").createWid(chatId);
-    const found = await M("findChat").findOrCreateLatestChat(wid);
-    const chat = found && found.chat;
-    if (!chat) return { error: `no chat with ${chatId}` };
-    const from = M("meUser").getMaybeMePnUser();
-    const MsgKey = M("msgKey");
-    const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
-    const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: "out",
-      t: Math.floor(Date.now() / 1000), isNewMsg: true, type, ...M("ephemeral").getEphemeralFields(chat) };
-    const [msgPromise, resultPromise] = M("sendMsg").addAndSendMsgToChat(chat, msg);
-    await msgPromise;
-    const result = await resultPromise;
-    const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
-    return { key: str(key), result: code };
-  };
+  api.newIds = modules(async (n) => { const out = []; for (let i = 0; i < n; i++) out.push(await W.newId()); return out; });
+  api.exists = modules(W.exists);
+  api.resolve = modules(async (chatId) => (W.hasChat(chatId) ? chatId : await W.exists(chatId)));  // a known chat needs no round trip
+  api.hasChat = modules(W.hasChat);
+  api.msgExists = modules(W.msgExists);
+  api.send = modules(W.send);
+  api.logout = modules(W.logout);
   api.probe = async (connected) => {
-    needModules();
-    const state = M("socket").Socket.state;
-    if (state !== connected) return { ok: false, why: `Socket.state is ${state}` };
-    const mine = me();
-    if (!mine) return { ok: false, why: "the account's own number is unknown" };
-    return { ok: true, me: mine };
+    if (api.mode === "dom") {  // no module to ask: only what the page shows
+      const main = !!document.querySelector(CFG.mainSelector);
+      return main ? { ok: true, dom: true } : { ok: false, why: "WhatsApp Web's main screen is not shown" };
+    }
+    if (api.mode !== "modules") return { ok: false, why: "WhatsApp Web has not loaded yet" };
+    const state = W.state().state;
+    if (state !== connected) return { ok: false, why: `WhatsApp Web's state is ${state}` };
+    const me = W.me();
+    return me ? { ok: true, me } : { ok: false, why: "the account's own number is unknown" };
   };
-  api.pair = async (phone, notify, pairingType, intervalMs, maxRefreshes) => {
-    // Pairing by phone number (reference §3); the code is refreshed every intervalMs while
-    // the page is unpaired, like wwebjs's codeInterval, at most maxRefreshes times.
-    needModules();
-    const L = M("altLinking");
+  api.pair = modules(async (phone, notify, intervalMs, maxRefreshes) => {
+    // The code is renewed every intervalMs while the page is unpaired (like wwebjs's
+    // codeInterval), at most maxRefreshes times.
     api.pairing = true;
-    L.setPairingType(pairingType);
-    await L.initializeAltDeviceLinking();
-    const code = String(await L.startAltLinkingFlow(phone, notify));
+    const code = await W.startPairing(phone, notify);
     clearInterval(api.codeTimer);
     let refreshes = 0;
     api.codeTimer = setInterval(async () => {
-      if (!CFG.qrStates.includes(M("socket").Socket.state)) { clearInterval(api.codeTimer); return; }
+      if (!CFG.qrStates.includes(W.state().state)) { clearInterval(api.codeTimer); return; }
       refreshes += 1;
       if (refreshes > maxRefreshes) { clearInterval(api.codeTimer); report({ k: "code_exhausted", refreshes: maxRefreshes }); return; }
-      try { report({ k: "code", code: String(await L.startAltLinkingFlow(phone, notify)), refresh: refreshes }); }
+      try { report({ k: "code", code: await W.nextPairingCode(phone, notify), refresh: refreshes }); }
       catch (e) { report({ k: "error_soft", message: "pairing code refresh failed: " + e }); }
     }, intervalMs);
     return code;
-  };
+  });
   api.reloadQr = (timeoutMs) => new Promise((resolve) => {
-    // The reload button real WhatsApp Web shows when refs run out (reference §1b-c); it may
-    // render after the state change, so wait for it; Cmd.refreshQR() is the older route.
+    // The reload button the page shows when refs run out; it may render after the state
+    // change, so wait for it; the command route is the older way.
     const click = () => { const b = document.querySelector(CFG.reloadSelector); if (b) { b.click(); return true; } return false; };
     if (click()) { resolve("button"); return; }
     const obs = new MutationObserver(() => { if (click()) { obs.disconnect(); clearTimeout(timer); resolve("button"); } });
     obs.observe(document.documentElement, { subtree: true, childList: true });
     const timer = setTimeout(() => {
       obs.disconnect();
-      try { const Cmd = M("cmd").Cmd; if (typeof Cmd.refreshQR === "function") { Cmd.refreshQR(); resolve("refreshQR"); return; } } catch (e) { /* no modules */ }
+      try { if (api.mode === "modules" && W.refreshQR()) { resolve("command"); return; } } catch (e) { /* none */ }
       resolve(null);
     }, timeoutMs);
   });
-  api.logout = () => { needModules(); M("socket").Socket.logout(); return true; };
 })();

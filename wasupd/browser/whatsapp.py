@@ -1,8 +1,10 @@
-"""Every WhatsApp-specific name the driver uses: modules, states, selectors, URL markers, cadences.
+"""Everything WhatsApp-specific the driver knows: modules, their members and events, states,
+selectors, URL markers, cadences.
 
-When WhatsApp Web changes, this is the one file to edit. The injected script (inject.js) gets
-these names as its configuration (`inject_config()`) and the page functions of driver.py get
-them as arguments or through `MODULES`, so neither holds a WhatsApp name of its own.
+When WhatsApp Web changes, this is the one file to edit. The page side is `SURFACE_JS`: one small
+JavaScript accessor per WhatsApp concept (read the state, listen to new refs, send a message...).
+inject.js (reporting, the DOM fallback, timers) and driver.py call only those accessors and the
+names below, so neither holds a WhatsApp name of its own.
 Source: reference/whatsapp-web.md (the section is noted per group).
 """
 
@@ -11,10 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# §1a, §9: the page is injectable once window.Debug.VERSION exists; modules are reached with
-# window.require(name) (Meta's loader, which throws for unknown names).
-READY_GLOBAL = "Debug"
-READY_FIELD = "VERSION"
+# §1a, §9: modules are reached with window.require(name) (Meta's loader, which throws for an
+# unknown name) once window.Debug.VERSION exists.
 MODULES = {
     "socket": "WAWebSocketModel",  # .Socket: state, hasSynced, change:* (model, value), logout()
     "conn": "WAWebConnModel",  # .Conn: ref + change:ref, wid
@@ -63,8 +63,8 @@ STATE_HELP = {
 }
 
 # §1c, §2c, §9: the DOM, for the QR fallback, the reload button and the main UI.
-SELECTOR_QR_CONTAINER = "div[data-ref]"  # data-ref holds the full QR payload
-QR_ATTRIBUTE = "data-ref"
+SELECTOR_QR_CONTAINER = "div[data-ref]"
+QR_ATTRIBUTE = "data-ref"  # holds the full QR payload
 SELECTOR_QR_RELOAD = "div[data-ref] button"  # older markup: div[data-ref] > span > button
 SELECTOR_MAIN_UI = "[data-icon='search'], [data-icon='chat']"
 
@@ -76,8 +76,9 @@ FIRST_REF_SECONDS = 60.0
 NEXT_REF_SECONDS = 20.0
 
 # §3: a pairing code is refreshed at most this many times (wa-js MAX_AUTO_REFRESHES).
-PAIRING_TYPE = "ALT_DEVICE_LINKING"
 PAIRING_CODE_MAX_REFRESHES = 5
+PAIRING_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"  # Crockford without 0, I, O, U
+PAIRING_CODE_LENGTH = 8
 
 # §4a: chat ids and the serialized message key `<fromMe>_<remote>_<id>`.
 USER_SERVER = "c.us"
@@ -89,22 +90,104 @@ def message_key(chat_id: str, message_id: str, *, from_me: bool = True) -> str:
     return f"{'true' if from_me else 'false'}_{chat_id}_{message_id}"
 
 
-# §4b: the message this device sends (merged with the key, body, chat and ephemeral fields).
-MESSAGE_TYPE_TEXT = "chat"
-MESSAGE_TYPE_CIPHERTEXT = "ciphertext"  # not decrypted yet: wait for change:type (§4c)
-SEND_OK = "OK"  # the only SendMsgResult that means sent
+# §4b: the only SendMsgResult that means sent.
+SEND_OK = "OK"
+
+# The page surface (§1a-§4d): `W.<name>(...)` in inject.js. `R(key)` requires MODULES[key].
+# Events are Backbone-style `(model, value)`; keys and wids are serialized with `_serialized`.
+SURFACE_JS = r"""
+const ser = (w) => (w === undefined || w === null ? null : String(w._serialized || w));
+const serialize = (msg) => {
+  const s = msg.serialize ? msg.serialize() : msg;
+  const id = s.id || {};
+  return { wa_id: ser(id), id: id.id, chat_id: ser(id.remote), from_me: !!id.fromMe,
+    sender: ser(s.author || s.from) || "", body: s.body || "", type: s.type, t: s.t };
+};
+return {
+  ready: () => !!(window.Debug && window.Debug.VERSION !== undefined && typeof window.require === "function"),
+  version: () => window.Debug.VERSION,
+  require: R,
+  state: () => { const S = R("socket").Socket; return { state: S.state, synced: !!S.hasSynced }; },
+  onState: (fn) => { const S = R("socket").Socket; S.on("change:state", fn); S.on("change:hasSynced", fn); },
+  me: () => {
+    try { const w = R("meUser").getMaybeMePnUser(); if (w) return ser(w); } catch (e) { /* not linked */ }
+    try { return ser(R("conn").Conn.wid); } catch (e) { return null; }
+  },
+  ref: () => R("conn").Conn.ref,
+  onRef: (fn) => R("conn").Conn.on("change:ref", (model, ref) => fn(ref)),
+  qrPayload: async (ref) => {  // ref, noise key, identity key, ADV secret, platform (§1a)
+    const b64 = R("base64").encodeB64;
+    const enc = (k) => (typeof k === "string" ? k : b64(k));
+    const noise = await R("prefsInfo").waNoiseInfo.get();
+    const reg = await R("signalStore").waSignalStore.getRegistrationInfo();
+    const adv = await R("advSignature").getADVSecretKey();  // a promise in some builds
+    return [ref, enc(noise.staticKeyPair.pubKey), enc(reg.identityKeyPair.pubKey), enc(adv),
+      R("regClient").DEVICE_PLATFORM].join(",");
+  },
+  refreshQR: () => { const C = R("cmd").Cmd; if (typeof C.refreshQR !== "function") return false; C.refreshQR(); return true; },
+  onLogout: (fn) => { const C = R("cmd").Cmd; C.on("logout", () => fn("logout")); C.on("logout_from_bridge", () => fn("logout_from_bridge")); },
+  onProgress: (fn) => R("cmd").Cmd.on("offline_progress_update_from_bridge", () => {
+    let p = null; try { p = R("offline").OfflineMessageHandler.getOfflineDeliveryProgress(); } catch (e) { /* optional */ }
+    fn(p);
+  }),
+  // New messages from the server (not our own local sends); ciphertext waits for its type (§4c).
+  onMessage: (fn) => R("collections").Msg.on("add", (msg) => {
+    if (!msg.isNewMsg || msg.local) return;
+    if (msg.type === "ciphertext" && msg.once) { msg.once("change:type", () => fn(serialize(msg))); return; }
+    fn(serialize(msg));
+  }),
+  onAck: (fn) => R("collections").Msg.on("change:ack", (msg, ack) => fn(serialize(msg), ack)),
+  newId: async () => String(await R("msgKey").newId()),
+  exists: async (chatId) => {
+    const r = await R("queryExists").queryWidExists(R("widFactory").createWid(chatId));
+    return r && r.wid ? ser(r.wid) : null;
+  },
+  hasChat: (chatId) => !!R("collections").Chat.get(chatId),
+  msgExists: (key) => !!R("collections").Msg.get(key),
+  send: async (chatId, body, id) => {  // as WhatsApp Web's own send path builds it (§4b)
+    const found = await R("findChat").findOrCreateLatestChat(R("widFactory").createWid(chatId));
+    const chat = found && found.chat;
+    if (!chat) return { error: `no chat with ${chatId}` };
+    const from = R("meUser").getMaybeMePnUser();
+    const MsgKey = R("msgKey");
+    const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
+    const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: "out",
+      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: "chat", ...R("ephemeral").getEphemeralFields(chat) };
+    const [msgPromise, resultPromise] = R("sendMsg").addAndSendMsgToChat(chat, msg);
+    await msgPromise;
+    const result = await resultPromise;
+    const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
+    return { key: ser(key), result: code };
+  },
+  startPairing: async (phone, notify) => {  // §3
+    const L = R("altLinking");
+    L.setPairingType("ALT_DEVICE_LINKING");
+    await L.initializeAltDeviceLinking();
+    return String(await L.startAltLinkingFlow(phone, notify));
+  },
+  nextPairingCode: async (phone, notify) => String(await R("altLinking").startAltLinkingFlow(phone, notify)),
+  logout: () => { R("socket").Socket.logout(); return true; },
+};
+"""
+
+
+def surface_js() -> str:
+    """`SURFACE_JS` as an expression: the accessor object, with `R` bound to `MODULES`."""
+    return (
+        f"(() => {{ const MODULES = {json.dumps(MODULES)};"
+        " const R = (key) => window.require(MODULES[key]);"
+        f"{SURFACE_JS}}})()"
+    )
+
 
 # The DevTools binding the injected script reports through.
 BINDING = "__wasupdReport"
 
 
 def inject_config() -> str:
-    """The JSON configuration handed to inject.js (every name it needs)."""
+    """The JSON configuration handed to inject.js (the names it needs besides the surface)."""
     cfg: dict[str, Any] = {
         "binding": BINDING,
-        "readyGlobal": READY_GLOBAL,
-        "readyField": READY_FIELD,
-        "modules": MODULES,
         "coreModules": list(CORE_MODULES),
         "modulesTimeoutMs": MODULES_TIMEOUT_S * 1000,
         "qrStates": list(STATES_QR),
@@ -112,6 +195,5 @@ def inject_config() -> str:
         "qrAttribute": QR_ATTRIBUTE,
         "reloadSelector": SELECTOR_QR_RELOAD,
         "mainSelector": SELECTOR_MAIN_UI,
-        "ciphertext": MESSAGE_TYPE_CIPHERTEXT,
     }
     return json.dumps(cfg)

@@ -18,6 +18,12 @@ from wasupd.sim.messaging import Messaging
 from wasupd.sim.model import normalize_phone
 
 Action = Callable[..., Awaitable[Any]]
+
+
+class UnknownAction(LookupError):
+    """No control action has that name."""
+
+
 MAX_WAIT_S = 300.0
 
 
@@ -36,10 +42,12 @@ class Control:
         }  # fmt: skip
 
     async def call(self, action: str, params: dict[str, Any]) -> Any:
-        """Run `action`; KeyError for an unknown one, ValueError for bad parameters."""
+        """Run `action`; UnknownAction for an unknown one, ValueError for bad parameters."""
         fn = self.actions.get(action)
         if fn is None:
-            raise KeyError(f"unknown action {action!r}; known: {', '.join(sorted(self.actions))}")
+            raise UnknownAction(
+                f"unknown action {action!r}; known: {', '.join(sorted(self.actions))}"
+            )
         try:
             inspect.signature(fn).bind(**params)
         except TypeError as exc:  # a missing or unexpected parameter

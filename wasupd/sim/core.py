@@ -56,8 +56,9 @@ class Core:
         return predicate()
 
     def live_pages(self, acc: Account) -> list[PageConn]:
-        """Pages linked to `acc` that the server still talks to (not stalled)."""
-        return [p for p in self.pages if p.account is acc and not self.faults.stalled(p)]
+        """Pages linked to `acc` that the server still talks to (not stalled, not in a
+        forced state such as CONFLICT or TIMEOUT)."""
+        return [p for p in self.pages if p.account is acc and self.faults.live(p)]
 
     def scoped_pages(self, scope: str) -> list[PageConn]:
         """Pages a fault of `scope` covers."""

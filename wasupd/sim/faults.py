@@ -21,8 +21,8 @@ STATE_FAULTS = {
     "deprecated_version": "DEPRECATED_VERSION",
 }
 # Carried out by the page itself; the sticky ones also reach pages that connect later.
-PAGE_FAULTS = ("memory", "slow_idb", "hang_close", "hang", "crash")
-STICKY_PAGE_FAULTS = ("memory", "slow_idb", "hang_close")
+PAGE_FAULTS = ("memory", "slow_idb", "hang_close", "hang", "crash", "fast_sync")
+STICKY_PAGE_FAULTS = ("memory", "slow_idb", "hang_close", "fast_sync")
 SERVER_FAULTS = ("stall", "server_down", "server_up", "logout_after", "qr_never_scanned")
 KINDS = (*SERVER_FAULTS, *STATE_FAULTS, *PAGE_FAULTS)
 EVERYONE = "*"
@@ -53,6 +53,10 @@ class Faults:
     def stalled(self, conn: PageConn) -> bool:
         """True when the server ignores this page and tells it nothing."""
         return any(self.applies(scope, conn) for scope in self.stall)
+
+    def live(self, conn: PageConn) -> bool:
+        """True when messages flow to and from this page."""
+        return not self.stalled(conn) and self.forced_state(conn) is None
 
     def forced_state(self, conn: PageConn) -> str | None:
         """The Socket state forced on this page, if any (a takeover ends a CONFLICT)."""

@@ -69,17 +69,8 @@ class Linking:
         conn.rotation = self.core.spawn(self._rotate(conn, list(conn.refs)))
 
     async def _rotate(self, conn: PageConn, refs: list[str]) -> None:
-        k = conn.keys
         for i, ref in enumerate(refs):
-            payload = str(
-                Payload(
-                    ref,
-                    k.get("noise", ""),
-                    k.get("identity", ""),
-                    k.get("adv", ""),
-                    k.get("platform", ""),
-                )
-            )
+            payload = conn.payload(ref)
             conn.show(ref)
             await conn.send("ref", ref=ref, payload=payload, matrix=matrix(payload))
             self.core.changed()
@@ -168,8 +159,7 @@ class Linking:
         """`Socket.takeover()` after CONFLICT: this page becomes the active one again."""
         conn.took_over = True
         if conn.account is not None and not await self.forced_state(conn):
-            conn.state = "CONNECTED"
-            await conn.send("state", state="CONNECTED")
+            await self.welcome(conn, "welcome")  # CONNECTED again, with what it missed
 
     def pages_of(self, phone: str) -> list[PageConn]:
         """Pages linked to `phone` (stalled ones too)."""

@@ -48,6 +48,12 @@ class PageConn:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(json.dumps({"t": msg_type, **data}))
 
+    def payload(self, ref: str) -> str:
+        """The full QR payload of `ref` with this page's keys (§1a)."""
+        k = self.keys
+        parts = (k.get("noise", ""), k.get("identity", ""), k.get("adv", ""), k.get("platform", ""))
+        return str(Payload(ref, *parts))
+
     def show(self, ref: str) -> None:
         """`ref` is the one on screen now ('' when the refs ran out: nothing can be scanned)."""
         self.previous = (self.shown, time.monotonic()) if ref else ("", 0.0)

@@ -7,13 +7,14 @@ is multiplied by `time_factor` (see `timing`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from wasupd.sim.control import Control
+from wasupd.sim.control import Control, UnknownAction
 from wasupd.sim.core import Core
 from wasupd.sim.linking import Linking
 from wasupd.sim.messaging import Messaging
@@ -70,6 +71,7 @@ class SimServer:
         app = web.Application()
         app.router.add_get("/", self._index)
         app.router.add_get("/app.js", self._script)
+        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_get("/ws", self._ws)
         app.router.add_route("*", "/_sim/{action}", self._control)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -107,6 +109,9 @@ class SimServer:
     async def _index(self, request: web.Request) -> web.Response:
         html = resources.files("wasupd.sim").joinpath("static/index.html").read_text()
         return web.Response(text=html, content_type="text/html", headers=_NO_STORE)
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)  # spares the page a 404 in its console
 
     async def _script(self, request: web.Request) -> web.Response:
         """The page's bundle: the script files in one scope, with this server's settings."""
@@ -146,8 +151,11 @@ class SimServer:
         except (ValueError, AttributeError):
             return  # not from our page; the real server would drop it too
         handler = _PAGE_MESSAGES.get(kind)
+        if kind in _TRAFFIC and not self.core.faults.live(conn):
+            return  # CONFLICT, TIMEOUT, TOS_BLOCK...: nothing goes through
         if handler is not None:
-            await handler(self, conn, msg)
+            with contextlib.suppress(ValueError, TypeError, KeyError):  # a malformed message
+                await handler(self, conn, msg)
 
     async def _control(self, request: web.Request) -> web.Response:
         params: dict[str, Any] = dict(request.query)
@@ -161,14 +169,15 @@ class SimServer:
             params.update(body)
         try:
             result = await self.control(request.match_info["action"], params)
-        except KeyError as exc:
-            return _error(404, str(exc.args[0]))
+        except UnknownAction as exc:
+            return _error(404, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
         return web.json_response({"result": result})
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+_TRAFFIC = ("send", "exists", "seen", "receipt")  # what a page in a forced state cannot do
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -178,6 +187,11 @@ def _error(status: int, message: str) -> web.Response:
 async def _state(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
     conn.state = str(msg.get("state", ""))
     sim.core.changed()
+
+
+async def _refresh_qr(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    if conn.account is None:  # Cmd.refreshQR() on a linked page does nothing
+        await sim.linking.issue_refs(conn)
 
 
 async def _alt_mode(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
@@ -197,7 +211,7 @@ _PAGE_MESSAGES: dict[str, Any] = {
     "hello": lambda sim, conn, msg: sim.linking.hello(conn, msg),
     "state": _state,
     "alt_mode": _alt_mode,
-    "refs": lambda sim, conn, msg: sim.linking.issue_refs(conn),
+    "refs": _refresh_qr,
     "qr_mode": _qr_mode,
     "pair_code": lambda sim, conn, msg: sim.linking.issue_code(conn, str(msg.get("phone", ""))),
     "logout": lambda sim, conn, msg: sim.linking.page_logout(conn),

@@ -72,6 +72,7 @@ function holdMiB(list, mib) {
   for (let i = 0; i < mib; i++) list.push(new Array(131072).fill(i + 0.5));
 }
 
+const TIMINGS = { syncMs: CFG.syncMs, pairingMs: CFG.pairingMs };
 const PAGE_FAULTS = {
   memory: (p) => holdMiB(Weight.ballast, Number(p.mib || 100)),
   slow_idb: (p) => { IDB.delayMs = Number(p.seconds ?? 5) * 1000 * CFG.timeFactor; }, // simulated seconds
@@ -80,6 +81,8 @@ const PAGE_FAULTS = {
     window.addEventListener("pagehide", spinForever);
   },
   hang: () => setTimeout(spinForever, 0),
+  // hasSynced right after CONNECTED: the race of §2b (a listener attached late never sees it).
+  fast_sync: () => { CFG.syncMs = 0; CFG.pairingMs = 0; },
   // A real renderer crash: V8 runs out of heap ("Aw, Snap! Out of memory"); see docs/simulator.md.
   crash: () => setTimeout(() => { const hoard = []; for (;;) hoard.push(new Array(1 << 20).fill(hoard.length + 0.5)); }, 0),
 };
@@ -90,6 +93,7 @@ handlers.fault = (m) => { if (PAGE_FAULTS[m.kind]) PAGE_FAULTS[m.kind](m.params 
 handlers.clear_fault = (m) => {
   if (m.kind === "memory") Weight.ballast = [];
   if (m.kind === "slow_idb") IDB.delayMs = 0;
+  if (m.kind === "fast_sync") Object.assign(CFG, TIMINGS);
   if (m.kind === "hang_close") {
     window.removeEventListener("beforeunload", blockUnload);
     window.removeEventListener("pagehide", spinForever);
