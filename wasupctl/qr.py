@@ -78,10 +78,11 @@ def pair(
     else:
         print(f"pairing code for {name}: {code[:4]}-{code[4:]}")
         print("On the phone: Linked devices > Link a device > Link with phone number instead")
+    sys.stdout.flush()  # a script reads the code while we wait for the link
     if wait:
         from wasupctl.session import wait_linked
 
-        wait_linked(ctx, name, wait_timeout)
+        wait_linked(ctx, name, wait_timeout, show_qr=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from wasupctl import render
-from wasupctl.common import call, die, emit_json, emit_ndjson, guard, opts
+from wasupctl.common import call, die, emit_json, emit_ndjson, fail, guard, opts
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -56,8 +56,11 @@ def create(
     wait_linked(ctx, name, wait_timeout)
 
 
-def wait_linked(ctx: typer.Context, name: str, wait_timeout: float) -> None:
-    """Follow the session's events, re-rendering the QR on rotation, until linked or failed."""
+def wait_linked(
+    ctx: typer.Context, name: str, wait_timeout: float, *, show_qr: bool = True
+) -> None:
+    """Follow the session's events, re-rendering the QR on rotation (unless linking by code),
+    until linked or failed."""
     from wasupd.rpc.client import Client
 
     o = opts(ctx)
@@ -69,9 +72,10 @@ def wait_linked(ctx: typer.Context, name: str, wait_timeout: float) -> None:
         info = guard(lambda: client.call("session.get", name=name, history=0))
         state = info["state"]
         qr: dict[str, Any] | None = None
-        if state == "qr":
-            qr = guard(lambda: client.call("session.qr", name=name))
-            _draw_qr(o.json, name, qr)
+        if state == "qr" and show_qr:
+            qr = _current_qr(client, name)
+            if qr is not None:
+                _draw_qr(o.json, name, qr)
         while state != LINKED:
             if state in FINAL_BAD:
                 die(f"session {name!r} is {state}: {info.get('reason') or 'see session show'}")
@@ -87,15 +91,31 @@ def wait_linked(ctx: typer.Context, name: str, wait_timeout: float) -> None:
                 info["reason"] = event.get("reason", "")
                 if not o.json:
                     print(f"\nstate: {state}" + (f" ({info['reason']})" if info["reason"] else ""))
-            elif event["type"] == "qr":
+            elif event["type"] == "qr" and show_qr:
                 qr = event
                 _draw_qr(o.json, name, qr)
             elif event["type"] == "code" and o.json:
                 emit_ndjson(event)
+            elif event["type"] == "code":  # the page renewed the pairing code
+                code = str(event["code"])
+                print(f"pairing code for {name}: {code[:4]}-{code[4:]}", flush=True)
     if o.json:
         emit_ndjson({"type": "linked", "session": name})
     else:
         print(f"\nsession {name!r} is linked and connected.")
+
+
+def _current_qr(client: Any, name: str) -> dict[str, Any] | None:
+    """The QR on offer, or None when the session moved on meanwhile (linked, failed)."""
+    from wasupd.errors import InvalidState, WasupError
+
+    try:
+        qr: dict[str, Any] = client.call("session.qr", name=name)
+    except InvalidState:
+        return None
+    except WasupError as exc:
+        fail(exc)
+    return qr
 
 
 def _draw_qr(as_json: bool, name: str, qr: dict[str, Any]) -> None:

@@ -152,5 +152,5 @@ def test_daemon_kill9_restart_cleans_and_restores(daemon_factory: Any, sim_facto
     assert not old & {
         p.pid for p in profile_processes(d) if p.is_running() and p.status() != "zombie"
     }
-    assert '"leftover_browser_killed"' in d.log() or '"leftover_profile_sealed"' in d.log()
+    assert '"leftover_browser_killed"' in d.log() or '"leftover_profile"' in d.log()
     assert not [p for p in Path(d.runtime_dir / "profiles").iterdir() if p.name.startswith(".")]

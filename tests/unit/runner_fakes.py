@@ -303,8 +303,15 @@ class Harness:
         self.driver.report(DriverReport(kind=kind, value=value, data=data))  # type: ignore[arg-type]
 
     async def reach(self, state: SessionState) -> None:
-        """Wait (bounded) until the runner is in `state`."""
-        await until(lambda: self.runner.state is state, f"state {state.value}")
+        """Wait (bounded) until the runner is in `state` and that transition was recorded."""
+        await until(
+            lambda: (
+                self.runner.state is state
+                and bool(self.transitions)
+                and self.transitions[-1].to_state is state
+            ),
+            f"state {state.value}",
+        )
 
     async def started(self) -> None:
         """Start and wait until the page is attached."""
@@ -323,7 +330,7 @@ class Harness:
         # Usage samples run inline instead of in a worker thread, so virtual time is
         # deterministic: `settle` alone lets the monitor reach its next sleep.
         self._to_thread = asyncio.to_thread
-        asyncio.to_thread = _inline_to_thread  # type: ignore[assignment]
+        asyncio.to_thread = _inline_to_thread
         self.task = asyncio.ensure_future(self.runner.run())
         return self
 
@@ -336,6 +343,6 @@ class Harness:
         finally:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-            asyncio.to_thread = self._to_thread  # type: ignore[assignment]
+            asyncio.to_thread = self._to_thread
         if exc == (None, None, None):
             assert not self.launcher.alive, "a browser outlived its runner"

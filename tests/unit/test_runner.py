@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit.runner_fakes import BOUND, Harness, request_for, settle, until
-from wasupd.errors import InvalidState, KeyUnavailable, ProfileError
+from wasupd.errors import Busy, InvalidState, KeyUnavailable, ProfileError
 from wasupd.supervision.runner import SessionOptions
 from wasupd.supervision.seams import LaunchRequest
 from wasupd.supervision.states import SessionState
@@ -471,3 +471,11 @@ async def test_per_session_options_reach_the_limits(tmp_path: Path) -> None:
     async with Harness(tmp_path, options=opts) as h:
         lim = h.runner._limits()
         assert (lim.memory_mib, lim.fds, lim.processes) == (50, 7, 3)
+
+
+async def test_start_refused_during_daemon_shutdown(tmp_path: Path) -> None:
+    """Once close() began, a start is Busy (the daemon is shutting down)."""
+    async with Harness(tmp_path) as h:
+        await h.runner.close()
+        with pytest.raises(Busy, match="shutting down"):
+            await h.runner.start()

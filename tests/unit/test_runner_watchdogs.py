@@ -280,3 +280,24 @@ async def test_checkpoint_errors_are_not_fatal(tmp_path: Path) -> None:
         for _ in range(5):
             await h.clock.advance(1.0)
         assert h.log.count("checkpoint") >= 2 and h.state is S.CONNECTED
+
+
+async def test_a_broken_check_does_not_end_the_watchdogs(tmp_path: Path) -> None:
+    """A usage sample that raises is logged; the next checks still run and can trip."""
+    async with Harness(tmp_path, limits={"memory_mib": 200}) as h:
+        await h.connected()
+        good = h.handle.usage
+        calls: list[int] = []
+
+        def flaky() -> TreeUsage:
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("/proc vanished")
+            return TreeUsage(pss_bytes=300 * MIB)
+
+        h.handle.usage = flaky  # type: ignore[method-assign]
+        await h.clock.advance(1.0)
+        assert h.state is S.CONNECTED
+        await h.clock.advance(1.0)
+        await h.reach(S.BACKOFF)
+        assert len(calls) == 2 and good is not None

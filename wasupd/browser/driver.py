@@ -1,21 +1,24 @@
 """The WhatsApp Web page driver: `PageDriver` and `MessagePort` over one pyppeteer page.
 
-The injected script (inject.js) listens to the page's own modules and reports through a
-DevTools binding, so there is no polling where WhatsApp has an event. This module maps those
-reports to session states and reports for the runner, clicks the QR reload button when refs run
-out (up to `qr.max_rotations` times), and implements sending, existence checks and the
-liveness probe by calling the page's modules. WhatsApp names come from `whatsapp.py`.
+The injected script (inject.js) listens to the page's own modules and reports through a raw
+DevTools binding (`Runtime.addBinding`), so nothing polls where WhatsApp has an event; it is
+added with `Page.addScriptToEvaluateOnNewDocument`, so every navigation (a logout, a reload)
+gets it again. This module turns those reports into session states and `DriverReport`s, clicks
+the QR reload button when refs run out (up to `qr.max_rotations` times), and sends, checks
+numbers, pairs by code and probes liveness by calling the page functions the script installs
+(`window.__wasupd`). Every WhatsApp name comes from `whatsapp.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import math
 import re
 import time
+from collections.abc import Awaitable, Coroutine
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -23,81 +26,29 @@ from wasupd.browser import whatsapp as wa
 from wasupd.config import Config
 from wasupd.errors import BrowserError, InvalidArgument, NotOnWhatsApp
 from wasupd.supervision.runner import SessionOptions
-from wasupd.supervision.seams import BrowserHandle, DriverReport, Report
+from wasupd.supervision.seams import BrowserHandle, DriverKind, DriverReport, Report
 
 log = structlog.get_logger("wasupd.driver")
-EVAL_TIMEOUT = 30.0
-_MODS = json.dumps(wa.MODULES)
-
-
-def _js(body: str) -> str:
-    """An async page function with `M(key)` bound to the configured module names."""
-    return f"async (...args) => {{ const MODS = {_MODS}; const M = (k) => window.require(MODS[k]); {body} }}"
-
-
-JS_NEW_ID = _js("return String(await M('msgKey').newId());")
-JS_EXISTS = _js(
-    "const r = await M('queryExists').queryWidExists(M('widFactory').createWid(args[0]));"
-    " return r && r.wid ? String(r.wid._serialized || r.wid) : null;"
-)
-JS_HAS_CHAT = _js("return !!M('collections').Chat.get(args[0]);")
-JS_SEND = _js(
-    """
-    const [chatId, body, id] = args;
-    const wid = M('widFactory').createWid(chatId);
-    const found = await M('findChat').findOrCreateLatestChat(wid);
-    const chat = found && found.chat;
-    if (!chat) return { error: 'no such chat' };
-    const from = M('meUser').getMaybeMePnUser();
-    const MsgKey = M('msgKey');
-    const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: 'out' });
-    const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: 'out',
-      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat',
-      ...M('ephemeral').getEphemeralFields(chat) };
-    const [msgPromise, resultPromise] = M('sendMsg').addAndSendMsgToChat(chat, msg);
-    await msgPromise;
-    const result = await resultPromise;
-    const code = typeof result === 'string' ? result : (result && (result.messageSendResult || result.status)) || String(result);
-    return { key: key._serialized, result: code };
-    """
-)
-JS_MSG_EXISTS = _js("return !!M('collections').Msg.get(args[0]);")
-JS_PROBE = _js(
-    """
-    const Socket = M('socket').Socket;
-    if (Socket.state !== 'CONNECTED') return { ok: false, why: 'Socket.state is ' + Socket.state };
-    const me = M('meUser').getMaybeMePnUser();
-    if (!me) return { ok: false, why: 'own account unknown' };
-    const r = await M('queryExists').queryWidExists(me);
-    return r ? { ok: true } : { ok: false, why: 'existence query for the own number failed' };
-    """
-)
-JS_PAIR = _js(
-    """
-    const api = M('altLinking');
-    api.setPairingType('ALT_DEVICE_LINKING');
-    await api.initializeAltDeviceLinking();
-    return String(await api.startAltLinkingFlow(args[0], args[1]));
-    """
-)
-JS_LOGOUT = _js("M('socket').Socket.logout(); return true;")
-JS_RELOAD_QR = _js(
-    f"""
-    const btn = document.querySelector({json.dumps(wa.SELECTOR_QR_RELOAD)});
-    if (btn) {{ btn.click(); return 'button'; }}
-    const cmd = M('cmd').Cmd;
-    if (typeof cmd.refreshQR === 'function') {{ cmd.refreshQR(); return 'refreshQR'; }}
-    return null;
-    """
-)
+T = TypeVar("T")
+EVAL_TIMEOUT = 30.0  # one page call; sends wait for the server's ack within this
+RELOAD_QR_WAIT = 5.0  # for the reload button to appear once the refs ran out
+ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
+SELF_PING_TEXT = "wasupd liveness check"
+REASONS = {  # what the session history says for each state the page reports
+    "qr": "waiting for the QR to be scanned",
+    "syncing": "linked; WhatsApp is loading chats",
+    "connected": "WhatsApp Web is connected and synced",
+}
+_GONE = ("Target closed", "Session closed", "Connection closed")  # the page is gone for good
 
 
 def chat_id_for(to: str) -> str:
-    """A chat id from a phone number (`+`, spaces, dashes accepted) or a chat id."""
+    """A chat id from a phone number (digits with country code; `+`, spaces, dashes and
+    parentheses accepted) or a chat id (`<digits>@c.us`, `<id>@g.us`); `InvalidArgument` else."""
     to = to.strip()
     if "@" in to:
         user, _, server = to.partition("@")
-        if server not in (wa.USER_SERVER, wa.GROUP_SERVER) or not user:
+        if server not in (wa.USER_SERVER, wa.GROUP_SERVER) or not re.fullmatch(r"[0-9-]+", user):
             raise InvalidArgument(f"unsupported chat id {to!r}: use <digits>@c.us or <id>@g.us")
         return to
     digits = re.sub(r"[\s\-().+]", "", to)
@@ -109,93 +60,300 @@ def chat_id_for(to: str) -> str:
     return f"{digits}@{wa.USER_SERVER}"
 
 
+def classify(state: str, synced: bool) -> str:
+    """What a WhatsApp state (`wa.STATES_*`) means for the session: a session state (`qr`,
+    `syncing`, `connected`, `degraded`), `idle` (refs ran out), `failed`, or "" (no change)."""
+    if state in wa.STATES_FATAL:
+        return "failed"
+    if state in wa.STATES_DEGRADED:
+        return "degraded"
+    if state == wa.STATE_CONNECTED:
+        return "connected" if synced else "syncing"
+    if state == wa.STATE_PAIRING:
+        return "syncing"
+    if state == wa.STATE_IDLE:
+        return "idle"
+    if state == wa.STATE_UNPAIRED:
+        return "qr"
+    return ""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an abandoned call's late failure is expected, not news
+
+
+async def bounded(call: Awaitable[T], timeout: float) -> T:
+    """Await a DevTools call for at most `timeout` seconds (`TimeoutError` after) without
+    cancelling it: a reply arriving for a cancelled call is what breaks pyppeteer 2.0's receive
+    loop (`cdp.PipeConnection` guards against it too). An abandoned call ends when the page
+    answers, navigates or goes away."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    async with asyncio.timeout(timeout):
+        return await asyncio.shield(task)
+
+
+def script_source() -> str:
+    """inject.js with its configuration filled in."""
+    script = resources.files("wasupd.browser").joinpath("inject.js").read_text()
+    return script.replace("__CONFIG__", wa.inject_config()).replace("__SURFACE__", wa.surface_js())
+
+
 class WhatsAppDriver:
-    """Drives WhatsApp Web in one session's page."""
+    """Drives WhatsApp Web in one session's page (one instance per browser life)."""
 
     def __init__(self, session: str, *, config: Config, options: SessionOptions) -> None:
-        self.session = session
-        self.config = config
-        self.options = options
+        self.session, self.config, self.options = session, config, options
         self.page: Any = None
+        self.mode = "waiting"  # "modules", or "dom" when only the DOM fallback works
+        self.me: str | None = None
+        self.rotation = 0  # refs shown in the current QR generation
+        self.reloads = 0  # QR generations renewed after the refs ran out
+        self.pairing = False  # linking by phone number: refs running out are not our concern
         self._report: Report | None = None
         self._log = log.bind(session=session)
-        self.rotation = 0
-        self.reloads = 0
-        self.me: str | None = None
-        self.synced = False
+        self._was_connected = False
+        self._gone = False
         self._last_ref: str | None = None
-        self._reload_task: asyncio.Task[None] | None = None
+        self._chats: dict[str, str] = {}  # resolved chat ids, for this document
+        self._ids: list[str] = []
+        self._last_self_ping = -math.inf
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- PageDriver ------------------------------------------------------------------------
 
     async def attach(self, handle: BrowserHandle, report: Report) -> None:
-        self.page = handle.page
-        self._report = report
-        client = self.page._client
-        # exposeFunction is pyppeteer's DevTools binding (Runtime.addBinding + a page wrapper);
-        # a raw binding beside it would trip pyppeteer's own bindingCalled handler.
-        await self.page.exposeFunction(wa.BINDING, self._on_payload)
-        script = resources.files("wasupd.browser").joinpath("inject.js").read_text()
-        source = script.replace("__CONFIG__", wa.inject_config())
-        # Raw CDP: pyppeteer's evaluateOnNewDocument would wrap the script as a function call.
-        await client.send("Page.addScriptToEvaluateOnNewDocument", {"source": source})
-        self.page.on("framenavigated", self._on_navigated)
-        self.page.on(
-            "error", lambda err: self._emit("crash", data={"reason": f"page crashed: {err}"})
+        """Install the binding and the script, then load `browser.url`."""
+        await self.install(handle.page, report)
+        timeout = self.config.browser.start_timeout
+        goto = self.page.goto(
+            self.config.browser.url, waitUntil="load", timeout=int(timeout * 1000)
         )
-        self.page.on(
-            "close", lambda: self._emit("crash", data={"reason": "page closed (Target closed)"})
-        )
-        await self.page.goto(
-            self.config.browser.url,
-            waitUntil="load",
-            timeout=int(self.config.browser.start_timeout * 1000),
-        )
+        await bounded(goto, timeout + 1)
+
+    async def install(self, page: Any, report: Report) -> None:
+        """Listen on `page` and have inject.js run in each of its new documents."""
+        self.page, self._report = page, report
+        client = page._client
+        # pyppeteer's own bindingCalled handler assumes its exposeFunction wire format; route
+        # our binding here and hand any other binding back to it.
+        client.remove_all_listeners("Runtime.bindingCalled")
+        client.on("Runtime.bindingCalled", self._on_binding)
+        await bounded(client.send("Runtime.addBinding", {"name": wa.BINDING}), EVAL_TIMEOUT)
+        source = {"source": script_source()}
+        await bounded(client.send("Page.addScriptToEvaluateOnNewDocument", source), EVAL_TIMEOUT)
+        page.on("framenavigated", self._on_navigated)
+        page.on("error", lambda err: self._crash(f"page crashed: {err}"))
+        page.on("close", lambda: self._crash("page closed (Target closed)"))
+
+    async def inject_current_document(self) -> None:
+        """Run inject.js in the document already loaded (one loaded before `install`)."""
+        await bounded(self.page.evaluate(script_source(), force_expr=True), EVAL_TIMEOUT)
 
     async def detach(self) -> None:
+        """Stop reporting; background page work of this driver is cancelled."""
         self._report = None
-        if self._reload_task is not None:
-            self._reload_task.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def reload(self) -> None:
-        self.rotation = 0
-        await self.page.reload(waitUntil="domcontentloaded", timeout=int(EVAL_TIMEOUT * 1000))
+        """Reload the page (a liveness recovery step); the script comes back with it."""
+        reload = self.page.reload(waitUntil="domcontentloaded", timeout=int(EVAL_TIMEOUT * 1000))
+        await bounded(reload, EVAL_TIMEOUT + 1)
 
     async def probe(self, timeout: float) -> None:
-        result = await self._eval(JS_PROBE, timeout=timeout)
-        if not result.get("ok"):
-            raise BrowserError(str(result.get("why", "probe failed")))
+        """The page evaluates, WhatsApp says it is connected, and its server answers an
+        existence query for the account's own number (a round trip that leaves no trace on the
+        phone), all within `timeout`; with `health.self_ping`, also a message to itself at most
+        once per `probe_interval`. `BrowserError` naming the failed step otherwise. In the DOM
+        fallback only the main screen can be checked."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def left() -> float:
+            return max(0.001, deadline - loop.time())
+
+        r = await self._call("probe", wa.STATE_CONNECTED, timeout=left(), step="page evaluation")
+        if not r.get("ok"):
+            raise BrowserError(str(r.get("why")))
+        if r.get("dom"):  # the DOM fallback has no server round trip to offer
+            return
+        me = str(r["me"])
+        step = "the server's answer to an existence query for the own number"
+        if not await self._call("exists", me, timeout=left(), step=step):
+            raise BrowserError(f"WhatsApp's server says the own number {me} does not exist")
+        if self.config.health.self_ping and self._self_ping_due():
+            self._last_self_ping = time.monotonic()
+            mid = await self.new_message_id()
+            await self._send(me, SELF_PING_TEXT, mid, timeout=left(), step="a message to itself")
+
+    def _self_ping_due(self) -> bool:
+        return time.monotonic() - self._last_self_ping >= self.config.health.probe_interval
+
+    # -- linking and logout ----------------------------------------------------------------
+
+    async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
+        """Link by phone number instead of QR (reference §3): the 8-character code to type on
+        the phone and its expiry; the page renews it every `qr.pairing_code_refresh` seconds."""
+        refresh = self.config.qr.pairing_code_refresh
+        self.pairing = True
+        try:
+            code = await self._call(
+                "pair",
+                phone,
+                notify,
+                int(refresh * 1000),
+                wa.PAIRING_CODE_MAX_REFRESHES,
+                step="requesting a pairing code",
+            )
+        except BrowserError:
+            self.pairing = False
+            raise
+        code = str(code)
+        if len(code) != wa.PAIRING_CODE_LENGTH or not set(code) <= set(wa.PAIRING_CODE_ALPHABET):
+            raise BrowserError(f"WhatsApp returned an unexpected pairing code {code!r}")
+        data = {"code": code, "expires_at": time.time() + refresh}
+        self._emit("code", data=data)
+        return data
+
+    async def logout(self) -> None:
+        """Unlink this device: the page tells WhatsApp's server (a requested logout)."""
+        await self._call("logout", timeout=10.0, step="logout")
+
+    # -- MessagePort -----------------------------------------------------------------------
+
+    async def resolve_chat(self, to: str) -> str:
+        """The chat id for `to`, checked with WhatsApp (`NotOnWhatsApp` when it does not exist)."""
+        chat_id = chat_id_for(to)
+        if (known := self._chats.get(chat_id)) is not None:
+            return known
+        if chat_id.endswith("@" + wa.GROUP_SERVER):
+            if not await self._call("hasChat", chat_id, step="group lookup"):
+                raise NotOnWhatsApp(
+                    f"this account is not a member of the group {chat_id}", chat_id=chat_id
+                )
+            found = chat_id
+        else:
+            found = await self._call("resolve", chat_id, step="existence query")
+            if not found:
+                number = chat_id.split("@")[0]
+                raise NotOnWhatsApp(
+                    f"+{number} is not on WhatsApp; check the number and its country code",
+                    chat_id=chat_id,
+                )
+        self._chats[chat_id] = str(found)
+        return str(found)
+
+    async def new_message_id(self) -> str:
+        """A fresh message id from the page (fetched in batches; ids are random)."""
+        if not self._ids:
+            self._ids = [str(i) for i in await self._call("newIds", ID_BATCH, step="message ids")]
+        return self._ids.pop()
+
+    async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
+        """Send `body` with id `message_id` (reference §4b); the serialized key once WhatsApp's
+        server took it (`BrowserError` for any other result)."""
+        return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
+
+    async def _send(self, chat_id: str, body: str, mid: str, *, timeout: float, step: str) -> str:
+        result = await self._call("send", chat_id, body, mid, timeout=timeout, step=step)
+        if result.get("error"):
+            raise BrowserError(f"send failed: {result['error']}")
+        if result.get("result") != wa.SEND_OK:
+            raise BrowserError(f"send failed: WhatsApp answered {result.get('result')}")
+        return str(result["key"])
+
+    async def message_exists(self, chat_id: str, message_id: str) -> bool:
+        """True when the page knows a message this device sent to `chat_id` with that id."""
+        return bool(await self._call("msgExists", wa.message_key(chat_id, message_id)))
+
+    async def set_typing(self, chat_id: str, typing: bool) -> None:
+        """Presence is cosmetic and the reference names no module for it: nothing is shown."""
+        return None
+
+    # -- page calls ------------------------------------------------------------------------
+
+    async def _call(
+        self, fn: str, *args: Any, timeout: float = EVAL_TIMEOUT, step: str = ""
+    ) -> Any:
+        """`window.__wasupd.<fn>(*args)` in the page, bounded; `BrowserError` on any failure."""
+        if self.page is None:
+            raise BrowserError("no page attached")
+        what = step or fn
+        js = (
+            "(...a) => { const w = window.__wasupd;"
+            " if (!w) throw new Error('the page has not loaded the driver script yet');"
+            f" return w.{fn}(...a); }}"
+        )
+        try:
+            return await bounded(self.page.evaluate(js, *args), timeout)
+        except TimeoutError:
+            raise BrowserError(f"no answer within {timeout:.3g} s ({what})") from None
+        except Exception as exc:
+            if any(m in str(exc) for m in _GONE):
+                self._crash(f"page went away during {what} ({exc})")
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # not the JS stack
+            raise BrowserError(f"{what} failed in the page: {first}") from exc
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Page work started from an event handler; owned here, cancelled by `detach`."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- reports from the page -------------------------------------------------------------
 
-    def _emit(self, kind: str, value: str = "", data: dict[str, Any] | None = None) -> None:
+    def _emit(self, kind: DriverKind, value: str = "", data: dict[str, Any] | None = None) -> None:
         if self._report is not None:
-            self._report(DriverReport(kind=kind, value=value, data=data or {}))  # type: ignore[arg-type]
+            self._report(DriverReport(kind=kind, value=value, data=data or {}))
 
-    def _on_payload(self, payload: str) -> None:
-        try:
-            msg = json.loads(payload)
-        except (TypeError, json.JSONDecodeError):
+    def _crash(self, reason: str) -> None:
+        if not self._gone:
+            self._gone = True
+            self._emit("crash", data={"reason": reason})
+
+    def _on_binding(self, event: dict[str, Any]) -> None:
+        if event.get("name") != wa.BINDING:
+            self.page._onBindingCalled(event)
             return
-        handler = getattr(self, f"_on_{msg.get('k')}", None)
-        if handler is not None:
-            handler(msg)
-        else:
-            self._emit("activity")
+        try:
+            msg = json.loads(event.get("payload") or "")
+            handler = getattr(self, f"_on_{msg.get('k')}", None)
+            if handler is None:
+                self._emit("activity")
+            else:
+                handler(msg)
+        except Exception:  # a bad report must never break pyppeteer's receive loop
+            self._log.exception("page_report_failed", payload=str(event.get("payload"))[:200])
 
     def _on_navigated(self, frame: Any) -> None:
-        if frame.parentFrame is None and wa.LOGOUT_URL_MARKER in (frame.url or ""):
+        if frame.parentFrame is not None:
+            return
+        # A new document: a new QR generation, its own chats and ids.
+        self.rotation, self._last_ref, self.mode, self.pairing = 0, None, "waiting", False
+        self._chats.clear()
+        self._ids.clear()
+        if wa.LOGOUT_URL_MARKER in (frame.url or ""):
             self._emit("logout", data={"reason": "logged out by the phone"})
 
     def _on_attached(self, msg: dict[str, Any]) -> None:
-        self._log.info("page_attached", version=msg.get("version"))
+        self.mode = str(msg.get("mode"))
+        self._log.info(
+            "page_attached", mode=self.mode, version=msg.get("version"), why=msg.get("why")
+        )
         self._emit("activity")
 
     def _on_error(self, msg: dict[str, Any]) -> None:
-        self._emit("crash", data={"reason": str(msg.get("message"))})
+        self._crash(str(msg.get("message")))
+
+    def _on_error_soft(self, msg: dict[str, Any]) -> None:
+        self._log.warning("page_error", message=msg.get("message"))
 
     def _on_logout(self, msg: dict[str, Any]) -> None:
-        self._emit("logout", data={"reason": "logged out by the phone"})
+        self._emit("logout", data={"reason": f"logged out by the phone ({msg.get('reason')})"})
 
     def _on_progress(self, msg: dict[str, Any]) -> None:
         self._emit("activity", data={"progress": msg.get("percent")})
@@ -204,133 +362,106 @@ class WhatsAppDriver:
         state, synced = str(msg.get("state")), bool(msg.get("synced"))
         if msg.get("me"):
             self.me = str(msg["me"])
+        meaning = classify(state, synced)
         data: dict[str, Any] = {"wa_state": state}
-        if self.me:
-            data["me"] = self.me
-        if state in wa.STATES_FATAL:
-            self._emit("failed", data={"reason": f"WhatsApp refused the session: {state}"})
-        elif state in wa.STATES_DEGRADED:
-            self._emit("state", "degraded", {**data, "reason": f"WhatsApp state {state}"})
-        elif state == wa.STATE_CONNECTED:
-            self.synced = synced
-            self.reloads = 0
-            self._emit("state", "connected" if synced else "syncing", data)
-        elif state == wa.STATE_IDLE:
+        if meaning == "failed":
+            help_ = wa.STATE_HELP.get(state, "")
+            self._emit("failed", data={"reason": f"WhatsApp refused the session: {state}; {help_}"})
+        elif meaning == "qr" and self._was_connected:
+            # Linked in this page, then unpaired: the device was unlinked, whatever the URL.
+            self._emit("logout", data={"reason": "logged out by the phone (unpaired)"})
+        elif meaning == "idle":
             self._on_idle()
-        elif state in wa.STATES_QR:
-            self._emit("state", "qr", data)
-        elif state == "PAIRING":
-            self._emit("state", "syncing", {**data, "reason": "pairing"})
+        elif meaning:
+            self._set_state(meaning, state, data)
         else:
             self._emit("activity", data=data)
 
+    def _set_state(self, meaning: str, state: str, data: dict[str, Any]) -> None:
+        if meaning == "connected":
+            self._was_connected, self.reloads = True, 0
+        if meaning in ("connected", "syncing") and self.me:
+            data["me"] = self.me
+        if meaning == "degraded":
+            data["reason"] = f"WhatsApp is {state}: {wa.STATE_HELP.get(state, '')}"
+        elif state == wa.STATE_PAIRING:
+            data["reason"] = "a phone is linking this device"
+        data.setdefault("reason", REASONS.get(meaning, ""))
+        self._emit("state", meaning, data)
+
     def _on_qr(self, msg: dict[str, Any]) -> None:
         ref, payload = msg.get("ref"), msg.get("payload")
-        if not payload or ref == self._last_ref:
+        if not payload or ref == self._last_ref or self.pairing:
             return
         self._last_ref = str(ref)
         lifetime = wa.FIRST_REF_SECONDS if self.rotation == 0 else wa.NEXT_REF_SECONDS
-        self._emit(
-            "qr",
-            data={
-                "payload": payload,
-                "rotation": self.rotation,
-                "expires_at": time.time() + lifetime,
-            },
-        )
-        self._emit("state", "qr")
+        data = {"payload": payload, "rotation": self.rotation, "expires_at": time.time() + lifetime}
         self.rotation += 1
+        self._emit("qr", data=data)
 
     def _on_idle(self) -> None:
-        """Refs ran out: reload the QR a configured number of times, then give up."""
-        if self.reloads >= self.config.qr.max_rotations:
-            self._emit(
-                "failed",
-                data={"reason": f"QR not scanned ({self.reloads + 1} QR generations expired)"},
-            )
+        """Refs ran out: renew the QR `qr.max_rotations` times, then give up."""
+        if self.pairing:
+            self._emit("activity")
+            return
+        limit = self.config.qr.max_rotations
+        if self.reloads >= limit:
+            why = f"QR not scanned ({self.reloads + 1} QR generations expired; qr.max_rotations = {limit})"
+            self._emit("failed", data={"reason": why})
             return
         self.reloads += 1
-        self.rotation = 0
-        self._reload_task = asyncio.ensure_future(self._click_reload())
+        self.rotation, self._last_ref = 0, None
+        self._spawn(self._reload_qr())
 
-    async def _click_reload(self) -> None:
-        with contextlib.suppress(Exception):
-            how = await self._eval(JS_RELOAD_QR)
-            self._log.info("qr_reloaded", how=how, reloads=self.reloads)
+    async def _reload_qr(self) -> None:
+        try:
+            how = await self._call(
+                "reloadQr", int(RELOAD_QR_WAIT * 1000), timeout=RELOAD_QR_WAIT + 5
+            )
+        except BrowserError as exc:
+            how, error = None, exc.message
+        else:
+            error = ""
+        self._log.info("qr_reloaded", how=how, reloads=self.reloads, error=error)
+        if how is None and self._report is not None:  # no button, no command: a fresh page
+            await self.reload()
+
+    def _on_dom(self, msg: dict[str, Any]) -> None:
+        """The DOM fallback: the main screen, the reload button, or a QR payload."""
+        if msg.get("main"):
+            self._set_state(
+                "connected", "main screen (DOM)", {"reason": "WhatsApp Web's main screen is shown"}
+            )
+        elif msg.get("idle"):
+            self._on_idle()
+        elif msg.get("ref"):
+            self._on_qr({"ref": msg["ref"], "payload": msg["ref"]})
+        else:
+            self._emit("activity")
 
     def _on_msg(self, msg: dict[str, Any]) -> None:
         m = msg.get("msg") or {}
-        if m.get("from_me"):
+        if m.get("from_me"):  # sent from the phone: not an inbound message
             self._emit("activity")
             return
-        self._emit("message", data=m)
+        fields = ("wa_id", "id", "chat_id", "sender", "body", "type", "t")
+        self._emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
 
     def _on_ack(self, msg: dict[str, Any]) -> None:
         m = msg.get("msg") or {}
-        self._emit(
-            "ack",
-            data={
-                "wa_id": m.get("wa_id"),
-                "id": m.get("id"),
-                "chat_id": m.get("chat_id"),
-                "ack": msg.get("ack"),
-            },
-        )
+        if not m.get("from_me"):  # the phone read an inbound message: only a sign of life
+            self._emit("activity")
+            return
+        keys = ("wa_id", "id", "chat_id")
+        self._emit("ack", data={**{k: m.get(k) for k in keys}, "ack": msg.get("ack")})
 
-    # -- calls into the page ---------------------------------------------------------------
-
-    async def _eval(self, fn: str, *args: Any, timeout: float = EVAL_TIMEOUT) -> Any:
-        if self.page is None:
-            raise BrowserError("no page attached")
-        try:
-            async with asyncio.timeout(timeout):
-                return await self.page.evaluate(fn, *args)
-        except TimeoutError:
-            raise BrowserError(f"the page did not answer within {timeout:g} s") from None
-        except BrowserError:
-            raise
-        except Exception as exc:
-            raise BrowserError(f"page call failed: {exc}") from exc
-
-    async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
-        """Switch to pairing by phone number; the 8-character code to type on the phone."""
-        code = str(await self._eval(JS_PAIR, phone, notify))
-        data = {"code": code, "expires_at": time.time() + self.config.qr.pairing_code_refresh}
+    def _on_code(self, msg: dict[str, Any]) -> None:
+        data = {
+            "code": str(msg.get("code")),
+            "expires_at": time.time() + self.config.qr.pairing_code_refresh,
+        }
         self._emit("code", data=data)
-        return data
 
-    async def logout(self) -> None:
-        """Unlink this device (the page tells the server)."""
-        with contextlib.suppress(BrowserError):
-            await self._eval(JS_LOGOUT, timeout=10)
-
-    # -- MessagePort -----------------------------------------------------------------------
-
-    async def resolve_chat(self, to: str) -> str:
-        chat_id = chat_id_for(to)
-        if chat_id.endswith("@" + wa.GROUP_SERVER):
-            if not await self._eval(JS_HAS_CHAT, chat_id):
-                raise NotOnWhatsApp(f"this account is not in the group {chat_id}", chat_id=chat_id)
-            return chat_id
-        found = await self._eval(JS_EXISTS, chat_id)
-        if not found:
-            raise NotOnWhatsApp(f"{chat_id.split('@')[0]} is not on WhatsApp", chat_id=chat_id)
-        return str(found)
-
-    async def new_message_id(self) -> str:
-        return str(await self._eval(JS_NEW_ID))
-
-    async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
-        result = await self._eval(JS_SEND, chat_id, body, message_id)
-        if result.get("error"):
-            raise BrowserError(f"send failed: {result['error']}")
-        if result.get("result") != wa.SEND_OK:
-            raise BrowserError(f"send failed: WhatsApp answered {result.get('result')}")
-        return str(result["key"])
-
-    async def message_exists(self, chat_id: str, message_id: str) -> bool:
-        return bool(await self._eval(JS_MSG_EXISTS, f"true_{chat_id}_{message_id}"))
-
-    async def set_typing(self, chat_id: str, typing: bool) -> None:
-        # Presence is cosmetic; a page without the module must not fail a send.
-        return None
+    def _on_code_exhausted(self, msg: dict[str, Any]) -> None:
+        n = msg.get("refreshes")
+        self._emit("failed", data={"reason": f"pairing code not entered ({n} codes expired)"})

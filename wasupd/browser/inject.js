@@ -1,69 +1,135 @@
 /* Injected into every document of a session's page (Page.addScriptToEvaluateOnNewDocument).
- * Waits for the page's module loader, listens to its models and reports every event to the
- * daemon through a DevTools binding. All WhatsApp names come from CFG (browser/whatsapp.py).
- * __CONFIG__ is replaced with that configuration before injection. */
+ *
+ * Listens to WhatsApp Web's own modules and reports each event to the daemon through a DevTools
+ * binding (no polling where the page has an event); if the modules are unreachable it falls
+ * back to watching the DOM. It also installs `window.__wasupd`, the page functions the driver
+ * calls (send, resolve, probe, pairing...).
+ *
+ * This file holds no WhatsApp name: `W` is the page surface and `CFG` the selectors and states,
+ * both filled in from wasupd/browser/whatsapp.py (surface_js, inject_config) before injection. */
 (function () {
+  "use strict";
   const CFG = __CONFIG__;
-  if (window.__wasupdInjected) return;
-  window.__wasupdInjected = true;
-  const report = (obj) => { try { window[CFG.binding](JSON.stringify(obj)); } catch (e) { /* binding gone: page closing */ } };
-  const M = (key) => window.require(CFG.modules[key]);
+  if (window.__wasupd) return;
+  const W = __SURFACE__;
+  // Fire and forget: a binding call is one DevTools event, no round trip.
+  const report = (obj) => { try { window[CFG.binding](JSON.stringify(obj)); } catch (e) { /* page closing */ } };
+  const api = { mode: "waiting", pairing: false };
+  window.__wasupd = api;
 
-  async function qrPayload(ref) {
-    // The 5-part QR string as WhatsApp's own page builds it (reference §1a).
-    try {
-      const b64 = M("base64").encodeB64;
-      const noise = await M("prefsInfo").waNoiseInfo.get();
-      const reg = await M("signalStore").waSignalStore.getRegistrationInfo();
-      const enc = (k) => (typeof k === "string" ? k : b64(k));
-      return [ref, enc(noise.staticKeyPair.pubKey), enc(reg.identityKeyPair.pubKey),
-        M("advSignature").getADVSecretKey(), M("regClient").DEVICE_PLATFORM].join(",");
-    } catch (e) {
-      // DOM fallback: the data-ref attribute holds the full payload (reference §1c).
+  // ---- reports from the modules ----------------------------------------------------------
+  const stateReport = () => report({ k: "state", ...W.state(), me: W.me() });
+  async function qrReport(ref) {
+    if (!ref || api.pairing) return;
+    let payload;
+    try { payload = await W.qrPayload(ref); } catch (e) {  // the page shows the same in the DOM
       const el = document.querySelector(CFG.qrSelector);
-      return el ? el.getAttribute("data-ref") : null;
+      payload = el ? el.getAttribute(CFG.qrAttribute) : null;
     }
+    report({ k: "qr", ref, payload });
   }
 
-  function serializeMsg(msg) {
-    const s = msg.serialize ? msg.serialize() : msg;
-    const id = s.id || {};
-    return { wa_id: id._serialized, id: id.id, chat_id: typeof id.remote === "string" ? id.remote : String(id.remote),
-      from_me: !!id.fromMe, sender: String(s.author || s.from || ""), body: s.body || "", type: s.type, t: s.t, ack: s.ack };
+  function attachModules() {
+    api.mode = "modules";
+    W.onState(stateReport);
+    W.onRef(qrReport);
+    W.onLogout((reason) => report({ k: "logout", reason }));
+    W.onProgress((percent) => report({ k: "progress", percent }));
+    W.onMessage((msg) => report({ k: "msg", msg }));
+    W.onAck((msg, ack) => report({ k: "ack", msg, ack }));
+    report({ k: "attached", mode: "modules", version: W.version() });
+    // After listening, read once: the page may already be synced (a fast restore), and then no
+    // change event will ever come.
+    stateReport();
+    if (CFG.qrStates.includes(W.state().state)) qrReport(W.ref());
   }
 
-  function attach() {
-    const Socket = M("socket").Socket, Conn = M("conn").Conn, Cmd = M("cmd").Cmd;
-    const { Msg } = M("collections");
-    const me = () => { try { const w = M("meUser").getMaybeMePnUser(); return w ? w._serialized : null; } catch (e) { return null; } };
-    const state = () => report({ k: "state", state: Socket.state, synced: !!Socket.hasSynced, me: me() });
-    Socket.on("change:state", state);
-    Socket.on("change:hasSynced", state);
-    Conn.on("change:ref", async (model, ref) => { if (ref) report({ k: "qr", ref, payload: await qrPayload(ref) }); });
-    Cmd.on("logout", () => report({ k: "logout", reason: "logout" }));
-    Cmd.on("logout_from_bridge", () => report({ k: "logout", reason: "logout_from_bridge" }));
-    Cmd.on("offline_progress_update_from_bridge", () => {
-      try { report({ k: "progress", percent: M("offline").OfflineMessageHandler.getOfflineDeliveryProgress() }); } catch (e) { /* optional */ }
-    });
-    Msg.on("add", (msg) => { if (msg.isNewMsg) report({ k: "msg", msg: serializeMsg(msg) }); });
-    Msg.on("change:ack", (msg, ack) => { const s = serializeMsg(msg); if (s.from_me) report({ k: "ack", msg: s, ack }); });
-    // hasSynced may already be true (fast restore): report the current state after listening.
-    state();
-    if (Conn.ref && (Socket.state === "UNPAIRED" || Socket.state === "UNPAIRED_IDLE")) {
-      qrPayload(Conn.ref).then((p) => report({ k: "qr", ref: Conn.ref, payload: p }));
-    }
-    report({ k: "attached", version: window[CFG.readyGlobal].VERSION });
+  // ---- DOM fallback: what the page shows -------------------------------------------------
+  function attachDom(why) {
+    api.mode = "dom";
+    report({ k: "attached", mode: "dom", why });
+    let last = "";
+    const look = () => {
+      const box = document.querySelector(CFG.qrSelector);
+      const seen = { k: "dom", ref: box ? box.getAttribute(CFG.qrAttribute) : null,
+        idle: !!document.querySelector(CFG.reloadSelector), main: !!document.querySelector(CFG.mainSelector) };
+      const key = JSON.stringify(seen);
+      if (key !== last) { last = key; report(seen); }
+    };
+    new MutationObserver(look).observe(document.documentElement,
+      { subtree: true, childList: true, attributes: true, attributeFilter: [CFG.qrAttribute] });
+    look();
   }
 
-  // The loader becomes reachable when the page's bundle has run; no event announces it.
+  // ---- readiness: no event announces the module loader, so look for it (as wwebjs does) ---
   const started = Date.now();
   const wait = setInterval(() => {
-    if (window[CFG.readyGlobal] && window[CFG.readyGlobal].VERSION !== undefined && typeof window.require === "function") {
+    if (W.ready()) {
       clearInterval(wait);
-      try { attach(); } catch (e) { report({ k: "error", message: String(e) }); }
-    } else if (Date.now() - started > 120000) {
+      try {
+        for (const key of CFG.coreModules) W.require(key);
+      } catch (e) {
+        attachDom("module missing: " + e.message);
+        return;
+      }
+      try { attachModules(); } catch (e) { report({ k: "error", message: "attaching to WhatsApp Web failed: " + e }); }
+    } else if (Date.now() - started > CFG.modulesTimeoutMs) {
       clearInterval(wait);
-      report({ k: "error", message: "WhatsApp Web did not load (no module loader after 120 s)" });
+      if (document.querySelector(CFG.qrSelector) || document.querySelector(CFG.mainSelector)) attachDom("no module loader");
+      else report({ k: "error", message: `WhatsApp Web did not load (no module loader after ${CFG.modulesTimeoutMs / 1000} s)` });
     }
-  }, 200);
+  }, 100);
+
+  // ---- page functions the driver calls (page.evaluate) ----------------------------------
+  const modules = (fn) => (...args) => {
+    if (api.mode !== "modules") throw new Error(`WhatsApp Web's modules are not reachable (mode: ${api.mode})`);
+    return fn(...args);
+  };
+  api.newIds = modules(async (n) => { const out = []; for (let i = 0; i < n; i++) out.push(await W.newId()); return out; });
+  api.exists = modules(W.exists);
+  api.resolve = modules(async (chatId) => (W.hasChat(chatId) ? chatId : await W.exists(chatId)));  // a known chat needs no round trip
+  api.hasChat = modules(W.hasChat);
+  api.msgExists = modules(W.msgExists);
+  api.send = modules(W.send);
+  api.logout = modules(W.logout);
+  api.probe = async (connected) => {
+    if (api.mode === "dom") {  // no module to ask: only what the page shows
+      const main = !!document.querySelector(CFG.mainSelector);
+      return main ? { ok: true, dom: true } : { ok: false, why: "WhatsApp Web's main screen is not shown" };
+    }
+    if (api.mode !== "modules") return { ok: false, why: "WhatsApp Web has not loaded yet" };
+    const state = W.state().state;
+    if (state !== connected) return { ok: false, why: `WhatsApp Web's state is ${state}` };
+    const me = W.me();
+    return me ? { ok: true, me } : { ok: false, why: "the account's own number is unknown" };
+  };
+  api.pair = modules(async (phone, notify, intervalMs, maxRefreshes) => {
+    // The code is renewed every intervalMs while the page is unpaired (like wwebjs's
+    // codeInterval), at most maxRefreshes times.
+    api.pairing = true;
+    const code = await W.startPairing(phone, notify);
+    clearInterval(api.codeTimer);
+    let refreshes = 0;
+    api.codeTimer = setInterval(async () => {
+      if (!CFG.qrStates.includes(W.state().state)) { clearInterval(api.codeTimer); return; }
+      refreshes += 1;
+      if (refreshes > maxRefreshes) { clearInterval(api.codeTimer); report({ k: "code_exhausted", refreshes: maxRefreshes }); return; }
+      try { report({ k: "code", code: await W.nextPairingCode(phone, notify), refresh: refreshes }); }
+      catch (e) { report({ k: "error_soft", message: "pairing code refresh failed: " + e }); }
+    }, intervalMs);
+    return code;
+  });
+  api.reloadQr = (timeoutMs) => new Promise((resolve) => {
+    // The reload button the page shows when refs run out; it may render after the state
+    // change, so wait for it; the command route is the older way.
+    const click = () => { const b = document.querySelector(CFG.reloadSelector); if (b) { b.click(); return true; } return false; };
+    if (click()) { resolve("button"); return; }
+    const obs = new MutationObserver(() => { if (click()) { obs.disconnect(); clearTimeout(timer); resolve("button"); } });
+    obs.observe(document.documentElement, { subtree: true, childList: true });
+    const timer = setTimeout(() => {
+      obs.disconnect();
+      try { if (api.mode === "modules" && W.refreshQR()) { resolve("command"); return; } } catch (e) { /* none */ }
+      resolve(null);
+    }, timeoutMs);
+  });
 })();

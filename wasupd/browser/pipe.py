@@ -2,7 +2,9 @@
 
 `PipeTransport` offers what pyppeteer's `Connection` expects from its websocket (`async with`,
 `recv()`, `send(str)`, `close()`), so pyppeteer's sessions and Page API run unchanged on top of a
-transport that no other local user can reach (there is no TCP port).
+transport that no other local user can reach (there is no TCP port). When the browser goes away,
+`recv()` and `send()` raise `PipeClosed`, a `websockets.ConnectionClosed` (what pyppeteer's receive
+and send paths catch) that is also a `ConnectionResetError`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,38 @@ import contextlib
 import os
 from types import TracebackType
 
+from websockets.exceptions import ConnectionClosed
+
+
+class PipeClosed(ConnectionClosed, ConnectionResetError):
+    """The DevTools pipe is closed: the browser exited or we closed our ends."""
+
+    def __init__(self, detail: str) -> None:
+        ConnectionClosed.__init__(self, None, None)
+        ConnectionResetError.__init__(self, detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
+
 
 class _Reader(asyncio.Protocol):
-    """Splits the byte stream on NUL into messages."""
+    """Splits the byte stream on NUL into messages (linear in the message size)."""
 
     def __init__(self, queue: asyncio.Queue[str | None]) -> None:
         self.queue = queue
         self.buf = bytearray()
+        self.scanned = 0  # bytes of `buf` already known to hold no NUL
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while (end := self.buf.find(b"\0")) >= 0:
+        # Search only the new bytes: a screenshot arrives as one message of many MB in 256 KiB
+        # reads, and rescanning from the start each time would be quadratic.
+        while (end := self.buf.find(b"\0", self.scanned)) >= 0:
             self.queue.put_nowait(self.buf[:end].decode("utf-8", errors="replace"))
             del self.buf[: end + 1]
+            self.scanned = 0
+        self.scanned = len(self.buf)
 
     def eof_received(self) -> bool:
         self.queue.put_nowait(None)
@@ -35,7 +56,10 @@ class _Reader(asyncio.Protocol):
 
 
 class PipeTransport:
-    """Our ends of the two pipes: we write the child's fd 3 and read its fd 4."""
+    """Our ends of the two pipes: we write the child's fd 3 and read its fd 4.
+
+    Owns both fds from construction on: `close()` closes them, also when `open()` was never called.
+    """
 
     def __init__(self, write_fd: int, read_fd: int) -> None:
         self._write_fd = write_fd
@@ -66,23 +90,28 @@ class PipeTransport:
         await self.close()
 
     async def recv(self) -> str:
-        """The next message; `ConnectionResetError` once the browser closed its end."""
+        """The next message; `PipeClosed` once the browser closed its end or we closed ours."""
         if self.closed and self._queue.empty():
-            raise ConnectionResetError("DevTools pipe closed")
+            raise PipeClosed("DevTools pipe closed")
         msg = await self._queue.get()
         if msg is None:
             self.closed = True
-            raise ConnectionResetError("DevTools pipe closed by the browser")
+            self._queue.put_nowait(None)  # every later recv() sees the close too
+            raise PipeClosed("DevTools pipe closed by the browser")
         return msg
 
     async def send(self, message: str) -> None:
-        """Write one message followed by NUL."""
+        """Queue one message followed by NUL; `PipeClosed` when the pipe is gone."""
         if self.closed or self._writer is None or self._writer.is_closing():
-            raise ConnectionResetError("DevTools pipe closed")
+            raise PipeClosed("DevTools pipe closed")
         self._writer.write(message.encode() + b"\0")
 
     async def close(self) -> None:
-        """Close our ends (Chromium exits soon after its pipe closes)."""
+        """Close our ends (Chromium exits soon after its pipe closes). Idempotent."""
+        if self._writer is None and self._reader is None and not self.closed:
+            for fd in (self._write_fd, self._read_fd):  # never opened: the raw fds are ours
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self.closed = True
         for t in (self._writer, self._reader):
             if t is not None:

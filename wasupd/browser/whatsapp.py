@@ -1,8 +1,11 @@
-"""Every WhatsApp-specific name the driver uses: module names, states, selectors, URL markers.
+"""Everything WhatsApp-specific the driver knows: modules, their members and events, states,
+selectors, URL markers, cadences.
 
-When WhatsApp Web changes, this is the one file to edit. The injected script receives these
-names as its configuration (`INJECT_CONFIG`), so it contains no WhatsApp names of its own.
-Sources: reference/whatsapp-web.md (sections noted per group).
+When WhatsApp Web changes, this is the one file to edit. The page side is `SURFACE_JS`: one small
+JavaScript accessor per WhatsApp concept (read the state, listen to new refs, send a message...).
+inject.js (reporting, the DOM fallback, timers) and driver.py call only those accessors and the
+names below, so neither holds a WhatsApp name of its own.
+Source: reference/whatsapp-web.md (the section is noted per group).
 """
 
 from __future__ import annotations
@@ -10,70 +13,187 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# §1a, §9: reached with window.require(name) once window.Debug.VERSION exists.
-READY_GLOBAL = "Debug"  # window.Debug.VERSION
+# §1a, §9: modules are reached with window.require(name) (Meta's loader, which throws for an
+# unknown name) once window.Debug.VERSION exists.
 MODULES = {
     "socket": "WAWebSocketModel",  # .Socket: state, hasSynced, change:* (model, value), logout()
-    "conn": "WAWebConnModel",  # .Conn: ref, change:ref, wid
-    "cmd": "WAWebCmd",  # .Cmd: logout, logout_from_bridge, refreshQR()
-    "collections": "WAWebCollections",  # .Msg, .Chat
-    "widFactory": "WAWebWidFactory",  # createWid
-    "msgKey": "WAWebMsgKey",  # class + newId()
-    "meUser": "WAWebUserPrefsMeUser",  # getMaybeMePnUser
+    "conn": "WAWebConnModel",  # .Conn: ref + change:ref, wid
+    "cmd": "WAWebCmd",  # .Cmd: logout, logout_from_bridge, offline progress, refreshQR()
+    "collections": "WAWebCollections",  # .Msg, .Chat: get(id), on('add' | 'change:ack')
+    "widFactory": "WAWebWidFactory",  # createWid(str)
+    "msgKey": "WAWebMsgKey",  # class + static newId()
+    "meUser": "WAWebUserPrefsMeUser",  # getMaybeMePnUser()
     "sendMsg": "WAWebSendMsgChatAction",  # addAndSendMsgToChat -> [msgPromise, resultPromise]
-    "findChat": "WAWebFindChatAction",  # findOrCreateLatestChat
-    "queryExists": "WAWebQueryExistsJob",  # queryWidExists
-    "ephemeral": "WAWebGetEphemeralFieldsMsgActionsUtils",  # getEphemeralFields
+    "findChat": "WAWebFindChatAction",  # findOrCreateLatestChat(wid) -> {chat}
+    "queryExists": "WAWebQueryExistsJob",  # queryWidExists(wid) -> {wid} | null (server trip)
+    "ephemeral": "WAWebGetEphemeralFieldsMsgActionsUtils",  # getEphemeralFields(chat)
     "altLinking": "WAWebAltDeviceLinkingApi",  # pairing by phone number (§3)
     "base64": "WABase64",  # encodeB64
     "regClient": "WAWebCompanionRegClientUtils",  # DEVICE_PLATFORM
-    "advSignature": "WAWebAdvSignatureApi",  # getADVSecretKey
-    "prefsInfo": "WAWebUserPrefsInfoStore",  # waNoiseInfo
-    "signalStore": "WAWebSignalStoreApi",  # waSignalStore
-    "offline": "WAWebOfflineHandler",  # OfflineMessageHandler.getOfflineDeliveryProgress
+    "advSignature": "WAWebAdvSignatureApi",  # getADVSecretKey()
+    "prefsInfo": "WAWebUserPrefsInfoStore",  # waNoiseInfo.get()
+    "signalStore": "WAWebSignalStoreApi",  # waSignalStore.getRegistrationInfo()
+    "offline": "WAWebOfflineHandler",  # OfflineMessageHandler.getOfflineDeliveryProgress()
 }
+# Without these the module route is useless and the DOM fallback takes over.
+CORE_MODULES = ("socket", "conn", "cmd", "collections")
+# How long the page may take before its module loader is reachable (wwebjs waits 30 s by
+# default); after that the DOM fallback reports what the page shows.
+MODULES_TIMEOUT_S = 30.0
 
 # §2a: Socket.state values.
-STATES_WAITING = ("OPENING", "UNLAUNCHED", "PAIRING")
-STATES_QR = ("UNPAIRED", "UNPAIRED_IDLE")
-STATE_IDLE = "UNPAIRED_IDLE"
+STATES_WAITING = ("OPENING", "UNLAUNCHED")  # the session stays `starting`
+STATE_PAIRING = "PAIRING"  # a phone scanned: `syncing`
+STATE_UNPAIRED = "UNPAIRED"
+STATE_IDLE = "UNPAIRED_IDLE"  # the refs ran out; the reload button is shown
+STATES_QR = (STATE_UNPAIRED, STATE_IDLE)
 STATE_CONNECTED = "CONNECTED"
 # Refused for good: the session fails with the state as its reason.
 STATES_FATAL = ("TOS_BLOCK", "SMB_TOS_BLOCK", "DEPRECATED_VERSION", "PROXYBLOCK")
-# Another WhatsApp Web took over (CONFLICT) or the connection timed out: degraded, WhatsApp
-# reconnects by itself (TIMEOUT) or the liveness probe escalates.
+# Another WhatsApp Web took over (CONFLICT) or the connection timed out (TIMEOUT): `degraded`.
 STATES_DEGRADED = ("CONFLICT", "TIMEOUT")
+# Why a state is fatal or degraded, in words a sysadmin can act on.
+STATE_HELP = {
+    "TOS_BLOCK": "the number is banned (terms of service); contact WhatsApp support",
+    "SMB_TOS_BLOCK": "the business number is banned (terms of service)",
+    "DEPRECATED_VERSION": "WhatsApp refuses this WhatsApp Web version; update or unpin it",
+    "PROXYBLOCK": "WhatsApp blocks the proxy this session uses; change [browser] proxy",
+    "CONFLICT": "WhatsApp Web was opened elsewhere for this account",
+    "TIMEOUT": "the connection to WhatsApp timed out; the page reconnects by itself",
+}
 
-# §1c, §2c: the DOM, for the QR fallback and the reload button.
+# §1c, §2c, §9: the DOM, for the QR fallback, the reload button and the main UI.
 SELECTOR_QR_CONTAINER = "div[data-ref]"
-SELECTOR_QR_CANVAS = "div[data-ref] canvas"
-SELECTOR_QR_RELOAD = "div[data-ref] button"
+QR_ATTRIBUTE = "data-ref"  # holds the full QR payload
+SELECTOR_QR_RELOAD = "div[data-ref] button"  # older markup: div[data-ref] > span > button
 SELECTOR_MAIN_UI = "[data-icon='search'], [data-icon='chat']"
 
-# §2b: logout navigates here.
+# §2b: a logout navigates to a URL carrying this marker.
 LOGOUT_URL_MARKER = "post_logout=1"
 
-# §1b: server cadence of QR refs (seconds): the first lives 60 s, the next 20 s each.
+# §1b: server cadence of QR refs (seconds): the first lives 60 s, each later one 20 s.
 FIRST_REF_SECONDS = 60.0
 NEXT_REF_SECONDS = 20.0
 
-# §4a: chat ids.
+# §3: a pairing code is refreshed at most this many times (wa-js MAX_AUTO_REFRESHES).
+PAIRING_CODE_MAX_REFRESHES = 5
+PAIRING_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"  # Crockford without 0, I, O, U
+PAIRING_CODE_LENGTH = 8
+
+# §4a: chat ids and the serialized message key `<fromMe>_<remote>_<id>`.
 USER_SERVER = "c.us"
 GROUP_SERVER = "g.us"
 
-# §4b: the only send result that means success.
+
+def message_key(chat_id: str, message_id: str, *, from_me: bool = True) -> str:
+    """The serialized key `Msg.get()` takes (§4a)."""
+    return f"{'true' if from_me else 'false'}_{chat_id}_{message_id}"
+
+
+# §4b: the only SendMsgResult that means sent.
 SEND_OK = "OK"
+
+# The page surface (§1a-§4d): `W.<name>(...)` in inject.js. `R(key)` requires MODULES[key].
+# Events are Backbone-style `(model, value)`; keys and wids are serialized with `_serialized`.
+SURFACE_JS = r"""
+const ser = (w) => (w === undefined || w === null ? null : String(w._serialized || w));
+const serialize = (msg) => {
+  const s = msg.serialize ? msg.serialize() : msg;
+  const id = s.id || {};
+  return { wa_id: ser(id), id: id.id, chat_id: ser(id.remote), from_me: !!id.fromMe,
+    sender: ser(s.author || s.from) || "", body: s.body || "", type: s.type, t: s.t };
+};
+return {
+  ready: () => !!(window.Debug && window.Debug.VERSION !== undefined && typeof window.require === "function"),
+  version: () => window.Debug.VERSION,
+  require: R,
+  state: () => { const S = R("socket").Socket; return { state: S.state, synced: !!S.hasSynced }; },
+  onState: (fn) => { const S = R("socket").Socket; S.on("change:state", fn); S.on("change:hasSynced", fn); },
+  me: () => {
+    try { const w = R("meUser").getMaybeMePnUser(); if (w) return ser(w); } catch (e) { /* not linked */ }
+    try { return ser(R("conn").Conn.wid); } catch (e) { return null; }
+  },
+  ref: () => R("conn").Conn.ref,
+  onRef: (fn) => R("conn").Conn.on("change:ref", (model, ref) => fn(ref)),
+  qrPayload: async (ref) => {  // ref, noise key, identity key, ADV secret, platform (§1a)
+    const b64 = R("base64").encodeB64;
+    const enc = (k) => (typeof k === "string" ? k : b64(k));
+    const noise = await R("prefsInfo").waNoiseInfo.get();
+    const reg = await R("signalStore").waSignalStore.getRegistrationInfo();
+    const adv = await R("advSignature").getADVSecretKey();  // a promise in some builds
+    return [ref, enc(noise.staticKeyPair.pubKey), enc(reg.identityKeyPair.pubKey), enc(adv),
+      R("regClient").DEVICE_PLATFORM].join(",");
+  },
+  refreshQR: () => { const C = R("cmd").Cmd; if (typeof C.refreshQR !== "function") return false; C.refreshQR(); return true; },
+  onLogout: (fn) => { const C = R("cmd").Cmd; C.on("logout", () => fn("logout")); C.on("logout_from_bridge", () => fn("logout_from_bridge")); },
+  onProgress: (fn) => R("cmd").Cmd.on("offline_progress_update_from_bridge", () => {
+    let p = null; try { p = R("offline").OfflineMessageHandler.getOfflineDeliveryProgress(); } catch (e) { /* optional */ }
+    fn(p);
+  }),
+  // New messages from the server (not our own local sends); ciphertext waits for its type (§4c).
+  onMessage: (fn) => R("collections").Msg.on("add", (msg) => {
+    if (!msg.isNewMsg || msg.local) return;
+    if (msg.type === "ciphertext" && msg.once) { msg.once("change:type", () => fn(serialize(msg))); return; }
+    fn(serialize(msg));
+  }),
+  onAck: (fn) => R("collections").Msg.on("change:ack", (msg, ack) => fn(serialize(msg), ack)),
+  newId: async () => String(await R("msgKey").newId()),
+  exists: async (chatId) => {
+    const r = await R("queryExists").queryWidExists(R("widFactory").createWid(chatId));
+    return r && r.wid ? ser(r.wid) : null;
+  },
+  hasChat: (chatId) => !!R("collections").Chat.get(chatId),
+  msgExists: (key) => !!R("collections").Msg.get(key),
+  send: async (chatId, body, id) => {  // as WhatsApp Web's own send path builds it (§4b)
+    const found = await R("findChat").findOrCreateLatestChat(R("widFactory").createWid(chatId));
+    const chat = found && found.chat;
+    if (!chat) return { error: `no chat with ${chatId}` };
+    const from = R("meUser").getMaybeMePnUser();
+    const MsgKey = R("msgKey");
+    const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
+    const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: "out",
+      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: "chat", ...R("ephemeral").getEphemeralFields(chat) };
+    const [msgPromise, resultPromise] = R("sendMsg").addAndSendMsgToChat(chat, msg);
+    await msgPromise;
+    const result = await resultPromise;
+    const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
+    return { key: ser(key), result: code };
+  },
+  startPairing: async (phone, notify) => {  // §3
+    const L = R("altLinking");
+    L.setPairingType("ALT_DEVICE_LINKING");
+    await L.initializeAltDeviceLinking();
+    return String(await L.startAltLinkingFlow(phone, notify));
+  },
+  nextPairingCode: async (phone, notify) => String(await R("altLinking").startAltLinkingFlow(phone, notify)),
+  logout: () => { R("socket").Socket.logout(); return true; },
+};
+"""
+
+
+def surface_js() -> str:
+    """`SURFACE_JS` as an expression: the accessor object, with `R` bound to `MODULES`."""
+    return (
+        f"(() => {{ const MODULES = {json.dumps(MODULES)};"
+        " const R = (key) => window.require(MODULES[key]);"
+        f"{SURFACE_JS}}})()"
+    )
+
 
 # The DevTools binding the injected script reports through.
 BINDING = "__wasupdReport"
 
 
 def inject_config() -> str:
-    """The JSON configuration handed to inject.js."""
+    """The JSON configuration handed to inject.js (the names it needs besides the surface)."""
     cfg: dict[str, Any] = {
         "binding": BINDING,
-        "readyGlobal": READY_GLOBAL,
-        "modules": MODULES,
+        "coreModules": list(CORE_MODULES),
+        "modulesTimeoutMs": MODULES_TIMEOUT_S * 1000,
+        "qrStates": list(STATES_QR),
         "qrSelector": SELECTOR_QR_CONTAINER,
+        "qrAttribute": QR_ATTRIBUTE,
+        "reloadSelector": SELECTOR_QR_RELOAD,
+        "mainSelector": SELECTOR_MAIN_UI,
     }
     return json.dumps(cfg)

@@ -1,27 +1,31 @@
 """Messaging: accepts messages durably, sends them exactly once at a safe pace, stores replies.
 
 - `message.send` commits before it replies (group commit: concurrent calls share one fsync).
-- One sender task per connected session takes that session's messages in order, plus pool
-  (`auto`) messages. Before sending, the page's message id is stored; after a crash a message
-  left in `sending` is first looked up in the page by that id, so it is never sent twice.
-- Inbound messages are stored in the inbox before they are published as events.
+- One `Sender` per connected session takes that session's messages in order, plus pool
+  (`auto`) messages; see `sender.py` for exactly-once.
+- Inbound messages are stored in the inbox before they are published as events; acks move
+  outbox messages forward; session state changes, inbound messages and acks go to webhooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from wasupd.config import Config
-from wasupd.errors import BrowserError, NotOnWhatsApp, WasupError
+from wasupd.config import Config, SendConfig
+from wasupd.errors import InvalidArgument, InvalidState, WasupError
 from wasupd.events import EventBus
-from wasupd.messaging.pacing import DAY, decide
-from wasupd.store.messages import CANCELLED, FAILED, QUEUED, SENDING, SENT, MessageRepo
+from wasupd.messaging import pool
+from wasupd.messaging.pacing import with_overrides
+from wasupd.messaging.sender import Sender
+from wasupd.store.messages import CANCELLED, FAILED, QUEUED, MessageRepo
 from wasupd.supervision.seams import DriverReport, MessagePort
 from wasupd.supervision.states import SessionState
 
@@ -30,7 +34,13 @@ if TYPE_CHECKING:
     from wasupd.sessions import SessionManager
 
 log = structlog.get_logger("wasupd.messaging")
-BATCH_WINDOW = 0.002
+# Group commit needs no timer: calls that arrive while a transaction commits form the next one.
+# At most this many messages per transaction (bounded statement size and commit latency).
+MAX_BATCH = 1000
+# Send failures within this many seconds lower a session's health for the pool.
+HEALTH_WINDOW = 600.0
+# States after which a session's queued `auto` messages go back to the pool.
+DROPPED = (SessionState.LOGGED_OUT.value, SessionState.FAILED.value)
 
 
 class Messaging:
@@ -45,6 +55,7 @@ class Messaging:
         bus: EventBus,
         webhooks: Webhooks | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.repo = repo
@@ -52,41 +63,76 @@ class Messaging:
         self.bus = bus
         self.webhooks = webhooks
         self.rng = rng or random.Random()
+        self.clock = clock
+        self.senders: dict[str, Sender] = {}
         self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
-        self._flush: asyncio.Task[None] | None = None
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._group = asyncio.TaskGroup()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # senders by session
         self._watch: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Messaging:
+        await self._group.__aenter__()
         sub = self.bus.subscribe(types=["state", "deleted"])
-        self._watch = asyncio.ensure_future(self._follow_states(sub))
-        for name, runner in self.manager.runners.items():
-            if runner.state is SessionState.CONNECTED:
-                self._start_worker(name)
+        self._watch = self._group.create_task(self._follow_states(sub))
+        self._sync_senders()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        tasks = [t for t in (self._watch, self._flush) if t] + list(self._workers.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in [self._watch, self._flush, *self._tasks.values()]:
+            if task is not None:
+                task.cancel()
+        await self._group.__aexit__(None, None, None)
 
     def update_config(self, config: Config) -> None:
         """SIGHUP: pacing keys apply to the next decision."""
         self.config = config
+        self._poke(None)
+
+    # -- what senders ask ------------------------------------------------------------------
+
+    def send_config(self, name: str) -> SendConfig:
+        """`[send]` with the session's `send` option applied (bad overrides are ignored, logged)."""
+        record = self.manager.records.get(name)
+        overrides = record.options.get("send") if record else None
+        try:
+            return with_overrides(self.config.send, overrides)
+        except InvalidArgument as exc:
+            if (name, exc.message) not in self._warned:
+                self._warned.add((name, exc.message))
+                log.warning("send_option_ignored", session=name, error=exc.message)
+            return self.config.send
+
+    def linked_at(self, name: str) -> float | None:
+        """When the number was first linked (its age sets the day cap)."""
+        record = self.manager.records.get(name)
+        return record.linked_at if record else None
+
+    def port(self, name: str) -> MessagePort | None:
+        """The session's page when it is connected, else None."""
+        runner = self.manager.runners.get(name)
+        if runner is None or runner.state is not SessionState.CONNECTED or runner.driver is None:
+            return None
+        return runner.driver  # type: ignore[return-value]
+
+    def note_failure(self, name: str) -> None:
+        """A send attempt failed: the pool trusts this session a little less for a while."""
+        self._failures.setdefault(name, collections.deque(maxlen=100)).append(self.clock())
 
     # -- accepting -------------------------------------------------------------------------
 
     async def enqueue(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Durably queue one message (shares a transaction with concurrent callers)."""
+        """Durably queue one message; returns once it is committed (sharing the transaction
+        with concurrent callers). A repeated idempotency key returns the first message."""
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         if self._flush is None or self._flush.done():
-            self._flush = asyncio.ensure_future(self._flush_pending())
+            self._flush = self._group.create_task(self._flush_pending())
         msg = await fut
-        self._poke(msg.get("session"))
-        if msg["state"] == QUEUED:
+        if not msg.pop("duplicate", False):
+            self._poke(msg["session"])
             self.bus.publish(
                 "outbox", id=msg["id"], session=msg["session"], state=QUEUED, reason=""
             )
@@ -94,169 +140,63 @@ class Messaging:
 
     async def _flush_pending(self) -> None:
         while self._pending:
-            await asyncio.sleep(BATCH_WINDOW)
-            batch, self._pending = self._pending, []
+            await asyncio.sleep(0)  # let calls already on their way join this commit
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 rows = await self.repo.enqueue_many([item for item, _ in batch])
             except Exception as exc:
                 for _, fut in batch:
-                    fut.set_exception(exc)
+                    if not fut.done():
+                        fut.set_exception(exc)
                 continue
             for (_, fut), row in zip(batch, rows, strict=True):
-                fut.set_result(row)
+                if not fut.done():  # the caller may have gone (cancelled)
+                    fut.set_result(row)
 
     async def pick_session(self, chat_id: str) -> str | None:
-        """For `auto`: the contact's last session if connected, else weighted by capacity."""
-        connected = [
-            n for n, r in self.manager.runners.items() if r.state is SessionState.CONNECTED
-        ]
+        """For `auto`: the session the contact last talked to when it is connected; else a
+        connected one weighted by remaining capacity and health; None when none is connected."""
+        connected = [n for n in self.manager.runners if self.port(n) is not None]
         if not connected:
             return None
         last = await self.repo.last_session_for(chat_id)
         if last in connected:
             return last
-        now = time.time()
-        weights = []
+        now = self.clock()
+        load = await self.repo.load(connected, now)
+        candidates = []
         for name in connected:
-            sent = await self.repo.sent_times(name, now - 3600)
-            weights.append(max(1.0, float(self.config.send.per_hour - len(sent))))
-        return self.rng.choices(connected, weights=weights)[0]
+            hour, day, backlog = load[name]
+            room = pool.remaining(
+                self.send_config(name),
+                self.linked_at(name),
+                now,
+                sent_hour=hour,
+                sent_day=day,
+                backlog=backlog,
+            )
+            fails = sum(1 for t in self._failures.get(name, ()) if t > now - HEALTH_WINDOW)
+            candidates.append(pool.Candidate(name, room, pool.health(fails)))
+        return pool.choose(candidates, self.rng)
 
-    def _poke(self, session: str | None) -> None:
-        targets = [session] if session else list(self._wake)
-        for name in targets:
-            ev = self._wake.get(name)
-            if ev is not None:
-                ev.set()
+    # -- state changes ---------------------------------------------------------------------
 
-    # -- sessions coming and going ---------------------------------------------------------
-
-    async def _follow_states(self, sub: Any) -> None:
-        async for event in sub:
-            name, to = event["session"], event.get("to")
-            if to == SessionState.CONNECTED.value:
-                self._start_worker(name)
-            elif to in ("logged_out", "failed") and await self.repo.release_to_pool(name):
-                # Its queued pool messages go to the others; a sender never stops mid-send
-                # (it idles while its session is not connected), so nothing is cut in half.
-                self._poke(None)
-            elif event.get("type") == "deleted" and name in self._workers:
-                self._workers.pop(name).cancel()
-
-    def _start_worker(self, name: str) -> None:
-        if name in self._workers and not self._workers[name].done():
-            self._wake[name].set()
-            return
-        self._wake[name] = asyncio.Event()
-        self._workers[name] = asyncio.ensure_future(self._worker(name))
-
-    # -- sending ---------------------------------------------------------------------------
-
-    def _port(self, name: str) -> MessagePort | None:
-        runner = self.manager.runners.get(name)
-        if runner is None or runner.state is not SessionState.CONNECTED or runner.driver is None:
-            return None
-        return runner.driver  # type: ignore[return-value]
-
-    async def _worker(self, name: str) -> None:
-        wake = self._wake[name]
-        log.info("sender_started", session=name)
-        while True:
-            msg = await self.repo.next_for(name, time.time())
-            port = self._port(name)
-            if msg is None or port is None:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await wake.wait()
-                continue
-            if msg["state"] == QUEUED and not await self._paced(name, msg, wake):
-                continue
-            await self._send_one(name, port, msg)
-
-    async def _paced(self, name: str, msg: dict[str, Any], wake: asyncio.Event) -> bool:
-        """Wait for pacing; False if the caller should look again (a wait was recorded)."""
-        now = time.time()
-        sent = await self.repo.sent_times(name, now - DAY)
-        linked = self.manager.records[name].linked_at if name in self.manager.records else None
-        d = decide(self.config.send, sent, linked, now, self.rng)
-        if d.wait_until <= now:
-            return True
-        await self.repo.update(msg["id"], not_before=d.wait_until, wait_reason=d.reason)
-        wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(d.wait_until - now, 60.0)):
-                await wake.wait()
-        return False
-
-    async def _send_one(self, name: str, port: MessagePort, msg: dict[str, Any]) -> None:
-        mid = msg["id"]
-        if msg["session"] != name and not await self.repo.take(mid, name):
-            return  # another sender of the pool took it first
-        claimed = msg["wa_id"] if msg["session"] == name else None
-        try:
-            chat = await port.resolve_chat(msg["chat_id"])
-            # After a crash: the page may already hold this message; never send it twice.
-            if claimed and await port.message_exists(chat, claimed):
-                await self._mark_sent(name, msg, chat, recovered=True)
-                return
-            wa_id = claimed or await port.new_message_id()
-            await self.repo.claim(mid, name, wa_id)
-            claimed = wa_id
-            if self.config.send.typing:
-                with contextlib.suppress(Exception):
-                    await port.set_typing(chat, True)
-            await port.send_text(chat, msg["body"], message_id=wa_id)
-            await self._mark_sent(name, {**msg, "wa_id": wa_id}, chat, recovered=False)
-        except NotOnWhatsApp as exc:
-            await self._fail(msg, exc.message)
-        except (BrowserError, WasupError) as exc:
-            await self._retry({**msg, "wa_id": claimed}, exc.message)
-
-    async def _mark_sent(
-        self, name: str, msg: dict[str, Any], chat: str, *, recovered: bool
-    ) -> None:
-        await self.repo.update(
-            msg["id"], state=SENT, sent_at=time.time(), wait_reason="", session=name
-        )
-        await self.repo.touch_contact(chat, name)
+    async def changed(self, row: dict[str, Any], reason: str) -> None:
+        """Publish an outbox state change."""
         self.bus.publish(
-            "outbox",
-            id=msg["id"],
-            session=name,
-            state=SENT,
-            reason="recovered" if recovered else "",
+            "outbox", id=row["id"], session=row["session"], state=row["state"], reason=reason
         )
-        if self.webhooks:
-            await self.webhooks.enqueue("sent", {"id": msg["id"], "session": name, "chat_id": chat})
 
-    async def _retry(self, msg: dict[str, Any], why: str) -> None:
-        attempts = int(msg["attempts"]) + 1
-        if attempts >= self.config.send.max_attempts:
-            await self._fail(msg, f"gave up after {attempts} attempts: {why}", attempts=attempts)
-            return
-        delay = self.config.send.retry_backoff * 2 ** (attempts - 1)
-        # Back to queued, keeping the stored wa_id: the next attempt checks it first.
-        await self.repo.update(
-            msg["id"],
-            state=SENDING if msg["wa_id"] else QUEUED,
-            attempts=attempts,
-            last_error=why,
-            not_before=time.time() + delay,
-            wait_reason=f"retry {attempts} after: {why}",
-        )
-        log.warning("send_retry", id=msg["id"], attempts=attempts, error=why)
-
-    async def _fail(self, msg: dict[str, Any], why: str, attempts: int | None = None) -> None:
+    async def fail(self, msg: dict[str, Any], why: str, attempts: int | None = None) -> None:
+        """Give up on a message, with the reason."""
         await self.repo.update(
             msg["id"], state=FAILED, last_error=why, attempts=attempts or msg["attempts"]
         )
         self.bus.publish("outbox", id=msg["id"], session=msg["session"], state=FAILED, reason=why)
+        log.warning("send_failed", id=msg["id"], session=msg["session"], reason=why)
 
     async def cancel(self, mid: str) -> dict[str, Any]:
-        """Cancel a queued message."""
-        from wasupd.errors import InvalidState
-
+        """Cancel a queued message; InvalidState once it is being sent or done."""
         msg = await self.repo.get(mid)
         if not await self.repo.cancel(mid):
             raise InvalidState(
@@ -267,30 +207,107 @@ class Messaging:
         )
         return await self.repo.get(mid)
 
+    async def hook(self, event: str, session: str, data: dict[str, Any]) -> None:
+        """Queue a webhook delivery to the daemon's URL and the session's own (option
+        `webhook_url`), if any."""
+        if self.webhooks is None:
+            return
+        record = self.manager.records.get(session)
+        extra = record.options.get("webhook_url") if record else None
+        await self.webhooks.enqueue(event, {"session": session, **data}, extra_url=extra)
+
+    # -- sessions coming and going ---------------------------------------------------------
+
+    async def _follow_states(self, sub: Any) -> None:
+        while True:
+            async for event in sub:
+                with contextlib.suppress(WasupError):
+                    await self._on_state(event)
+            # The subscription overflowed (or the bus closed): resubscribe and catch up.
+            sub = self.bus.subscribe(types=["state", "deleted"])
+            self._sync_senders()
+            for name, runner in list(self.manager.runners.items()):
+                if runner.state.value in DROPPED:
+                    await self.repo.release_to_pool(name)
+            self._poke(None)
+
+    async def _on_state(self, event: dict[str, Any]) -> None:
+        name = event.get("session")
+        if not isinstance(name, str):
+            return
+        if event["type"] == "deleted":
+            await self._session_deleted(name)
+            return
+        to = event.get("to")
+        if to == SessionState.CONNECTED.value:
+            self._start_sender(name)
+        elif to in DROPPED and await self.repo.release_to_pool(name):
+            # Its queued pool messages go to the others; a message already `sending` stays:
+            # only this session's page can tell whether it went out.
+            self._poke(None)
+        data = {k: event.get(k) for k in ("from", "to", "reason")}
+        await self.hook("state", name, data)
+
+    async def _session_deleted(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        self.senders.pop(name, None)
+        if task is not None:
+            task.cancel()
+        if await self.repo.release_to_pool(name):
+            self._poke(None)
+        for mid in await self.repo.fail_waiting(name, f"session {name} was deleted"):
+            self.bus.publish("outbox", id=mid, session=name, state=FAILED, reason="deleted")
+
+    def _sync_senders(self) -> None:
+        for name, runner in list(self.manager.runners.items()):
+            if runner.state is SessionState.CONNECTED:
+                self._start_sender(name)
+
+    def _start_sender(self, name: str) -> None:
+        task = self._tasks.get(name)
+        if task is not None and not task.done():
+            self.senders[name].wake.set()
+            return
+        self.senders[name] = sender = Sender(self, name)
+        self._tasks[name] = self._group.create_task(sender.run())
+
+    def _poke(self, session: str | None) -> None:
+        """Wake one session's sender, or every sender (pool work)."""
+        targets = [session] if session in self.senders else list(self.senders)
+        for name in targets:
+            if name is not None:
+                self.senders[name].wake.set()
+
     # -- reports from pages ----------------------------------------------------------------
 
     async def on_report(self, name: str, report: DriverReport) -> None:
-        """Store inbound messages and acks; publish them."""
+        """Store inbound messages (before announcing them) and apply acks."""
         if report.kind == "message":
-            row = await self.repo.store_inbound(name, report.data)
-            if row is not None:
-                self.bus.publish(
-                    "message",
-                    **{k: v for k, v in row.items() if k not in ("id", "type")},
-                    inbox_id=row["id"],
-                    msg_type=row["type"],
-                )
-                if self.webhooks:
-                    await self.webhooks.enqueue("message", row)
+            await self._inbound(name, report.data)
         elif report.kind == "ack":
-            wa_id = str(report.data.get("id") or "")
-            changed = await self.repo.ack(wa_id, int(report.data.get("ack") or 0))
-            if changed is not None:
-                self.bus.publish(
-                    "outbox", id=changed["id"], session=name, state=changed["state"], reason="ack"
-                )
-                self.bus.publish("ack", session=name, id=changed["id"], ack=report.data.get("ack"))
-                if self.webhooks:
-                    await self.webhooks.enqueue(
-                        "ack", {"id": changed["id"], "session": name, "state": changed["state"]}
-                    )
+            await self._ack(name, report.data)
+
+    async def _inbound(self, name: str, data: dict[str, Any]) -> None:
+        row = await self.repo.store_inbound(name, data)
+        if row is None:
+            return  # seen before (the page replays recent messages after a reload)
+        self.bus.publish(
+            "message",
+            **{k: v for k, v in row.items() if k not in ("id", "type")},
+            inbox_id=row["id"],
+            msg_type=row["type"],
+        )
+        await self.hook("message", name, {k: v for k, v in row.items() if k != "session"})
+
+    async def _ack(self, name: str, data: dict[str, Any]) -> None:
+        wa_id = str(data.get("id") or "")
+        try:
+            ack = int(data.get("ack") or 0)
+        except (TypeError, ValueError):
+            return
+        row = await self.repo.ack(wa_id, ack)
+        if row is None:
+            return
+        await self.changed(row, "ack" if ack >= 0 else row["last_error"])
+        self.bus.publish("ack", session=name, id=row["id"], ack=ack, state=row["state"])
+        await self.hook("ack", name, {"id": row["id"], "ack": ack, "state": row["state"]})

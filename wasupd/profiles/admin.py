@@ -2,8 +2,8 @@
 
 Archives travel through the control socket in base64 chunks, so `wasupctl` needs no access to
 the state directory and the archive stays encrypted end to end. An import is verified with the
-daemon's keyring before it is installed; a wrong key or a damaged file is refused and nothing
-is changed.
+daemon's keyring before it is installed (re-sealed under the current key and the new name); a
+wrong key or a damaged file is refused and nothing is changed.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import asyncio
 import base64
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wasupd.errors import InvalidArgument, InvalidState, SessionNotFound
 from wasupd.profiles import archive
-from wasupd.profiles.keys import load_keyring
+from wasupd.profiles.keys import Keyring, load_keyring
+from wasupd.profiles.lifecycle import archive_path_for
+from wasupd.profiles.transfer import import_archive, rekey_archives
 from wasupd.supervision.states import IDLE_STATES
 
 if TYPE_CHECKING:
@@ -34,35 +35,54 @@ class ProfilesAdmin:
     def __init__(self, app: App) -> None:
         self.app = app
         self.imports = app.config.state_path / "imports"
+        self.exports = app.config.state_path / "exports"
 
     def _archive(self, name: str) -> Path:
-        return self.app.config.state_path / "profiles" / f"{name}.wasup"
+        return archive_path_for(self.app.config, name)
 
-    def _keyring(self) -> Any:
+    def _keyring(self) -> Keyring:
         return load_keyring(Path(self.app.config.profiles.key_file))
 
     async def export(self, name: str, offset: int, size: int) -> dict[str, Any]:
+        """A chunk of `name`'s archive. At offset 0 a running session is checkpointed and the
+        archive is pinned (hard link): later chunks come from that same file even if a
+        checkpoint replaces the archive meanwhile."""
         runner = self.app.manager.runner(name)
-        if offset == 0 and runner.state not in IDLE_STATES:
-            await self.app.manager.profiles[name].checkpoint()  # export what the session has now
-        path = self._archive(name)
-        if not path.exists():
-            raise InvalidState(
-                f"session {name!r} has no sealed profile yet (link it first)", session=name
-            )
+        pinned = self.exports / f"{name}{archive.SUFFIX}"
+        if offset == 0:
+            if runner.state not in IDLE_STATES:
+                await self.app.manager.profiles[name].checkpoint()  # export what it has now
+            await asyncio.to_thread(self._pin, self._archive(name), pinned)
+        elif not pinned.exists():
+            raise InvalidArgument(f"no export of {name!r} in progress: start again at offset 0")
         size = max(1, min(size, MAX_CHUNK))
-        data = await asyncio.to_thread(_read_at, path, offset, size)
-        total = path.stat().st_size
+        data = await asyncio.to_thread(_read_at, pinned, offset, size)
+        total = pinned.stat().st_size
+        done = offset + len(data) >= total
+        if done:
+            pinned.unlink(missing_ok=True)
         return {
             "data": base64.b64encode(data).decode(),
             "offset": offset,
             "total": total,
-            "done": offset + len(data) >= total,
+            "done": done,
         }
+
+    def _pin(self, path: Path, pinned: Path) -> None:
+        if not path.exists():
+            raise InvalidState(
+                f"session {pinned.stem!r} has no sealed profile yet (start it once)",
+                session=pinned.stem,
+            )
+        self.exports.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = pinned.with_name(f".{pinned.name}.{secrets.token_hex(4)}")
+        os.link(path, tmp)
+        os.replace(tmp, pinned)
 
     async def import_(
         self, name: str, data: str, offset: int, final: bool, token: str | None, replace: bool
     ) -> dict[str, Any]:
+        """Receive one base64 chunk; on the final one verify and install the archive."""
         from wasupd.sessions import check_name
 
         check_name(name)
@@ -85,7 +105,7 @@ class ProfilesAdmin:
 
     async def _install(self, name: str, part: Path, replace: bool) -> dict[str, Any]:
         keyring = self._keyring()
-        header = await asyncio.to_thread(archive.verify, part, keyring, None)
+        sealed_for = (await asyncio.to_thread(archive.verify, part, keyring)).session
         manager = self.app.manager
         exists = name in manager.runners
         if exists:
@@ -98,40 +118,31 @@ class ProfilesAdmin:
                     f"session {name!r} is running; stop it before replacing its profile",
                     session=name,
                 )
-        if header.session != name:  # imported under another name: re-seal for this one
-            work = self.imports / f".rename-{secrets.token_hex(4)}"
-            try:
-                await asyncio.to_thread(archive.unseal, part, work, keyring, header.session)
-                files = sorted(p.relative_to(work) for p in work.rglob("*") if p.is_file())
-                await asyncio.to_thread(archive.seal_dir, work, part, keyring, name, files)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
         dest = self._archive(name)
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.replace(part, dest)
-        archive.fsync_dir(dest.parent)
+        header = await asyncio.to_thread(
+            import_archive, part, dest, keyring, name, replace=replace or not exists
+        )
         if not exists:
             await manager.create(name, phone=None, options={}, start=False)
         return {
             "session": name,
             "bytes": dest.stat().st_size,
-            "sealed_for": header.session,
+            "sealed_for": sealed_for,
             "key_id": header.key_id,
             "imported_at": time.time(),
         }
 
     async def rekey(self) -> dict[str, Any]:
+        """Re-seal every archive under the current key."""
         keyring = self._keyring()
-        done, kept = [], []
-        for name in sorted(self.app.manager.runners):
-            path = self._archive(name)
-            if not path.exists():
-                continue
-            if await asyncio.to_thread(archive.reseal, path, keyring, name, self.imports):
-                done.append(name)
-            else:
-                kept.append(name)
-        return {"current_key": keyring.current_id, "resealed": done, "already_current": kept}
+        root = self.app.config.state_path / "profiles"
+        report = await asyncio.to_thread(rekey_archives, root, keyring)
+        return {
+            "current_key": report.current_key,
+            "resealed": report.resealed,
+            "already_current": report.already_current,
+            "failed": report.failed,
+        }
 
 
 def _read_at(path: Path, offset: int, size: int) -> bytes:

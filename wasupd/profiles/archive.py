@@ -1,344 +1,307 @@
-"""The sealed profile archive (`<session>.wasup`), format version 1.
+"""Sealed profile archives (`<session>.wasup`): a profile's essential files in one encrypted file.
 
-    header  = b"WASUPARC" | u8 version | u8 len | key id | u8 len | session | 8-byte nonce prefix
-    chunk*  = u32 length | AES-256-GCM ciphertext (+16-byte tag)
-    nonce   = nonce prefix | u32 chunk index
-    AAD     = SHA-256(header) | u32 chunk index | u8 final flag
+The encrypted framing (header, chunks, keys in the AAD) is in `wasupd.profiles.stream`. Inside
+it, the files are a plain record stream::
 
-Each chunk's plaintext is one flag byte (0 stored, 1 zlib) and up to `CHUNK` bytes of a tar
-stream of the profile's essential files. The AAD binds every chunk to this header, its position
-and whether it is the last one, so a flipped bit, a swapped or reordered chunk, a chunk from
-another archive, a cut-off file and a renamed session are all detected. Memory stays flat:
-both directions stream chunk by chunk. Writes are atomic (temp file, fsync, rename, fsync dir).
+    file = "F" | u16 n | path (n bytes, relative, "/"-separated) | u64 mtime (ns) | u64 size | data
+    end  = "E"                    (must be the last byte of the final chunk)
+
+Only regular files are recorded: an archive cannot express a symlink, a device, an absolute
+path or "..", and unsealing refuses any path that tries. Directories are implied (0700), files
+are created 0600 with O_EXCL inside a fresh temp dir that is renamed into place only after the
+final chunk verified, so a failure leaves nothing behind. Archives are replaced atomically
+(`fsutil.atomic_file`), under a per-archive lock so that a re-key never overwrites a newer
+checkpoint with older contents.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import os
-import secrets
 import shutil
+import stat
 import struct
-import tarfile
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import BinaryIO
 
 from wasupd.errors import KeyUnavailable, ProfileError
-from wasupd.profiles.keys import Keyring, key_id
-
-MAGIC = b"WASUPARC"
-VERSION = 1
-CHUNK = 1 << 20
-_LEN = struct.Struct(">I")
-
-# What WhatsApp needs to restore its link, and what Chromium needs to open it.
-ESSENTIAL = (
-    "Local State",
-    "Default/Preferences",
-    "Default/IndexedDB",
-    "Default/Local Storage",
-    "Default/Session Storage",
-    "Default/Service Worker/Database",
-    "Default/databases",
-)
-SKIP_NAMES = frozenset(
-    {"LOCK", "SingletonLock", "SingletonCookie", "SingletonSocket", ".wasupd.lock"}
+from wasupd.profiles.fsutil import atomic_file, flocked, temp_name
+from wasupd.profiles.keys import Keyring
+from wasupd.profiles.selection import essential_files
+from wasupd.profiles.stream import (
+    CHUNK_SIZE,
+    ChunkReader,
+    ChunkWriter,
+    Header,
+    make_header,
+    read_header,
+    reencrypt,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The authenticated header of an archive."""
-
-    version: int
-    key_id: str
-    session: str
-    nonce_prefix: bytes
-    raw: bytes
-
-    @property
-    def digest(self) -> bytes:
-        """SHA-256 of the header bytes, part of every chunk's AAD."""
-        return hashlib.sha256(self.raw).digest()
+SUFFIX = ".wasup"
+_U16 = struct.Struct(">H")
+_META = struct.Struct(">QQ")
+_COPY = 1 << 20
+MAX_DEPTH = 64
 
 
-def _make_header(kid: str, session: str) -> Header:
-    prefix = secrets.token_bytes(8)
-    k, s = kid.encode(), session.encode()
-    raw = MAGIC + bytes([VERSION, len(k)]) + k + bytes([len(s)]) + s + prefix
-    return Header(VERSION, kid, session, prefix, raw)
+@contextlib.contextmanager
+def archive_lock(archive: Path) -> Iterator[None]:
+    """Serialise writers of one archive (checkpoints, re-keys, imports) across threads and
+    processes: an flock on the hidden sibling `.<name>.lock`."""
+    archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with flocked(archive.with_name(f".{archive.name}.lock")):
+        yield
 
 
-def read_header(fh: io.BufferedReader, path: Path) -> Header:
-    """Parse the header; `ProfileError` naming what is wrong."""
-    start = fh.read(len(MAGIC) + 2)
-    if len(start) < len(MAGIC) + 2 or not start.startswith(MAGIC):
-        raise ProfileError(f"{path} is not a wasupd profile archive (bad magic)", path=str(path))
-    version, klen = start[len(MAGIC)], start[len(MAGIC) + 1]
-    if version != VERSION:
-        raise ProfileError(
-            f"{path} has archive format {version}; this wasupd reads {VERSION}", path=str(path)
-        )
-    k = fh.read(klen)
-    slen_b = fh.read(1)
-    s = fh.read(slen_b[0]) if slen_b else b""
-    prefix = fh.read(8)
-    if len(k) != klen or not slen_b or len(s) != slen_b[0] or len(prefix) != 8:
-        raise ProfileError(f"{path}: archive truncated inside its header", path=str(path))
-    raw = start + k + slen_b + s + prefix
-    return Header(version, k.decode(errors="replace"), s.decode(errors="replace"), prefix, raw)
-
-
-def _aad(h: Header, index: int, final: bool) -> bytes:
-    return h.digest + _LEN.pack(index) + bytes([final])
-
-
-def _nonce(h: Header, index: int) -> bytes:
-    return h.nonce_prefix + _LEN.pack(index)
-
-
-class _SealingWriter(io.RawIOBase):
-    """A write-only file object that encrypts what is written in chunks to `out`."""
-
-    def __init__(self, out: io.BufferedWriter, header: Header, key: bytes) -> None:
-        self.out, self.header, self.aead = out, header, AESGCM(key)
-        self.buf = bytearray()
-        self.index = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.buf += data
-        while len(self.buf) > CHUNK:
-            self._emit(bytes(self.buf[:CHUNK]), final=False)
-            del self.buf[:CHUNK]
-        return len(data)
-
-    def _emit(self, plain: bytes, *, final: bool) -> None:
-        body = b"\0" + plain
-        # Compress only what compresses: LevelDB tables are already snappy-compressed, and
-        # trying zlib on them costs 30x the encryption. A 64 KiB sample decides.
-        sample = plain[: 64 << 10]
-        if sample and len(zlib.compress(sample, 1)) < len(sample) * 0.5:
-            packed = zlib.compress(plain, 1)
-            if len(packed) < len(plain) * 0.9:
-                body = b"\1" + packed
-        ct = self.aead.encrypt(
-            _nonce(self.header, self.index), body, _aad(self.header, self.index, final)
-        )
-        self.out.write(_LEN.pack(len(ct)) + ct)
-        self.index += 1
-
-    def finish(self) -> None:
-        """Write the remaining bytes as the final chunk."""
-        self._emit(bytes(self.buf), final=True)
-        self.buf.clear()
-
-
-class _UnsealingReader(io.RawIOBase):
-    """A read-only file object yielding the decrypted tar stream, verifying every chunk."""
-
-    def __init__(self, fh: io.BufferedReader, header: Header, key: bytes, path: Path) -> None:
-        self.fh, self.header, self.aead, self.path = fh, header, AESGCM(key), path
-        self.index = 0
-        self.pending = b""
-        self.done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _next(self) -> bytes:
-        size_b = self.fh.read(4)
-        if len(size_b) < 4:
-            raise ProfileError(
-                f"{self.path}: archive truncated after chunk {self.index - 1} (no final chunk)",
-                path=str(self.path),
-            )
-        size = _LEN.unpack(size_b)[0]
-        if size > CHUNK * 2 + 64:
-            raise ProfileError(
-                f"{self.path}: chunk {self.index} has an impossible length", path=str(self.path)
-            )
-        ct = self.fh.read(size)
-        if len(ct) < size:
-            raise ProfileError(
-                f"{self.path}: archive truncated inside chunk {self.index}", path=str(self.path)
-            )
-        nonce = _nonce(self.header, self.index)
-        for final in (False, True):
-            with contextlib.suppress(InvalidTag):
-                body = self.aead.decrypt(nonce, ct, _aad(self.header, self.index, final))
-                break
-        else:
-            raise ProfileError(
-                f"{self.path}: chunk {self.index} fails authentication (damaged, reordered, or"
-                " sealed under another key)",
-                path=str(self.path),
-            )
-        self.index += 1
-        if final:
-            self.done = True
-            if self.fh.read(1):
-                raise ProfileError(f"{self.path}: data after the final chunk", path=str(self.path))
-        return zlib.decompress(body[1:]) if body[:1] == b"\1" else body[1:]
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self.pending and not self.done:
-            self.pending = self._next()
-        n = min(len(b), len(self.pending))
-        b[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-
-def essential_files(root: Path) -> Iterator[Path]:
-    """The files of a profile worth keeping (relative paths), caches and locks excluded."""
-    for rel in ESSENTIAL:
-        top = root / rel
-        if top.is_file() and not top.is_symlink():
-            yield Path(rel)
-        elif top.is_dir() and not top.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(top):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    p = Path(dirpath) / name
-                    if name in SKIP_NAMES or p.is_symlink() or not p.is_file():
-                        continue
-                    yield p.relative_to(root)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename in it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _open_file(path: Path) -> tuple[int, os.stat_result] | None:
     try:
-        os.fsync(fd)
-    finally:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, OSError):
+        return None  # vanished or became a symlink while we walked: not part of the profile
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
+        return None
+    return fd, st
+
+
+def _write_files(writer: ChunkWriter, root: Path, files: Iterable[Path]) -> None:
+    for rel in files:
+        opened = _open_file(root / rel)
+        if opened is None:
+            continue
+        fd, st = opened
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            name = os.fsencode(rel.as_posix())
+            writer.write(
+                b"F" + _U16.pack(len(name)) + name + _META.pack(st.st_mtime_ns, st.st_size)
+            )
+            if writer.fill_from(fh, st.st_size) != st.st_size:
+                raise ProfileError(f"{root / rel} shrank while it was being sealed; try again")
+    writer.write(b"E")
 
 
 def seal_dir(
-    src: Path, dest: Path, keyring: Keyring, session: str, files: list[Path] | None = None
+    src: Path,
+    dest: Path,
+    keyring: Keyring,
+    session: str,
+    *,
+    files: Iterable[Path] | None = None,
+    level: int = 1,
+    chunk_size: int = CHUNK_SIZE,
 ) -> int:
-    """Seal the essential files of `src` into `dest` atomically; the archive's size in bytes.
+    """Seal the essential files of `src` (or exactly `files`, relative to it) into `dest` under
+    the keyring's current key; the archive's size in bytes.
 
-    The previous `dest` stays intact until the new one is complete and durable.
+    Atomic: the previous `dest` stays intact and openable until the new one is complete and
+    durable (temp file, fsync, rename, fsync of the directory).
     """
-    header = _make_header(keyring.current_id, session)
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(header.raw)
-            writer = _SealingWriter(out, header, keyring.current)
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for rel in files if files is not None else essential_files(src):
-                    with contextlib.suppress(FileNotFoundError):  # vanished while we walked
-                        tar.add(src / rel, arcname=str(rel), recursive=False)
-            writer.finish()
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with archive_lock(dest), atomic_file(dest) as out:
+        seal_to(out, src, keyring, session, files=files, level=level, chunk_size=chunk_size)
     return dest.stat().st_size
 
 
+def seal_to(
+    out: BinaryIO,
+    src: Path,
+    keyring: Keyring,
+    session: str,
+    *,
+    files: Iterable[Path] | None = None,
+    level: int = 1,
+    chunk_size: int = CHUNK_SIZE,
+) -> None:
+    """Write an archive of `src` (as `seal_dir`) to the open binary stream `out`, not closed."""
+    header = make_header(keyring.current_id, session, chunk_size)
+    writer = ChunkWriter(out, header, keyring.current, level=level)
+    _write_files(writer, src, essential_files(src) if files is None else files)
+    writer.close()
+
+
 def inspect(path: Path) -> Header:
-    """The header of an archive (no key needed)."""
-    with open(path, "rb") as fh:
-        return read_header(fh, path)
+    """The header of an archive, read without a key (not yet authenticated: `verify` does that)."""
+    with _open_archive(path) as fh:
+        return read_header(fh, str(path))
 
 
-def _checked_reader(
-    fh: io.BufferedReader, path: Path, keyring: Keyring, session: str | None
-) -> _UnsealingReader:
-    """Read the header, check its session and key id, and return the verifying reader."""
-    header = read_header(fh, path)
-    if session is not None and header.session != session:
-        raise ProfileError(
-            f"{path} was sealed for session {header.session!r}, not {session!r}", path=str(path)
-        )
-    if header.key_id not in keyring.keys:
-        raise KeyUnavailable(
-            f"{path} is sealed under key {header.key_id}, which is not in the key file"
-            f" (it has {', '.join(keyring.keys)}); restore the matching key",
-            path=str(path),
-        )
-    return _UnsealingReader(fh, header, keyring.keys[header.key_id], path)
-
-
-def unseal(path: Path, dest: Path, keyring: Keyring, session: str | None) -> None:
-    """Verify and extract `path` into the new directory `dest` (0700), all or nothing.
-
-    Extraction goes to a temp dir beside `dest`, renamed into place only when every chunk
-    verified; `session` (when given) must match the header.
-    """
+def _open_archive(path: Path) -> BinaryIO:
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in finally
+        return open(path, "rb")
     except OSError as exc:
         raise ProfileError(f"cannot open archive {path}: {exc.strerror}", path=str(path)) from None
-    tmp = dest.with_name(f".{dest.name}.unseal.{secrets.token_hex(4)}")
-    try:
-        reader = _checked_reader(fh, path, keyring, session)
-        tmp.mkdir(mode=0o700)
+
+
+def key_for(header: Header, keyring: Keyring, session: str | None, path: Path) -> bytes:
+    """The key that opens `header`; `ProfileError` for another session's archive,
+    `KeyUnavailable` when the key file lacks the archive's key."""
+    if session is not None and header.session != session:
+        raise ProfileError(
+            f"{path} was sealed for session {header.session!r}, not {session!r}",
+            path=str(path),
+        )
+    key = keyring.keys.get(header.key_id)
+    if key is None:
+        raise KeyUnavailable(
+            f"{path} is sealed under key id {header.key_id}, which is not in the key file"
+            f" {keyring.source or ''} (it holds {', '.join(keyring.keys)}): put that key back"
+            " in the key file; the archive is left as it is",
+            path=str(path),
+            key_id=header.key_id,
+        )
+    return key
+
+
+def _safe_path(raw: bytes, reader: ChunkReader) -> str:
+    parts = raw.split(b"/")
+    if (
+        not raw
+        or len(parts) > MAX_DEPTH
+        or any(p in (b"", b".", b"..") or b"\0" in p for p in parts)
+    ):
+        raise ProfileError(
+            f"{reader.path}: refusing unsafe path {raw[:200]!r} in the archive", path=reader.path
+        )
+    return os.fsdecode(raw)
+
+
+def _make_parents(root: Path, rel: str, made: set[str], reader: ChunkReader) -> None:
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        if sub in made:
+            continue
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in tar:
-                    if not member.isfile() and not member.isdir():
-                        raise ProfileError(
-                            f"{path}: unexpected entry {member.name!r}", path=str(path)
-                        )
-                    tar.extract(member, tmp, filter="data")
-            while not reader.done:  # the tar end marker may precede the final chunk
-                reader.pending = b""
-                reader.pending = reader._next()
-        except tarfile.TarError as exc:
-            raise ProfileError(f"{path}: damaged contents ({exc})", path=str(path)) from None
-        os.replace(tmp, dest)
+            os.mkdir(root / sub, 0o700)
+        except FileExistsError:
+            raise ProfileError(
+                f"{reader.path}: {sub!r} is both a file and a directory", path=reader.path
+            ) from None
+        made.add(sub)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _copy_out(reader: ChunkReader, fd: int | None, size: int, rel: str) -> None:
+    left = size
+    while left:
+        piece = reader.read(min(left, _COPY))
+        if not piece:
+            raise ProfileError(f"{reader.path}: contents end inside {rel!r}", path=reader.path)
+        if fd is not None:
+            _write_all(fd, piece)
+        left -= len(piece)
+
+
+def _create(root: Path, rel: str, reader: ChunkReader) -> int:
+    try:
+        return os.open(
+            root / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+    except (FileExistsError, IsADirectoryError):
+        raise ProfileError(f"{reader.path}: {rel!r} appears twice", path=reader.path) from None
+
+
+def _extract_one(reader: ChunkReader, root: Path | None, made: set[str]) -> None:
+    (n,) = _U16.unpack(reader.read_exact(2, "a record"))
+    rel = _safe_path(reader.read_exact(n, "a file name"), reader)
+    mtime, size = _META.unpack(reader.read_exact(_META.size, "a record"))
+    if root is None:  # verifying only
+        _copy_out(reader, None, size, rel)
+        return
+    _make_parents(root, rel, made, reader)
+    fd = _create(root, rel, reader)
+    try:
+        _copy_out(reader, fd, size, rel)
     finally:
-        fh.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+    os.utime(root / rel, ns=(mtime, mtime), follow_symlinks=False)
+
+
+def _extract(reader: ChunkReader, root: Path | None) -> int:
+    """Walk the record stream, writing files under `root` (or only checking when None)."""
+    made: set[str] = set()
+    count = 0
+    while (kind := reader.read_exact(1, "a record")) == b"F":
+        _extract_one(reader, root, made)
+        count += 1
+    if kind != b"E":
+        raise ProfileError(f"{reader.path}: unknown record type {kind!r}", path=reader.path)
+    if reader.read(1):
+        raise ProfileError(f"{reader.path}: data after the end record", path=reader.path)
+    return count
+
+
+def unseal(path: Path, dest: Path, keyring: Keyring, session: str | None) -> Header:
+    """Verify and extract archive `path` into the new directory `dest` (0700); its header.
+
+    All or nothing: files go to a hidden temp dir beside `dest`, renamed to `dest` only after the
+    final chunk authenticated. `session` (when given) must be the name in the header. `dest`
+    must not exist. The archive itself is only read.
+    """
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; unseal needs a new directory")
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _open_archive(path) as fh:
+        header = read_header(fh, str(path))
+        key = key_for(header, keyring, session, path)
+        tmp = temp_name(dest, "unseal")
+        os.mkdir(tmp, 0o700)
+        try:
+            _extract(ChunkReader(fh, header, key, str(path)), tmp)
+            os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return header
 
 
 def verify(path: Path, keyring: Keyring, session: str | None = None) -> Header:
-    """Check every chunk of an archive without extracting it; its header."""
-    with open(path, "rb") as fh:
-        reader = _checked_reader(fh, path, keyring, session)
-        while not reader.done:
-            reader._next()
-    return reader.header
+    """Authenticate every chunk and check every record of an archive without writing anything;
+    its header. Raises as `unseal` would."""
+    with _open_archive(path) as fh:
+        header = read_header(fh, str(path))
+        key = key_for(header, keyring, session, path)
+        _extract(ChunkReader(fh, header, key, str(path)), None)
+    return header
 
 
-def reseal(path: Path, keyring: Keyring, session: str, work: Path) -> bool:
-    """Re-seal `path` under the current key if it uses another; True if it was rewritten."""
-    header = inspect(path)
-    if header.key_id == keyring.current_id:
-        return False
-    tmpdir = work / f".rekey-{secrets.token_hex(4)}"
-    try:
-        unseal(path, tmpdir, keyring, session)
-        seal_dir(tmpdir, path, keyring, session, files=sorted(_all_files(tmpdir)))
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+def reseal(
+    path: Path, keyring: Keyring, *, session: str | None = None, dest: Path | None = None
+) -> bool:
+    """Re-seal archive `path` under the current key (and as `session`, when given) into `dest`
+    (default: in place, atomically); False when nothing had to change.
+
+    Chunks are decrypted, authenticated and encrypted again one at a time in memory: no
+    plaintext reaches the disk. A damaged archive raises and is left untouched.
+    """
+    target = dest or path
+    with archive_lock(target), _open_archive(path) as fh:
+        header = read_header(fh, str(path))
+        key = key_for(header, keyring, None, path)
+        name = session or header.session
+        if dest is None and header.key_id == keyring.current_id and name == header.session:
+            return False
+        new = make_header(keyring.current_id, name, header.chunk_size)
+        with atomic_file(target) as out:
+            writer = ChunkWriter(out, new, keyring.current, level=0)
+            reencrypt(ChunkReader(fh, header, key, str(path)), writer)
     return True
 
 
-def _all_files(root: Path) -> Iterator[Path]:
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            yield (Path(dirpath) / name).relative_to(root)
-
-
-__all__ = ["Header", "inspect", "key_id", "reseal", "seal_dir", "unseal", "verify"]
+__all__ = [
+    "SUFFIX",
+    "Header",
+    "archive_lock",
+    "inspect",
+    "key_for",
+    "reseal",
+    "seal_dir",
+    "seal_to",
+    "unseal",
+    "verify",
+]

@@ -1,59 +1,40 @@
-"""The simulator's HTTP server: the page at `/`, its WebSocket at `/ws`, the control API at `/_sim/`.
+"""The simulator's HTTP server: the page at `/`, its WebSocket at `/ws`, control at `/_sim/`.
 
-The page (static/app.js) talks to this server over a real WebSocket, as WhatsApp Web talks to
+The page (static/*.js) talks to this server over a real WebSocket, as WhatsApp Web talks to
 WhatsApp's servers, so "server down", "silent stall" and round trips are real. Every duration
-(QR ref lifetimes, sync delay, acks, pairing-code refresh) is multiplied by `time_factor`.
+is multiplied by `time_factor` (see `timing`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import secrets
-import time
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import segno
 from aiohttp import WSMsgType, web
 
-from wasupd.sim.model import Account, World, new_pairing_code, new_ref
+from wasupd.sim.control import Control, UnknownAction
+from wasupd.sim.core import Core
+from wasupd.sim.linking import Linking
+from wasupd.sim.messaging import Messaging
+from wasupd.sim.model import World
+from wasupd.sim.pages import PageConn
+from wasupd.sim.timing import Timings
 
-VERSION = "2.3000.1017054665"
-REFS_PER_BATCH = 6
-FIRST_REF_S = 60.0
-NEXT_REF_S = 20.0
-CODE_TTL_S = 180.0
-SYNC_DELAY_S = 2.0
-ACK_DELIVERED_S = 0.3
-ACK_READ_S = 1.5
-# At rest real WhatsApp Web holds ~40-80 MiB of JS heap (chats, contacts, the app itself);
-# the default models the low end so 50-session capacity runs stay representative.
-DEFAULT_PAGE_WEIGHT_MIB = 40
-STATE_FAULTS = ("conflict", "timeout", "tos_block", "deprecated_version")
-
-
-@dataclass(eq=False)
-class PageConn:
-    """One page's WebSocket: which account it is linked to, its refs and pairing code."""
-
-    ws: web.WebSocketResponse
-    account: Account | None = None
-    device_id: str = ""
-    refs: dict[str, float] = field(default_factory=dict)  # ref -> expiry (monotonic)
-    payloads: dict[str, str] = field(default_factory=dict)
-    code: str = ""
-    code_phone: str = ""
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(json.dumps(msg))
+VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
+# Why 64 MiB: a Chromium tab showing a near-empty page measures ~150 MiB PSS here, and §8
+# puts a real WhatsApp Web client at 300-400 MiB; real WhatsApp Web's JS heap at rest is
+# roughly 60-120 MiB for a modest account. 64 MiB of live heap (which V8 keeps with some
+# headroom) brings the tab close to the low end of §8 without making 20-session tests heavy.
+DEFAULT_PAGE_WEIGHT_MIB = 64
+SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "msg.js", "modules.js", "boot.js")
+MAX_WS_MESSAGE = 16 << 20
+CLOSE_TIMEOUT_S = 2.0  # a hung page must not hold up a close for long
 
 
 class SimServer:
-    """The simulated WhatsApp Web server; `await start()`, `.url`, `await stop()`."""
+    """The simulated WhatsApp Web server: `await start()`, `.url`, `await stop()`."""
 
     def __init__(
         self,
@@ -64,361 +45,181 @@ class SimServer:
         page_weight_mib: int = DEFAULT_PAGE_WEIGHT_MIB,
         auto_read: bool = True,
     ) -> None:
+        if time_factor <= 0:
+            raise ValueError("time_factor must be > 0 (0.05 for tests, 1.0 for real speed)")
         self.host, self.port = host, port
-        self.time_factor = time_factor
-        self.page_weight_mib = page_weight_mib
-        self.auto_read = auto_read
-        self.world = World()
-        self.conns: set[PageConn] = set()
-        self.faults: dict[str, Any] = {}
-        self.codes: dict[str, PageConn] = {}
-        self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.core = Core(Timings(time_factor), page_weight_mib=page_weight_mib, auto_read=auto_read)
+        self.messaging = Messaging(self.core)
+        self.linking = Linking(self.core, self.messaging)
+        self.controls = Control(self.core, self.linking, self.messaging)
         self.url = ""
+        self._runner: web.AppRunner | None = None
 
-    def t(self, seconds: float) -> float:
-        """A duration scaled by the time factor."""
-        return seconds * self.time_factor
+    @property
+    def world(self) -> World:
+        """The accounts, devices, groups and messages (`model.World`)."""
+        return self.core.world
 
-    # -- lifetime --------------------------------------------------------------------------
+    async def __aenter__(self) -> SimServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def start(self) -> SimServer:
+        """Listen on `host:port` (0: any free port); sets `.url`."""
         app = web.Application()
         app.router.add_get("/", self._index)
         app.router.add_get("/app.js", self._script)
+        app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_get("/ws", self._ws)
-        app.router.add_post("/_sim/{action}", self._control)
-        app.router.add_get("/_sim/{action}", self._control)
+        app.router.add_route("*", "/_sim/{action}", self._control)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.port = sock.getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         self.url = f"http://{self.host}:{self.port}/"
         return self
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for conn in list(self.conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close()
+        """Close every page's socket, cancel timers and stop listening."""
+        await self.core.drop(list(self.core.pages), 1001, "simulator stopping")
+        await self.core.close()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
-    def _later(self, delay: float, coro: Any) -> None:
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await coro
+    # -- in-process conveniences (the same as the control API) -----------------------------
 
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def control(self, action: str, params: dict[str, Any] | None = None) -> Any:
+        """Run one control action in-process (see `control.Control`)."""
+        return await self.controls.call(action, dict(params or {}))
 
-    # -- page ------------------------------------------------------------------------------
+    async def inject(self, to: str, from_: str, text: str) -> str:
+        """A message from outside; its id."""
+        return await self.messaging.inject(to, from_, text)
+
+    async def remote_logout(self, phone: str) -> int:
+        """Remote logout of every device of `phone`."""
+        return await self.linking.remote_logout(phone)
+
+    # -- HTTP ------------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.Response:
         html = resources.files("wasupd.sim").joinpath("static/index.html").read_text()
-        config = {
-            "version": VERSION,
-            "timeFactor": self.time_factor,
-            "firstRefMs": self.t(FIRST_REF_S) * 1000,
-            "nextRefMs": self.t(NEXT_REF_S) * 1000,
-            "syncDelayMs": self.t(SYNC_DELAY_S) * 1000,
-            "pageWeightMiB": self.page_weight_mib,
-        }
-        html = html.replace("/*SIM_CONFIG*/", f"window.__SIM__ = {json.dumps(config)};")
-        return web.Response(text=html, content_type="text/html")
+        return web.Response(text=html, content_type="text/html", headers=_NO_STORE)
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)  # spares the page a 404 in its console
 
     async def _script(self, request: web.Request) -> web.Response:
-        js = resources.files("wasupd.sim").joinpath("static/app.js").read_text()
-        return web.Response(text=js, content_type="application/javascript")
+        """The page's bundle: the script files in one scope, with this server's settings."""
+        static = resources.files("wasupd.sim").joinpath("static")
+        body = "\n".join(static.joinpath(name).read_text() for name in SCRIPTS)
+        config = {
+            **self.core.t.page_config(),
+            "version": VERSION,
+            "timeFactor": self.core.t.factor,
+            "pageWeightMiB": self.core.page_weight_mib,
+        }
+        js = f'(function (CFG) {{\n"use strict";\n{body}\n}})({json.dumps(config)});\n'
+        return web.Response(text=js, content_type="application/javascript", headers=_NO_STORE)
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        if self.faults.get("server_down"):
-            raise web.HTTPServiceUnavailable()
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=64 << 20)
+        if self.core.faults.server_down:
+            raise web.HTTPServiceUnavailable(text="simulated WhatsApp server is down")
+        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_S, max_msg_size=MAX_WS_MESSAGE)
         await ws.prepare(request)
         conn = PageConn(ws)
-        self.conns.add(conn)
+        self.core.pages.add(conn)
+        self.core.changed()
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                if conn.account and self.faults.get("stall", {}).get(conn.account.phone):
-                    continue  # silent stall: the server swallows everything from this device
-                await self._on_page(conn, json.loads(msg.data))
+            async for frame in ws:
+                if frame.type == WSMsgType.TEXT and not self.core.faults.stalled(conn):
+                    await self._from_page(conn, frame.data)
         finally:
-            self.conns.discard(conn)
-            if conn.code:
-                self.codes.pop(conn.code, None)
+            conn.stop_rotation()
+            self.core.pages.discard(conn)
+            self.core.changed()
         return ws
 
-    async def _on_page(self, conn: PageConn, msg: dict[str, Any]) -> None:
-        kind = msg.get("t")
-        if kind == "hello":
-            await self._hello(conn, msg)
-        elif kind == "refs":
-            await self._issue_refs(conn, msg.get("keys") or {})
-        elif kind == "pair_code":
-            await self._issue_code(conn, str(msg.get("phone", "")))
-        elif kind == "exists":
-            await conn.send(
-                {
-                    "t": "exists",
-                    "qid": msg.get("qid"),
-                    "wid": msg["wid"] if self.world.exists(str(msg.get("wid"))) else None,
-                }
-            )
-        elif kind == "send" and conn.account is not None:
-            await self._route(conn.account, msg, conn)
-        elif kind == "logout" and conn.account is not None:
-            conn.account.devices.pop(conn.device_id, None)
-            await conn.send({"t": "logout", "reason": "user_initiated"})
-        elif kind == "read" and conn.account is not None:
-            pass
-
-    async def _hello(self, conn: PageConn, msg: dict[str, Any]) -> None:
-        if self.faults.get("state"):
-            await conn.send({"t": "state", "state": self.faults["state"]})
-            return
-        acc = self.world.check_creds(msg.get("creds"))
-        if acc is None:
-            await conn.send({"t": "unpaired", "clear": bool(msg.get("creds"))})
-            return
-        conn.account, conn.device_id = acc, str(msg["creds"]["device_id"])
-        await conn.send(
-            {"t": "welcome", "me": acc.wid, "pushname": acc.name, "history": self._history(acc)}
-        )
-
-    def _history(self, acc: Account) -> list[dict[str, Any]]:
-        """Recent messages the page restores after a reload (its own sent ones and received)."""
-        return [*acc.sent[-200:], *acc.received[-200:]]
-
-    async def _issue_refs(self, conn: PageConn, keys: dict[str, str]) -> None:
-        now = time.monotonic()
-        conn.refs.clear()
-        conn.payloads.clear()
-        batch = []
-        expiry = now
-        for i in range(REFS_PER_BATCH):
-            ref = new_ref()
-            expiry += self.t(FIRST_REF_S if i == 0 else NEXT_REF_S)
-            conn.refs[ref] = expiry
-            payload = ",".join(
-                [
-                    ref,
-                    keys.get("noise", ""),
-                    keys.get("identity", ""),
-                    keys.get("adv", ""),
-                    keys.get("platform", "1"),
-                ]
-            )
-            conn.payloads[ref] = payload
-            qr = segno.make_qr(payload, error="l")
-            matrix = ["".join("1" if v else "0" for v in row) for row in qr.matrix]
-            batch.append({"ref": ref, "matrix": matrix})
-        await conn.send({"t": "refs", "refs": batch})
-
-    async def _issue_code(self, conn: PageConn, phone: str) -> None:
-        if conn.code:
-            self.codes.pop(conn.code, None)
-        conn.code, conn.code_phone = new_pairing_code(), phone
-        self.codes[conn.code] = conn
-        await conn.send({"t": "code", "code": conn.code, "ttl_ms": self.t(CODE_TTL_S) * 1000})
-
-    async def _complete_link(self, conn: PageConn, phone: str) -> None:
-        dev = self.world.link(phone)
-        acc = self.world.accounts[phone]
-        conn.account, conn.device_id = acc, dev.device_id
-        conn.refs.clear()
-        creds = {"phone": phone, "device_id": dev.device_id, "token": dev.token}
-        await conn.send({"t": "paired", "creds": creds, "me": acc.wid, "pushname": acc.name})
-        after = self.faults.get("logout_after", {}).get(phone)
-        if after is not None:
-            self._later(self.t(float(after)), self.remote_logout(phone))
-
-    # -- messages --------------------------------------------------------------------------
-
-    def _conns_of(self, acc: Account) -> list[PageConn]:
-        return [
-            c
-            for c in self.conns
-            if c.account is acc and not self.faults.get("stall", {}).get(acc.phone)
-        ]
-
-    async def _route(self, sender: Account, msg: dict[str, Any], conn: PageConn) -> None:
-        to = str(msg.get("to", ""))
-        record = {
-            "id": msg.get("id"),
-            "from": sender.wid,
-            "to": to,
-            "body": msg.get("body", ""),
-            "t": int(time.time()),
-            "type": "chat",
-        }
-        recipients = self.world.recipients(to)
-        if not recipients:
-            await conn.send(
-                {"t": "ack", "id": msg.get("id"), "to": to, "ack": -1, "error": "not on WhatsApp"}
-            )
-            return
-        sender.sent.append(record)
-        await conn.send({"t": "ack", "id": msg.get("id"), "to": to, "ack": 1})
-        for acc in recipients:
-            acc.received.append(record)
-            for c in self._conns_of(acc):
-                await c.send(
-                    {
-                        "t": "msg",
-                        "msg": {
-                            **record,
-                            "fromMe": False,
-                            "chat": sender.wid if "@g.us" not in to else to,
-                        },
-                    }
-                )
-        self._later(self.t(ACK_DELIVERED_S), self._ack(sender, record, 2))
-        if self.auto_read:
-            self._later(self.t(ACK_READ_S), self._ack(sender, record, 3))
-
-    async def _ack(self, sender: Account, record: dict[str, Any], ack: int) -> None:
-        for c in self._conns_of(sender):
-            await c.send({"t": "ack", "id": record["id"], "to": record["to"], "ack": ack})
-
-    async def inject(self, to: str, from_: str, text: str) -> str:
-        """A message from `from_` (need not be linked) to account `to`; its id."""
-        sender = (
-            self.world.add_account(from_)
-            if from_ not in self.world.accounts
-            else self.world.accounts[from_]
-        )
-        mid = "3A" + secrets.token_hex(9).upper()
-        record = {
-            "id": mid,
-            "from": sender.wid,
-            "to": f"{to}@c.us",
-            "body": text,
-            "t": int(time.time()),
-            "type": "chat",
-        }
-        sender.sent.append(record)
-        acc = self.world.accounts[to]
-        acc.received.append(record)
-        for c in self._conns_of(acc):
-            await c.send({"t": "msg", "msg": {**record, "fromMe": False, "chat": sender.wid}})
-        return mid
-
-    async def remote_logout(self, phone: str) -> None:
-        """The phone unlinks every device: credentials die server-side, pages are told."""
-        acc = self.world.accounts[phone]
-        acc.devices.clear()
-        for c in [c for c in self.conns if c.account is acc]:
-            await c.send({"t": "logout", "reason": "unknown_companion"})
-            c.account = None
-
-    # -- control API -----------------------------------------------------------------------
+    async def _from_page(self, conn: PageConn, text: str) -> None:
+        try:
+            msg = json.loads(text)
+            kind = str(msg.get("t", ""))
+        except (ValueError, AttributeError):
+            return  # not from our page; the real server would drop it too
+        handler = _PAGE_MESSAGES.get(kind)
+        if kind in _TRAFFIC and not self.core.faults.live(conn):
+            return  # CONFLICT, TIMEOUT, TOS_BLOCK...: nothing goes through
+        if handler is not None:
+            with contextlib.suppress(ValueError, TypeError, KeyError):  # a malformed message
+                await handler(self, conn, msg)
 
     async def _control(self, request: web.Request) -> web.Response:
-        action = request.match_info["action"]
-        body: dict[str, Any] = {}
-        if request.method == "POST" and request.can_read_body:
-            body = await request.json()
-        body.update(request.query)
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                return _error(400, "the request body is not JSON")
+            if not isinstance(body, dict):
+                return _error(400, "the request body must be a JSON object of parameters")
+            params.update(body)
         try:
-            result = await self.control(action, body)
-        except KeyError as exc:
-            return web.json_response({"error": f"unknown {exc}"}, status=404)
+            result = await self.control(request.match_info["action"], params)
+        except UnknownAction as exc:
+            return _error(404, str(exc))
         except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return _error(400, str(exc))
         return web.json_response({"result": result})
 
-    async def control(self, action: str, p: dict[str, Any]) -> Any:
-        """The control API, also callable in-process."""
-        if action == "add_account":
-            return self.world.add_account(str(p["phone"]), str(p.get("name", ""))).wid
-        if action == "add_group":
-            self.world.groups[str(p["group_id"])] = [str(m) for m in p["members"]]
-            return p["group_id"]
-        if action == "scan":
-            return await self._scan(str(p["payload"]), str(p["phone"]))
-        if action == "enter_code":
-            conn = self.codes.get(str(p["code"]).replace("-", "").upper())
-            if conn is None or conn.code_phone not in (str(p["phone"]), ""):
-                raise ValueError("unknown or expired pairing code")
-            self.codes.pop(conn.code, None)
-            await self._complete_link(conn, str(p["phone"]))
-            return True
-        if action == "inject":
-            return await self.inject(str(p["to"]), str(p["from"]), str(p["text"]))
-        if action == "received":
-            return self.world.accounts[str(p["phone"])].received
-        if action == "sent":
-            return self.world.accounts[str(p["phone"])].sent
-        if action == "devices":
-            return [d.device_id for d in self.world.accounts[str(p["phone"])].devices.values()]
-        if action == "logout":
-            await self.remote_logout(str(p["phone"]))
-            return True
-        if action == "fault":
-            return await self._fault(str(p["kind"]), p)
-        if action == "clear_fault":
-            kind = str(p["kind"])
-            self.faults.pop("state" if kind in STATE_FAULTS else kind, None)
-            return True
-        if action == "state":
-            return {
-                "accounts": sorted(self.world.accounts),
-                "connections": len(self.conns),
-                "faults": sorted(self.faults),
-            }
-        raise KeyError(action)
 
-    async def _scan(self, payload: str, phone: str) -> bool:
-        if phone not in self.world.accounts:
-            raise ValueError(f"{phone} is not a simulated account (add_account first)")
-        ref = payload.split(",", 1)[0]
-        now = time.monotonic()
-        for conn in self.conns:
-            if ref in conn.refs:
-                current = min(
-                    (r for r, exp in conn.refs.items() if exp > now),
-                    key=lambda r: conn.refs[r],
-                    default=None,
-                )
-                if ref != current or conn.payloads.get(ref) != payload:
-                    raise ValueError("QR code expired or not the one on screen")
-                await self._complete_link(conn, phone)
-                return True
-        raise ValueError("QR code not recognised (expired, or from another session)")
+_NO_STORE = {"Cache-Control": "no-store"}
+_TRAFFIC = ("send", "exists", "seen", "receipt")  # what a page in a forced state cannot do
 
-    async def _fault(self, kind: str, p: dict[str, Any]) -> bool:
-        phone = str(p.get("phone", ""))
-        if kind == "stall":
-            self.faults.setdefault("stall", {})[phone] = True
-        elif kind == "server_down":
-            self.faults["server_down"] = True
-            for c in list(self.conns):
-                await c.ws.close()
-        elif kind == "server_up":
-            self.faults.pop("server_down", None)
-        elif kind == "logout_after":
-            self.faults.setdefault("logout_after", {})[phone] = float(p.get("seconds", 5))
-        elif kind in STATE_FAULTS:
-            state = kind.upper()
-            self.faults["state"] = state
-            for c in self.conns:
-                if not phone or (c.account and c.account.phone == phone):
-                    await c.send({"t": "state", "state": state})
-        elif kind in ("memory", "slow_idb", "hang_close", "hang"):
-            for c in self.conns:
-                if not phone or (c.account and c.account.phone == phone):
-                    await c.send({"t": "fault", "kind": kind, "params": p})
-        elif kind == "qr_never_scanned":
-            pass  # nothing to do: simply never call scan(); documented for symmetry
-        else:
-            raise ValueError(f"unknown fault {kind!r}")
-        if kind not in ("stall", "server_down", "server_up", "logout_after", *STATE_FAULTS):
-            self.faults[kind] = True
-        return True
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _state(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    conn.state = str(msg.get("state", ""))
+    sim.core.changed()
+
+
+async def _refresh_qr(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    if conn.account is None:  # Cmd.refreshQR() on a linked page does nothing
+        await sim.linking.issue_refs(conn)
+
+
+async def _alt_mode(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    conn.stop_rotation()  # linking by phone number: no QR on screen
+
+
+async def _qr_mode(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    conn.code = ""
+    await sim.linking.issue_refs(conn)
+
+
+async def _receipt(sim: SimServer, conn: PageConn, msg: dict[str, Any]) -> None:
+    sim.messaging.receipt(conn, list(msg.get("ids") or []))
+
+
+_PAGE_MESSAGES: dict[str, Any] = {
+    "hello": lambda sim, conn, msg: sim.linking.hello(conn, msg),
+    "state": _state,
+    "alt_mode": _alt_mode,
+    "refs": _refresh_qr,
+    "qr_mode": _qr_mode,
+    "pair_code": lambda sim, conn, msg: sim.linking.issue_code(conn, str(msg.get("phone", ""))),
+    "logout": lambda sim, conn, msg: sim.linking.page_logout(conn),
+    "takeover": lambda sim, conn, msg: sim.linking.takeover(conn),
+    "exists": lambda sim, conn, msg: sim.messaging.exists(
+        conn, msg.get("qid"), str(msg.get("wid"))
+    ),
+    "send": lambda sim, conn, msg: sim.messaging.send(conn, msg),
+    "seen": lambda sim, conn, msg: sim.messaging.seen(conn, str(msg.get("chat", ""))),
+    "receipt": _receipt,
+}

@@ -98,6 +98,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_at);
     """,
+    # 2: indexes for pacing (a session's sends by time) and reply stickiness (messages by chat).
+    """
+    CREATE INDEX outbox_by_session_sent ON outbox(session, sent_at);
+    CREATE INDEX outbox_by_chat ON outbox(chat_id, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

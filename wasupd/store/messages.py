@@ -1,9 +1,14 @@
-"""Outbox, inbox, contacts and webhook deliveries in SQLite."""
+"""Outbox, inbox and contacts in SQLite (webhook deliveries live in `messaging/webhooks.py`).
+
+Every timestamp comes from the injected clock, so pacing (which counts sends from this store)
+can be tested with a fake one.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -21,13 +26,11 @@ QUEUED, SENDING, SENT, DELIVERED, READ, FAILED, CANCELLED = (
     "failed",
     "cancelled",
 )
+DONE = (SENT, DELIVERED, READ)
 ACK_STATE = {1: SENT, 2: DELIVERED, 3: READ, 4: READ}
-_RANK = {QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, READ: 4}
-
-
-def new_message_id() -> str:
-    """Sortable by creation time, unique: `m` + ms timestamp (hex) + random."""
-    return f"m{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+# An ack proves a message went out, even one given up on after a timeout: FAILED ranks lowest.
+_RANK = {FAILED: -1, QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, READ: 4}
+_AT = {SENT: "sent_at", DELIVERED: "delivered_at", READ: "read_at"}
 
 
 def _row(r: aiosqlite.Row | None) -> dict[str, Any]:
@@ -37,41 +40,80 @@ def _row(r: aiosqlite.Row | None) -> dict[str, Any]:
 
 
 class MessageRepo:
-    """Typed access to the message tables."""
+    """Typed access to the outbox, inbox and contacts tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self.clock = clock
 
-    # -- outbox ----------------------------------------------------------------------------
+    def new_id(self) -> str:
+        """Sortable by creation time, unique: `m` + ms timestamp (hex) + random."""
+        return f"m{int(self.clock() * 1000):011x}{secrets.token_hex(4)}"
+
+    # -- outbox: accepting -----------------------------------------------------------------
 
     async def enqueue_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert messages in ONE transaction (group commit); a repeated idempotency key returns
-        the first message instead of inserting a second."""
-        out = []
-        now = time.time()
+        """Insert messages in ONE transaction (group commit); a repeated idempotency key (in
+        the store or earlier in the batch) returns the first message instead of a second."""
+        now = self.clock()
         async with self.db.transaction() as conn:
+            known = await self._by_keys(conn, [it.get("idempotency_key") for it in items])
+            out, fresh = [], []
             for it in items:
                 key = it.get("idempotency_key")
+                if key and key in known:
+                    out.append({**known[key], "duplicate": True})
+                    continue
+                row = self._new_row(it, now)
                 if key:
-                    async with conn.execute(
-                        "SELECT * FROM outbox WHERE idempotency_key = ?", (key,)
-                    ) as cur:
-                        found = await cur.fetchone()
-                    if found is not None:
-                        out.append(dict(found))
-                        continue
-                mid = new_message_id()
-                await conn.execute(
-                    "INSERT INTO outbox (id, session, from_spec, chat_id, body, idempotency_key, state,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (mid, it["session"], it["from_spec"], it["chat_id"], it["body"], key, now, now),
+                    known[key] = row
+                fresh.append(row)
+                out.append(row)
+            if fresh:
+                cols = list(fresh[0])
+                await conn.executemany(
+                    f"INSERT INTO outbox ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",  # noqa: S608
+                    [tuple(r.values()) for r in fresh],
                 )
-                async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
-                    out.append(dict(await cur.fetchone()))  # type: ignore[arg-type]
         return out
 
+    @staticmethod
+    async def _by_keys(
+        conn: aiosqlite.Connection, keys: list[str | None]
+    ) -> dict[str, dict[str, Any]]:
+        wanted = sorted({k for k in keys if k})
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        sql = f"SELECT * FROM outbox WHERE idempotency_key IN ({marks})"  # noqa: S608
+        async with conn.execute(sql, wanted) as cur:
+            return {r["idempotency_key"]: dict(r) for r in await cur.fetchall()}
+
+    def _new_row(self, it: dict[str, Any], now: float) -> dict[str, Any]:
+        return {
+            "id": self.new_id(),
+            "session": it["session"],
+            "from_spec": it["from_spec"],
+            "chat_id": it["chat_id"],
+            "body": it["body"],
+            "idempotency_key": it.get("idempotency_key"),
+            "state": QUEUED,
+            "wa_id": None,
+            "attempts": 0,
+            "last_error": "",
+            "not_before": 0.0,
+            "wait_reason": it.get("wait_reason", ""),
+            "created_at": now,
+            "updated_at": now,
+            "sent_at": None,
+            "delivered_at": None,
+            "read_at": None,
+        }
+
+    # -- outbox: reading -------------------------------------------------------------------
+
     async def get(self, mid: str) -> dict[str, Any]:
-        """One outbox message."""
+        """One outbox message; MessageNotFound if there is none with that id."""
         return _row(await self.db.fetchone("SELECT * FROM outbox WHERE id = ?", (mid,)))
 
     async def outbox(
@@ -89,85 +131,150 @@ class MessageRepo:
         args.append(limit)
         return [dict(r) for r in await self.db.fetchall(sql, tuple(args))]
 
+    _MINE = (
+        "((session = ? AND state IN ('queued', 'sending'))"
+        " OR (session IS NULL AND state = 'queued' AND from_spec = 'auto'))"
+    )
+
     async def next_for(self, session: str, now: float) -> dict[str, Any] | None:
-        """The oldest message this session should handle now: its own (sending first, for
+        """The oldest message this session should handle now: its own (`sending` first, for
         recovery), then unassigned pool messages."""
         r = await self.db.fetchone(
-            "SELECT * FROM outbox WHERE ((session = ? AND state IN ('queued', 'sending'))"
-            " OR (session IS NULL AND state = 'queued' AND from_spec = 'auto'))"
-            " AND not_before <= ? ORDER BY state = 'sending' DESC, created_at, id LIMIT 1",
+            f"SELECT * FROM outbox WHERE {self._MINE} AND not_before <= ?"  # noqa: S608
+            " ORDER BY state = 'sending' DESC, created_at, id LIMIT 1",
             (session, now),
         )
         return dict(r) if r else None
 
-    async def update(self, mid: str, **fields: Any) -> None:
-        """Set columns of one message (updated_at is set too)."""
-        fields["updated_at"] = time.time()
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.execute(f"UPDATE outbox SET {cols} WHERE id = ?", (*fields.values(), mid))  # noqa: S608
-
-    async def take(self, mid: str, session: str) -> bool:
-        """Atomically assign a pool message to `session`; False if another session took it."""
-        return (
-            await self.db.execute(
-                "UPDATE outbox SET session = ?, updated_at = ? WHERE id = ?"
-                " AND (session IS NULL OR session = ?) AND state IN ('queued', 'sending')",
-                (session, time.time(), mid, session),
-            )
-            == 1
+    async def next_due(self, session: str) -> float | None:
+        """When this session's next held-back message becomes due (None: nothing waiting)."""
+        r = await self.db.fetchone(
+            f"SELECT MIN(not_before) FROM outbox WHERE {self._MINE}",  # noqa: S608
+            (session,),
         )
-
-    async def claim(self, mid: str, session: str, wa_id: str) -> None:
-        """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
-        await self.update(mid, session=session, wa_id=wa_id, state=SENDING)
-
-    async def ack(self, wa_id: str, ack: int) -> dict[str, Any] | None:
-        """Move a message forward on an ack (never backwards); the message if it changed."""
-        state = ACK_STATE.get(ack)
-        row = await self.db.fetchone("SELECT * FROM outbox WHERE wa_id = ?", (wa_id,))
-        if row is None or state is None or _RANK.get(row["state"], 9) >= _RANK[state]:
-            return None
-        now = time.time()
-        extra = {SENT: "sent_at", DELIVERED: "delivered_at", READ: "read_at"}[state]
-        await self.update(row["id"], state=state, **{extra: now})
-        return await self.get(row["id"])
-
-    async def cancel(self, mid: str) -> bool:
-        """Cancel a queued message; False when it is no longer queued."""
-        return (
-            await self.db.execute(
-                "UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ? AND state = 'queued'",
-                (time.time(), mid),
-            )
-            == 1
-        )
-
-    async def release_to_pool(self, session: str) -> int:
-        """Hand a dropped session's queued `auto` messages back to the pool."""
-        return await self.db.execute(
-            "UPDATE outbox SET session = NULL, updated_at = ? WHERE session = ? AND state = 'queued'"
-            " AND from_spec = 'auto'",
-            (time.time(), session),
-        )
+        return float(r[0]) if r and r[0] is not None else None
 
     async def sent_times(self, session: str, since: float) -> list[float]:
-        """When this session sent messages since `since` (pacing counts from the store)."""
+        """When this session sent messages since `since`, sorted (pacing counts from the store)."""
         rows = await self.db.fetchall(
             "SELECT sent_at FROM outbox WHERE session = ? AND sent_at >= ? ORDER BY sent_at",
             (session, since),
         )
         return [float(r[0]) for r in rows]
 
+    async def load(self, sessions: list[str], now: float) -> dict[str, tuple[int, int, int]]:
+        """Per session: (sent in the last hour, sent in the last day, messages waiting)."""
+        marks = ", ".join("?" * len(sessions))
+        where = f"session IN ({marks}) AND (sent_at >= ? OR state IN ('queued', 'sending'))"
+        rows = await self.db.fetchall(
+            "SELECT session, SUM(sent_at >= ?), SUM(sent_at >= ?),"  # noqa: S608
+            f" SUM(state IN ('queued', 'sending')) FROM outbox WHERE {where} GROUP BY session",
+            (now - 3600, now - 86400, *sessions, now - 86400),
+        )
+        out = {name: (0, 0, 0) for name in sessions}
+        for r in rows:
+            out[r[0]] = (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0))
+        return out
+
     async def counts(self) -> dict[str, int]:
         """Messages by state."""
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM outbox GROUP BY state")
         return {r[0]: int(r[1]) for r in rows}
 
+    # -- outbox: changing ------------------------------------------------------------------
+
+    async def update(self, mid: str, **fields: Any) -> None:
+        """Set columns of one message (updated_at is set too)."""
+        fields["updated_at"] = self.clock()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.execute(f"UPDATE outbox SET {cols} WHERE id = ?", (*fields.values(), mid))  # noqa: S608
+
+    async def take(self, mid: str, session: str) -> bool:
+        """Atomically assign a pool message to `session`; False if another session took it."""
+        changed = await self.db.execute(
+            "UPDATE outbox SET session = ?, updated_at = ? WHERE id = ?"
+            " AND (session IS NULL OR session = ?) AND state IN ('queued', 'sending')",
+            (session, self.clock(), mid, session),
+        )
+        return changed == 1
+
+    async def claim(self, mid: str, session: str, wa_id: str) -> None:
+        """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
+        await self.update(mid, session=session, wa_id=wa_id, state=SENDING, wait_reason="")
+
+    async def mark_sent(self, mid: str, session: str, chat_id: str) -> dict[str, Any]:
+        """The page accepted the message (its send resolved, or it was found after a crash);
+        never moves it back when an ack overtook the reply. Remembers the contact in the same
+        commit. The message."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET state = CASE WHEN state IN ('queued', 'sending') THEN 'sent'"
+                " ELSE state END, sent_at = COALESCE(sent_at, ?), wait_reason = '',"
+                " last_error = '', session = ?, updated_at = ? WHERE id = ?",
+                (now, session, now, mid),
+            )
+            await conn.execute(_TOUCH, (chat_id, session, now))
+            async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
+                return _row(await cur.fetchone())
+
+    async def ack(self, wa_id: str, ack: int) -> dict[str, Any] | None:
+        """Move a message forward on an ack (never backwards; a negative ack fails a message
+        not yet delivered); the message if it changed."""
+        row = await self.db.fetchone("SELECT * FROM outbox WHERE wa_id = ?", (wa_id,))
+        if row is None:
+            return None
+        if ack < 0:
+            if row["state"] not in (QUEUED, SENDING, SENT):
+                return None
+            await self.update(
+                row["id"], state=FAILED, last_error=f"WhatsApp rejected the message (ack {ack})"
+            )
+            return await self.get(row["id"])
+        state = ACK_STATE.get(ack)
+        if state is None or _RANK.get(row["state"], 9) >= _RANK[state]:
+            return None
+        fields: dict[str, Any] = {"state": state, _AT[state]: self.clock(), "last_error": ""}
+        if row["sent_at"] is None:
+            fields["sent_at"] = fields[_AT[state]]  # an ack can overtake the send reply
+        await self.update(row["id"], **fields)
+        return await self.get(row["id"])
+
+    async def cancel(self, mid: str) -> bool:
+        """Cancel a queued message; False when it is no longer queued."""
+        changed = await self.db.execute(
+            "UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ? AND state = 'queued'",
+            (self.clock(), mid),
+        )
+        return changed == 1
+
+    async def release_to_pool(self, session: str) -> int:
+        """Hand a dropped session's queued `auto` messages back to the pool (not those already
+        `sending`: another session sending them could send them twice)."""
+        return await self.db.execute(
+            "UPDATE outbox SET session = NULL, not_before = 0, wait_reason = '', updated_at = ?"
+            " WHERE session = ? AND state = 'queued' AND from_spec = 'auto'",
+            (self.clock(), session),
+        )
+
+    async def fail_waiting(self, session: str, reason: str) -> list[str]:
+        """Fail every queued message of `session` (it was deleted); their ids."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM outbox WHERE session = ? AND state = 'queued'", (session,)
+        )
+        await self.db.execute(
+            "UPDATE outbox SET state = 'failed', last_error = ?, updated_at = ?"
+            " WHERE session = ? AND state = 'queued'",
+            (reason, self.clock(), session),
+        )
+        return [str(r[0]) for r in rows]
+
     # -- inbox and contacts ----------------------------------------------------------------
 
     async def store_inbound(self, session: str, m: dict[str, Any]) -> dict[str, Any] | None:
-        """Store an inbound message (once per session and id); the row, None if a duplicate."""
-        now = time.time()
+        """Store an inbound message (once per session and id) and remember the contact; the
+        row, or None if it was already stored."""
+        now = self.clock()
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT OR IGNORE INTO inbox (session, wa_id, chat_id, sender, body, type, t, received_at)"
@@ -185,11 +292,7 @@ class MessageRepo:
             )
             if cur.rowcount != 1:
                 return None
-            await conn.execute(
-                "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(chat_id, session) DO UPDATE SET last_at = excluded.last_at",
-                (m.get("chat_id", ""), session, now),
-            )
+            await conn.execute(_TOUCH, (m.get("chat_id", ""), session, now))
             async with conn.execute("SELECT * FROM inbox WHERE id = last_insert_rowid()") as c2:
                 return dict(await c2.fetchone())  # type: ignore[arg-type]
 
@@ -210,17 +313,24 @@ class MessageRepo:
         return [dict(r) for r in reversed(await self.db.fetchall(sql, tuple(args)))]
 
     async def last_session_for(self, chat_id: str) -> str | None:
-        """The session this contact last talked to."""
+        """The session this contact last talked to, or that last took a message for it (so a
+        burst to one contact stays on one number before any of it is sent)."""
         r = await self.db.fetchone(
-            "SELECT session FROM contacts WHERE chat_id = ? ORDER BY last_at DESC LIMIT 1",
-            (chat_id,),
+            "SELECT session, MAX(at) FROM ("
+            " SELECT session, last_at AS at FROM contacts WHERE chat_id = ?"
+            " UNION ALL SELECT session, created_at FROM outbox WHERE chat_id = ?"
+            " AND session IS NOT NULL AND state NOT IN ('failed', 'cancelled'))"
+            " GROUP BY session ORDER BY 2 DESC LIMIT 1",
+            (chat_id, chat_id),
         )
         return str(r[0]) if r else None
 
     async def touch_contact(self, chat_id: str, session: str) -> None:
         """Remember that `session` talked to `chat_id` now."""
-        await self.db.execute(
-            "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(chat_id, session) DO UPDATE SET last_at = excluded.last_at",
-            (chat_id, session, time.time()),
-        )
+        await self.db.execute(_TOUCH, (chat_id, session, self.clock()))
+
+
+_TOUCH = (
+    "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, ?, ?)"
+    " ON CONFLICT(chat_id, session) DO UPDATE SET last_at = excluded.last_at"
+)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from wasupd.config import BrowserBuild
+from wasupd.config import BrowserBuild, SandboxMode
 from wasupd.errors import BrowserError
 
 log = structlog.get_logger("wasupd.launcher")
@@ -72,44 +72,74 @@ LEAN_FLAGS = (
 
 
 def find_executable(configured: str, build: BrowserBuild) -> str:
-    """The configured path, else the first Chromium of `build` on PATH; `BrowserError` if none."""
+    """The configured path (or command name), else the first Chromium of `build` on PATH.
+
+    Raises `BrowserError` naming the package to install when there is none.
+    """
     if configured:
         path = shutil.which(configured) or configured
-        if not os.access(path, os.X_OK):
-            raise BrowserError(f"browser.executable {configured!r} is not an executable file")
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise BrowserError(
+                f"browser.executable {configured!r} is not an executable file;"
+                " fix the path or leave it empty to auto-detect"
+            )
         return path
     for name in CANDIDATES[build]:
         found = shutil.which(name)
         if found:
             return found
+    other: BrowserBuild = "headless-shell" if build == "full" else "full"
+    hint = ""
+    if any(shutil.which(n) for n in CANDIDATES[other]):
+        hint = f"; or set browser.build = {other!r}, which is installed"
     raise BrowserError(
         f"no {build} Chromium found (looked for {', '.join(CANDIDATES[build])}); install it with"
-        f" `apt-get install {PACKAGES[build]}` or set browser.executable"
+        f" `apt-get install {PACKAGES[build]}` or set browser.executable{hint}"
     )
 
 
-def sandbox_available() -> tuple[bool, str]:
-    """Whether Chromium's sandbox can work here, and why not when it cannot."""
+def sandbox_available(proc_sys: Path = Path("/proc/sys")) -> tuple[bool, str]:
+    """Whether Chromium's sandbox can work here, and why not when it cannot.
+
+    Chromium refuses its sandbox as root; as another user it needs unprivileged user namespaces
+    (the setuid helper is not shipped by Debian and does not work under NoNewPrivileges).
+    """
     if os.geteuid() == 0:
         return False, "running as root (Chromium refuses its sandbox as root)"
-    try:
-        text = Path("/proc/sys/kernel/unprivileged_userns_clone").read_text().strip()
-        if text == "0":
-            return (
-                False,
-                "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)",
-            )
-    except OSError:
-        pass
-    try:
-        if Path("/proc/sys/user/max_user_namespaces").read_text().strip() == "0":
-            return False, "user namespaces are disabled (user.max_user_namespaces=0)"
-    except OSError:
-        pass
+    for knob, name in (
+        ("kernel/unprivileged_userns_clone", "kernel.unprivileged_userns_clone"),
+        ("user/max_user_namespaces", "user.max_user_namespaces"),
+    ):
+        try:
+            value = (proc_sys / knob).read_text().strip()
+        except OSError:  # the knob does not exist on this kernel: no restriction from it
+            continue
+        if value == "0":
+            return False, f"user namespaces are disabled ({name}=0)"
     return True, ""
 
 
 _warned: set[str] = set()
+
+
+def sandbox_flag(mode: SandboxMode) -> list[str]:
+    """`["--no-sandbox"]` when the sandbox is off or cannot work here (warned once per reason).
+
+    `on` where the sandbox cannot work is a `BrowserError`: Chromium would refuse to start.
+    """
+    if mode == "on" or (mode == "auto" and sandbox_available()[0]):
+        usable, why = sandbox_available()
+        if not usable:
+            raise BrowserError(
+                f"browser.sandbox = on, but Chromium's sandbox cannot work here: {why};"
+                " run wasupd as its own non-root user, or set browser.sandbox = auto"
+            )
+        return []
+    why = sandbox_available()[1] if mode == "auto" else "browser.sandbox = off"
+    if why not in _warned:
+        _warned.add(why)
+        log.warning("sandbox_disabled", reason=why, hint="run wasupd as its own non-root user")
+    return ["--no-sandbox"]
 
 
 def build_args(
@@ -118,22 +148,23 @@ def build_args(
     profile_dir: Path,
     user_agent: str,
     proxy: str = "",
-    sandbox: str = "auto",
+    sandbox: SandboxMode = "auto",
     extra_args: tuple[str, ...] | list[str] = (),
+    lean: bool = True,
 ) -> list[str]:
-    """The command-line flags (without the executable) for one session's browser."""
-    args = ["--headless=new" if build == "full" else "--headless", *BASE_FLAGS, *LEAN_FLAGS]
+    """The command line (without the executable) for one session's browser: headless mode of the
+    build, `BASE_FLAGS`, `LEAN_FLAGS` (unless `lean` is false), the profile dir, user agent,
+    proxy, sandbox, then `extra_args` last (Chromium keeps the last value of a repeated switch,
+    so they override ours)."""
+    args = ["--headless=new" if build == "full" else "--headless", *BASE_FLAGS]
+    args.extend(LEAN_FLAGS if lean else ())  # `lean=False`: the baseline bench/flags.py measures
     args.append(f"--user-data-dir={profile_dir}")
     if user_agent:
         args.append(f"--user-agent={user_agent}")
     if proxy:
         args.append(f"--proxy-server={proxy}")
-    if sandbox == "off" or (sandbox == "auto" and not sandbox_available()[0]):
-        why = sandbox_available()[1] if sandbox == "auto" else "browser.sandbox = off"
-        if why not in _warned:
-            _warned.add(why)
-            log.warning("sandbox_disabled", reason=why, hint="run wasupd as its own non-root user")
-        args.append("--no-sandbox")
+    args.extend(sandbox_flag(sandbox))
+    if "--no-startup-window" not in args:
+        args.append("about:blank")  # the initial tab; ours is created over DevTools
     args.extend(extra_args)
-    args.append("about:blank")
     return args

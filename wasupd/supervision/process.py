@@ -4,8 +4,9 @@ Spawn: `os.posix_spawn` in a new session (own process group), fds 3/4 dup'ed fro
 stdout to /dev/null, stderr to a per-session log. Exit is watched with a pidfd (no global
 `waitpid(-1)` that could steal another child's status); only we reap our browsers.
 
-Stop always finishes: DevTools `Browser.close` -> SIGTERM to the group -> SIGKILL after
-`timeout` -> sweep every process whose command line holds the profile dir -> reap -> verify.
+Stop always finishes: DevTools `Browser.close` -> SIGTERM (+SIGCONT) to the group -> SIGKILL
+after `timeout` -> sweep every process whose command line holds the profile dir -> reap ->
+verify. Worst case it takes `timeout + STOP_MARGIN` seconds, even when DevTools hangs.
 """
 
 from __future__ import annotations
@@ -25,19 +26,27 @@ import structlog
 from wasupd.browser import cdp
 from wasupd.browser.pipe import PipeTransport
 from wasupd.errors import BrowserError
+from wasupd.supervision import reaper
+from wasupd.supervision.reaper import OWN_CHILDREN
 from wasupd.supervision.seams import LaunchRequest, StopReport, TreeUsage
-from wasupd.watchdogs.resources import TreeSampler
+from wasupd.watchdogs.resources import TreeSampler, profile_processes
 
 log = structlog.get_logger("wasupd.process")
 
-# Pids of browsers we spawned and will reap ourselves; the orphan reaper leaves them alone.
-OWN_CHILDREN: set[int] = set()
+CLOSE_TIMEOUT = 2.0  # Browser.close over DevTools: a healthy browser answers at once
+CLOSE_GRACE = 3.0  # after Browser.close answered: time to exit before SIGTERM
+KILL_WAIT = 5.0  # after SIGKILL; only a process stuck in the kernel (D state) takes longer
+SWEEP_WAIT = 5.0
+REAP_WAIT = 2.0  # for the group's last zombies to be reaped (by us as subreaper, or by init)
+STOP_MARGIN = CLOSE_TIMEOUT + CLOSE_GRACE + KILL_WAIT + SWEEP_WAIT + REAP_WAIT
 
 
 def _spawn(request: LaunchRequest, log_path: Path) -> tuple[int, int, int]:
     """posix_spawn the browser; returns (pid, our write fd, our read fd)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
+    for fd in (to_child_w, from_child_r):
+        os.set_inheritable(fd, False)  # our ends must not leak into this or any other child
     devnull = os.open(os.devnull, os.O_RDWR)
     logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -48,18 +57,19 @@ def _spawn(request: LaunchRequest, log_path: Path) -> tuple[int, int, int]:
             (os.POSIX_SPAWN_DUP2, to_child_r, 3),
             (os.POSIX_SPAWN_DUP2, from_child_w, 4),
         ]
-        env = {**os.environ, **request.env}
         pid = os.posix_spawn(
             request.executable,
             [request.executable, *request.args],
-            env,
+            {**os.environ, **request.env},
             file_actions=actions,
-            setsid=True,
+            setsid=True,  # own session and group: one killpg reaches the tree
         )
     except OSError as exc:
         for fd in (to_child_w, from_child_r):
             os.close(fd)
-        raise BrowserError(f"cannot start {request.executable}: {exc.strerror}") from exc
+        raise BrowserError(
+            f"cannot start {request.executable}: {exc.strerror}; check browser.executable"
+        ) from exc
     finally:
         for fd in (to_child_r, from_child_w, devnull, logfd):
             os.close(fd)
@@ -69,34 +79,26 @@ def _spawn(request: LaunchRequest, log_path: Path) -> tuple[int, int, int]:
 
 def find_profile_processes(profile_dir: Path) -> list[psutil.Process]:
     """Live processes whose command line names `profile_dir` as their user data dir."""
-    marker = f"--user-data-dir={profile_dir}"
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if any(
-                part == marker or part.startswith(marker + "/")
-                for part in proc.info["cmdline"] or ()
-            ):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
+    return profile_processes(profile_dir)
 
 
-def sweep_profile(profile_dir: Path, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process using `profile_dir` and wait for them to go; their pids."""
+def sweep_profile(profile_dir: Path, timeout: float = SWEEP_WAIT) -> list[int]:
+    """SIGKILL every process using `profile_dir`, wait up to `timeout` for them to go (reaping
+    those that are our children, except our own browsers, whose watchers reap them); their pids.
+    """
     procs = find_profile_processes(profile_dir)
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-    psutil.wait_procs(procs, timeout=timeout)
+    psutil.wait_procs([p for p in procs if p.pid not in OWN_CHILDREN], timeout=timeout)
     return [p.pid for p in procs]
 
 
 class ChromiumHandle:
-    """A running browser with its page (implements `seams.BrowserHandle`)."""
+    """A running browser with its page (implements `seams.BrowserHandle`).
+
+    Must be created on the event loop; it watches the browser's exit through a pidfd.
+    """
 
     def __init__(self, pid: int, profile_dir: Path, transport: PipeTransport) -> None:
         self._pid = pid
@@ -108,7 +110,7 @@ class ChromiumHandle:
         self._exited = asyncio.Event()
         self._pidfd = os.pidfd_open(pid)
         asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
-        self._sampler = TreeSampler(pid)
+        self._sampler = TreeSampler(pid, profile_dir)
 
     @property
     def pid(self) -> int:
@@ -127,7 +129,7 @@ class ChromiumHandle:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         try:
-            _, status = os.waitpid(self._pid, 0)
+            _, status = os.waitpid(self._pid, 0)  # readable pidfd: it has exited, no blocking
             self.exit_status = os.waitstatus_to_exitcode(status)
         except ChildProcessError:  # reaped elsewhere: the status is lost, not the fact
             self.exit_status = -1
@@ -140,19 +142,23 @@ class ChromiumHandle:
         return self._exited.is_set()
 
     async def wait_exit(self) -> int:
+        """Wait for the browser's exit; its status (negative: killed by that signal)."""
         await self._exited.wait()
         assert self.exit_status is not None
         return self.exit_status
 
     async def ping(self, timeout: float) -> None:
+        """`Browser.getVersion` round trip; `BrowserError` when exited or past `timeout`."""
         if self.exited:
             raise BrowserError(f"browser exited with status {self.exit_status}")
         await cdp.ping(self.browser, timeout)
 
     def usage(self) -> TreeUsage:
+        """PSS, fds, processes and CPU of the tree (cheap: see `TreeSampler`)."""
         return self._sampler.sample()
 
     def _signal_group(self, sig: int) -> None:
+        # The group id stays reserved while any member lives, so this cannot hit a stranger.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, sig)
 
@@ -162,36 +168,42 @@ class ChromiumHandle:
                 await self._exited.wait()
         return self.exited
 
+    async def _close_via_devtools(self, timeout: float) -> bool:
+        """`Browser.close`; True when the browser took it (answered in time) and then exited."""
+        if self.exited or self.transport.closed or self.browser is None:
+            return False
+        try:
+            async with asyncio.timeout(min(CLOSE_TIMEOUT, timeout)):
+                await self.browser._connection.send("Browser.close")
+        except Exception:  # hung (timeout) or already going away (pipe closed)
+            return False
+        return await self._wait(min(CLOSE_GRACE, timeout))
+
+    async def _escalate(self, timeout: float) -> tuple[bool, bool]:
+        """SIGTERM (+SIGCONT, so a stopped browser sees it), then SIGKILL; (sent TERM, sent KILL)."""
+        if self.exited:
+            return False, False
+        self._signal_group(signal.SIGTERM)
+        self._signal_group(signal.SIGCONT)
+        if await self._wait(timeout):
+            return True, False
+        self._signal_group(signal.SIGKILL)
+        await self._wait(KILL_WAIT)
+        return True, True
+
     async def stop(self, timeout: float, *, devtools: bool = True) -> StopReport:
+        """Stop the whole tree (see the module docstring); raises `BrowserError` only if a
+        process survives SIGKILL. Safe to call again, and after the browser died by itself."""
         t0 = time.monotonic()
-        closed = sent_term = sent_kill = False
-        if devtools and not self.exited and not self.transport.closed and self.browser is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(min(2.0, timeout)):
-                    await self.browser._connection.send("Browser.close")
-                closed = True
-            await self._wait(min(3.0, timeout))
-        if not self.exited:
-            sent_term = True
-            self._signal_group(signal.SIGTERM)
-            self._signal_group(signal.SIGCONT)  # a stopped (SIGSTOP) process must run to see TERM
-            await self._wait(timeout)
-        if not self.exited:
-            sent_kill = True
-            self._signal_group(signal.SIGKILL)
-            await self._wait(5.0)
-        # Whatever left the group (double-forked helpers) still names the profile dir.
+        closed = devtools and await self._close_via_devtools(timeout)
+        sent_term, sent_kill = await self._escalate(timeout)
+        # Helpers left in the group after the browser died (kill -9 of the browser), then
+        # whatever left the group (double-forked strays) but still names the profile dir.
         self._signal_group(signal.SIGKILL)
         swept = await asyncio.to_thread(sweep_profile, self._profile_dir)
         await self.transport.close()
-        from wasupd.supervision.reaper import reap_orphans
-
-        reap_orphans()  # helpers orphaned by this browser were re-parented to us: reap them now
-        if not self.exited:
-            raise BrowserError(f"browser pid {self._pid} survived SIGKILL (stuck in the kernel?)")
-        left = await asyncio.to_thread(find_profile_processes, self._profile_dir)
-        if left:
-            raise BrowserError(f"processes {[p.pid for p in left]} still use {self._profile_dir}")
+        await self._reap_group()
+        await self._verify()
         report = StopReport(
             exit_status=self.exit_status,
             closed_via_devtools=closed,
@@ -203,6 +215,32 @@ class ChromiumHandle:
         log.info("browser_stopped", pid=self._pid, **dataclasses.asdict(report))
         return report
 
+    async def _reap_group(self) -> None:
+        """Reap the group's orphaned helpers (re-parented to us, the subreaper) until the group
+        is empty: a zombie still counts as a member. Bounded by `REAP_WAIT`."""
+        deadline = time.monotonic() + REAP_WAIT
+        while True:
+            await asyncio.to_thread(reaper.reap_orphans)
+            try:
+                os.killpg(self._pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)  # a helper's exit is being reported right now
+
+    async def _verify(self) -> None:
+        if not self.exited:
+            raise BrowserError(
+                f"browser pid {self._pid} survived SIGKILL (stuck in the kernel, D state?);"
+                " check `cat /proc/{self._pid}/stack`"
+            )
+        left = await asyncio.to_thread(find_profile_processes, self._profile_dir)
+        if left:
+            raise BrowserError(
+                f"processes {[p.pid for p in left]} still use {self._profile_dir} after SIGKILL"
+            )
+
 
 class ChromiumLauncher:
     """Starts Chromium trees (implements `seams.Launcher`)."""
@@ -210,48 +248,58 @@ class ChromiumLauncher:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
 
+    def log_path(self, session: str) -> Path:
+        """Where the browser's stderr of `session` goes (overwritten at each start)."""
+        return self.log_dir / f"{session}.log"
+
     async def launch(self, request: LaunchRequest) -> ChromiumHandle:
+        """Spawn and wait for readiness within `start_timeout`; on any failure (timeout, exit,
+        cancellation) the tree is killed and reaped before the error propagates."""
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         request.profile_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pid, wfd, rfd = _spawn(request, self.log_dir / f"{request.session}.log")
-        transport = await PipeTransport(wfd, rfd).open()
-        handle = ChromiumHandle(pid, request.profile_dir, transport)
+        pid, wfd, rfd = _spawn(request, self.log_path(request.session))
+        handle = ChromiumHandle(pid, request.profile_dir, PipeTransport(wfd, rfd))
         try:
             async with asyncio.timeout(request.start_timeout):
+                await handle.transport.open()
                 await self._ready(handle, request)
         except BaseException as exc:
             await asyncio.shield(self._abort(handle))
-            if isinstance(exc, TimeoutError):
-                raise BrowserError(
-                    f"browser not ready within {request.start_timeout:g} s"
-                    f" (see {self.log_dir / request.session}.log)"
-                ) from None
-            if isinstance(exc, BrowserError | asyncio.CancelledError):
-                raise
-            raise BrowserError(f"browser start failed: {exc}") from exc
+            raise self._start_error(exc, request) from None
         log.info("browser_started", session=request.session, pid=pid)
         return handle
+
+    def _start_error(self, exc: BaseException, request: LaunchRequest) -> BaseException:
+        if isinstance(exc, BrowserError) or not isinstance(exc, Exception):
+            return exc  # ours already, or a cancellation that must propagate as it is
+        where = f"see {self.log_path(request.session)}"
+        if isinstance(exc, TimeoutError):
+            return BrowserError(
+                f"browser not ready within {request.start_timeout:g} s ({where}); raise"
+                " browser.start_timeout on a slow or loaded host"
+            )
+        return BrowserError(f"browser start failed: {exc} ({where})")
 
     async def _ready(self, handle: ChromiumHandle, request: LaunchRequest) -> None:
         """Ready = the browser answers over the pipe and our page target exists."""
         exit_wait = asyncio.ensure_future(handle.wait_exit())
+        connect = asyncio.ensure_future(self._connect(handle, request))
         try:
-            connect = asyncio.ensure_future(self._connect(handle, request))
             done, _ = await asyncio.wait({exit_wait, connect}, return_when=asyncio.FIRST_COMPLETED)
             if connect in done and connect.exception() is not None:
                 # The pipe broke: usually because the browser is exiting. Say so if it is.
                 await asyncio.wait({exit_wait}, timeout=2.0)
             if exit_wait.done():
-                connect.cancel()
-                await asyncio.gather(connect, return_exceptions=True)
                 # A fast exit (even 0: another instance took the profile) is a failed start.
                 raise BrowserError(
                     f"browser exited with status {handle.exit_status} during start"
-                    f" (see {self.log_dir / request.session}.log)"
+                    f" (see {self.log_path(request.session)})"
                 )
             connect.result()
         finally:
-            exit_wait.cancel()
+            for fut in (exit_wait, connect):
+                fut.cancel()
+            await asyncio.gather(exit_wait, connect, return_exceptions=True)
 
     async def _connect(self, handle: ChromiumHandle, request: LaunchRequest) -> None:
         handle.browser = await cdp.connect(handle.transport)
@@ -260,4 +308,4 @@ class ChromiumLauncher:
 
     async def _abort(self, handle: ChromiumHandle) -> None:
         with contextlib.suppress(Exception):
-            await handle.stop(2.0)
+            await handle.stop(2.0, devtools=False)

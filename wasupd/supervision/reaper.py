@@ -1,9 +1,14 @@
 """The daemon as a child subreaper: orphans of a browser tree are re-parented to us and reaped.
 
-When a browser dies abruptly its helpers (crashpad, utilities, renderers) are orphaned. As a
-subreaper the daemon inherits them instead of init, so they can be killed and reaped rather than
-lingering as zombies. Only pids that are NOT our own spawned browsers are reaped here: those are
-reaped by their pidfd watcher, which must see their exit status.
+When a browser dies abruptly its helpers (crashpad, zygotes, renderers, double-forked strays) are
+orphaned. As a subreaper the daemon inherits them instead of init, so they can be killed and
+reaped rather than lingering as zombies.
+
+Never steal an exit status: a global `waitpid(-1)` would reap asyncio's and our launcher's own
+children before their watchers see them. So only *zombies* among our children are reaped, and
+only those that are neither our own browsers (`OWN_CHILDREN`, reaped by their pidfd watcher) nor
+in the daemon's own session (children the daemon spawns directly, e.g. with asyncio, stay in its
+session; browsers and everything they fork live in their own session, see `process._spawn`).
 """
 
 from __future__ import annotations
@@ -12,40 +17,62 @@ import asyncio
 import contextlib
 import ctypes
 import os
-from pathlib import Path
+import signal
 
+import psutil
 import structlog
-
-from wasupd.supervision.process import OWN_CHILDREN
 
 log = structlog.get_logger("wasupd.reaper")
 
 PR_SET_CHILD_SUBREAPER = 36
-INTERVAL = 1.0
+PR_GET_CHILD_SUBREAPER = 37
+# A missed SIGCHLD (coalesced signals, a handler that could not be installed) is caught by this.
+SAFETY_INTERVAL = 30.0
+# At most one scan per this many seconds when SIGCHLDs come in a burst (a crash storm).
+DEBOUNCE = 0.5
+
+# Pids of browsers we spawned and reap ourselves (pidfd watchers); the orphan reaper skips them.
+OWN_CHILDREN: set[int] = set()
 
 
-def become_subreaper() -> bool:
-    """prctl(PR_SET_CHILD_SUBREAPER, 1); False where the kernel refuses."""
+def _prctl(option: int, arg: int) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
-    ok = bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    return int(libc.prctl(option, arg, 0, 0, 0))
+
+
+def become_subreaper(on: bool = True) -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER); False (and a warning) where the kernel refuses."""
+    ok = _prctl(PR_SET_CHILD_SUBREAPER, int(on)) == 0
     if not ok:
         log.warning("subreaper_unavailable", errno=ctypes.get_errno())
     return ok
 
 
-def child_pids() -> set[int]:
-    """Direct children of this process (every thread's), from /proc."""
-    pids: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):
-            pids.update(int(p) for p in (task / "children").read_text().split())
-    return pids
+def is_subreaper() -> bool:
+    """Whether this process is currently a child subreaper."""
+    flag = ctypes.c_int(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+    return bool(flag.value)
+
+
+def orphan_zombies() -> list[int]:
+    """Our zombie children that are adopted orphans (see the module docstring for the rule)."""
+    me, my_sid = os.getpid(), os.getsid(0)
+    out = []
+    for proc in psutil.Process(me).children():
+        if proc.pid in OWN_CHILDREN:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            if proc.status() == psutil.STATUS_ZOMBIE and os.getsid(proc.pid) != my_sid:
+                out.append(proc.pid)
+    return out
 
 
 def reap_orphans() -> list[int]:
-    """Reap exited children that are not our own browsers; the pids reaped."""
+    """Reap adopted orphans that have exited; the pids reaped."""
     reaped = []
-    for pid in child_pids() - OWN_CHILDREN:
+    for pid in orphan_zombies():
         with contextlib.suppress(ChildProcessError):
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -54,12 +81,41 @@ def reap_orphans() -> list[int]:
 
 
 class OrphanReaper:
-    """Reaps adopted orphans once a second (cheap: one /proc read per thread)."""
+    """Reaps adopted orphans when SIGCHLD says a child exited, and every `SAFETY_INTERVAL`.
+
+    Idle cost is nothing between signals (a scan reads /proc/*/stat of every process, so it is not
+    run on a short timer). `run()` belongs in the daemon's TaskGroup; cancelling it removes the
+    SIGCHLD handler.
+    """
+
+    def __init__(self, safety_interval: float = SAFETY_INTERVAL) -> None:
+        self.safety_interval = safety_interval
+        self.reaped_total = 0
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Loop until cancelled."""
-        while True:
-            await asyncio.sleep(INTERVAL)
-            reaped = reap_orphans()
-            if reaped:
-                log.debug("orphans_reaped", pids=reaped)
+        loop = asyncio.get_running_loop()
+        handled = False
+        try:
+            loop.add_signal_handler(signal.SIGCHLD, self._wake.set)
+            handled = True
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+            log.warning("sigchld_unavailable", fallback=f"scan every {self.safety_interval:g} s")
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.safety_interval):
+                        await self._wake.wait()
+                self._wake.clear()
+                self._scan()
+                await asyncio.sleep(DEBOUNCE)
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGCHLD)
+
+    def _scan(self) -> None:
+        reaped = reap_orphans()
+        if reaped:
+            self.reaped_total += len(reaped)
+            log.debug("orphans_reaped", pids=reaped)

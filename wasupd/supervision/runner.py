@@ -23,7 +23,14 @@ from typing import Any, Literal
 import structlog
 
 from wasupd.config import BrowserBuild, Config
-from wasupd.errors import BrowserError, InvalidState, KeyUnavailable, ProfileError, RateLimited
+from wasupd.errors import (
+    BrowserError,
+    Busy,
+    InvalidState,
+    KeyUnavailable,
+    ProfileError,
+    RateLimited,
+)
 from wasupd.errors import Timeout as TimedOut
 from wasupd.supervision.backoff import Backoff
 from wasupd.supervision.seams import (
@@ -112,6 +119,7 @@ class SessionRunner:
         self.clock, self.build_request = clock, build_request
         self.on_transition, self.on_report = on_transition, on_report
         self.state, self.reason, self.restarts = initial_state, "", restarts
+        self._published = initial_state  # `state` once its transition is recorded
         self.pid: int | None = None
         self.usage: TreeUsage | None = None
         self.started_at: float | None = None  # wall clock
@@ -147,7 +155,9 @@ class SessionRunner:
 
         Returns once the loop has taken the request (the session is `starting` or beyond).
         """
-        if self.state not in STARTABLE_STATES or self._closing:
+        if self._closing:
+            raise Busy("the daemon is shutting down", session=self.name)
+        if self.state not in STARTABLE_STATES:
             raise InvalidState(
                 f"session {self.name!r} is {self.state.value}; it cannot be started now",
                 session=self.name,
@@ -212,7 +222,7 @@ class SessionRunner:
         """Wait until the state is one of `states`; `Timeout` after `timeout` seconds."""
         try:
             async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.state in states)
+                await self._changed.wait_for(lambda: self._published in states)
         except TimeoutError:
             raise TimedOut(
                 f"session {self.name!r} still {self.state.value} after {timeout:g} s",
@@ -225,9 +235,9 @@ class SessionRunner:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(
-                    lambda: self.qr is not None or self.state not in (S.STARTING, S.QR)
+                    lambda: self.qr is not None or self._published not in (S.STARTING, S.QR)
                 )
-        return self.qr if self.state is S.QR else None
+        return self.qr if self._published is S.QR else None
 
     def _request(self, command: Command) -> None:
         if self._command != "close":
@@ -264,15 +274,24 @@ class SessionRunner:
         if old is not new:
             check_transition(self.name, old, new)
         self.state, self.reason = new, reason
-        if new is S.STARTING:
-            self._start_count += 1
         if new in LIVE and self._live_since is None:
             self._live_since = self.clock.monotonic()
-        if old is not new:
-            transition = Transition(
-                session=self.name, at=self.clock.time(), from_state=old, to_state=new, reason=reason
-            )
-            await self.on_transition(transition)
+        try:
+            if old is not new:
+                transition = Transition(
+                    session=self.name,
+                    at=self.clock.time(),
+                    from_state=old,
+                    to_state=new,
+                    reason=reason,
+                )
+                # Shielded: a transition that happened is recorded even if this task is cancelled.
+                await asyncio.shield(self.on_transition(transition))
+        finally:
+            # Waiters see a state only once it is recorded (stop() returns after the record).
+            self._published = new
+            if new is S.STARTING:
+                self._start_count += 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -551,7 +570,11 @@ class SessionRunner:
         next_checkpoint = self.clock.monotonic() + self.config.profiles.checkpoint_interval
         while True:
             await self.clock.sleep(self.config.limits.check_interval)
-            end = await self._check_browser(handle, policy) or await self._check_liveness()
+            try:
+                end = await self._check_browser(handle, policy) or await self._check_liveness()
+            except Exception:  # a broken check must not silently end all the others
+                self._log.exception("watchdog_check_failed")
+                continue
             if end is not None:
                 self._log.warning("watchdog_tripped", reason=end.reason)
                 self._events.put_nowait(("trip", end))

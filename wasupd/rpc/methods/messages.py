@@ -51,20 +51,33 @@ class MessageMethods:
         else:
             app.manager.runner(session)  # SessionNotFound for unknown names
             assigned = session
-        return await app.messaging.enqueue(
+        msg = await app.messaging.enqueue(
             {
                 "session": assigned,
                 "from_spec": session,
                 "chat_id": chat_id,
                 "body": text,
                 "idempotency_key": idempotency_key,
+                "wait_reason": "" if assigned else "no session of the pool is connected",
             }
         )
+        return self._explain(msg)
+
+    def _explain(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Say why a queued message waits when its session cannot send (not stored: it changes)."""
+        name = msg.get("session")
+        if msg["state"] in ("queued", "sending") and name and not msg["wait_reason"]:
+            runner = self.app.manager.runners.get(name)
+            if runner is None:
+                msg["wait_reason"] = f"session {name} does not exist"
+            elif runner.state.value != "connected":
+                msg["wait_reason"] = f"session {name} is {runner.state.value}"
+        return msg
 
     async def get(self, ctx: Context, id: str) -> dict[str, Any]:
         """One outgoing message: state (queued, sending, sent, delivered, read, failed, cancelled),
         attempts, why and until when it waits, timestamps."""
-        return await self.app.messages.get(id)
+        return self._explain(await self.app.messages.get(id))
 
     async def cancel(self, ctx: Context, id: str) -> dict[str, Any]:
         """Cancel a message that is still queued."""
@@ -74,9 +87,10 @@ class MessageMethods:
         self, ctx: Context, session: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Outgoing messages, newest first; queued ones say why and until when they wait."""
-        return await self.app.messages.outbox(
+        rows = await self.app.messages.outbox(
             session=session, state=state, limit=max(1, min(limit, 10000))
         )
+        return [self._explain(m) for m in rows]
 
     async def inbox(
         self, ctx: Context, session: str | None = None, limit: int = 50, after_id: int | None = None

@@ -1,0 +1,143 @@
+"""The DevTools pipe transport: NUL framing over real pipes, large messages, closing, screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from wasupd.browser.pipe import PipeClosed, PipeTransport
+from wasupd.supervision.launcher import build_args, find_executable
+from wasupd.supervision.process import ChromiumLauncher
+from wasupd.supervision.seams import LaunchRequest
+
+# A peer speaking the pipe protocol: reads NUL-framed messages on fd 3, echoes them on fd 4,
+# in odd-sized writes so frames arrive split across reads; exits on the message "bye".
+ECHO = r"""
+import os
+buf = bytearray()
+while True:
+    chunk = os.read(3, 1 << 20)
+    if not chunk:
+        break
+    start = len(buf)
+    buf += chunk
+    while (end := buf.find(b"\0", start)) >= 0:
+        msg = bytes(buf[:end])
+        del buf[: end + 1]
+        start = 0
+        if msg == b"bye":
+            raise SystemExit(0)
+        out = memoryview(msg + b"\0")
+        while out:
+            out = out[os.write(4, out[:65521]):]
+"""
+
+
+@pytest.fixture
+async def echo_peer() -> AsyncIterator[tuple[PipeTransport, subprocess.Popen[bytes]]]:
+    """A transport connected to the echo peer over two real pipes on its fds 3 and 4."""
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ECHO],
+        pass_fds=(3, 4),
+        preexec_fn=lambda: (os.dup2(to_r, 3), os.dup2(from_w, 4)),  # noqa: PLW1509
+    )
+    os.close(to_r)
+    os.close(from_w)
+    transport = await PipeTransport(to_w, from_r).open()
+    try:
+        yield transport, proc
+    finally:
+        await transport.close()
+        proc.kill()
+        proc.wait()
+
+
+async def test_messages_round_trip_whole_and_in_order(
+    echo_peer: tuple[PipeTransport, subprocess.Popen[bytes]],
+) -> None:
+    """Small and 16 MiB messages, non-ASCII text included, come back whole and in order."""
+    transport, _ = echo_peer
+    big = '{"data": "' + "x" * (16 << 20) + '"}'
+    sent = ['{"id": 1}', big, '{"text": "olá ✓ 你好"}']
+    async with asyncio.timeout(30):
+        for msg in sent:
+            await transport.send(msg)
+        got = [await transport.recv() for _ in sent]
+    assert got == sent
+
+
+async def test_peer_exit_closes_both_directions(
+    echo_peer: tuple[PipeTransport, subprocess.Popen[bytes]],
+) -> None:
+    """When the peer exits, recv raises PipeClosed (a ConnectionClosed pyppeteer catches, and a
+    ConnectionResetError), every time, and send refuses after close."""
+    transport, proc = echo_peer
+    await transport.send("bye")
+    async with asyncio.timeout(10):
+        for _ in range(2):
+            with pytest.raises(PipeClosed) as info:
+                await transport.recv()
+            assert isinstance(info.value, ConnectionClosed)
+            assert isinstance(info.value, ConnectionResetError)
+    assert proc.wait(5) == 0
+    await transport.close()
+    with pytest.raises(PipeClosed):
+        await transport.send("{}")
+
+
+async def test_unopened_transport_closes_its_fds() -> None:
+    """A transport closed before open() still closes the fds it was given (no fd leak)."""
+    r, w = os.pipe()
+    await PipeTransport(w, r).close()
+    for fd in (r, w):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+@pytest.mark.chromium
+async def test_large_screenshot_over_the_pipe(tmp_path: Path) -> None:
+    """A screenshot of many MB (incompressible noise on a big viewport) arrives intact."""
+    profile = tmp_path / "p"
+    h = await ChromiumLauncher(tmp_path / "logs").launch(
+        LaunchRequest(
+            session="shot",
+            profile_dir=profile,
+            executable=find_executable("", "full"),
+            args=build_args(build="full", profile_dir=profile, user_agent=""),
+            url="about:blank",
+            user_agent="",
+            start_timeout=30,
+        )
+    )
+    try:
+        await h.page.setViewport({"width": 1600, "height": 1200})
+        await h.page.evaluate(
+            """() => {
+              const c = document.createElement('canvas'); c.width = 1600; c.height = 1200;
+              document.body.style.margin = 0; document.body.appendChild(c);
+              const ctx = c.getContext('2d'), img = ctx.createImageData(1600, 1200);
+              crypto.getRandomValues(img.data.subarray(0, 65536));
+              for (let i = 65536; i < img.data.length; i += 65536)
+                crypto.getRandomValues(img.data.subarray(i, i + 65536));
+              for (let i = 3; i < img.data.length; i += 4) img.data[i] = 255;
+              ctx.putImageData(img, 0, 0);
+            }"""
+        )
+        async with asyncio.timeout(60):
+            result = await h.page._client.send("Page.captureScreenshot", {"format": "png"})
+        png = base64.b64decode(result["data"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(png) > 5 << 20, len(png)  # 7+ MB of base64 in one pipe message
+        await h.ping(5)  # the connection is still in step after the big message
+    finally:
+        await h.stop(5)

@@ -1,0 +1,244 @@
+"""Faults on demand, each driven with real Chromium: stall, server down/up, forced states,
+renderer crash and hang, hung unload, memory balloon and page weight, slow IndexedDB flush,
+logout after pairing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sim.conftest import A, B
+from tests.sim.helpers import (
+    QR_ON_SCREEN,
+    SOCKET,
+    chromium,
+    ev,
+    goto,
+    link,
+    new_page,
+    qr_payload,
+    recorded,
+    send,
+    until,
+)
+from wasupd.sim import SimServer
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
+WITHIN = (
+    """(fn, ms) => Promise.race([fn(), new Promise((r) => setTimeout(() => r('no answer'), ms))])"""
+)
+EXISTS = "() => window.require('WAWebQueryExistsJob').queryWidExists('{phone}@c.us').then((r) => r && 'answered')"
+OPEN_CHAT = (
+    "(to) => window.require('WAWebFindChatAction').findOrCreateLatestChat(to).then(() => true)"
+)
+
+
+async def heap_mib(page: Any) -> float:
+    """Live JS heap of the page after a full GC, in MiB."""
+    cdp = await page.target.createCDPSession()
+    async with asyncio.timeout(20):
+        await cdp.send("HeapProfiler.collectGarbage")
+        usage = await cdp.send("Runtime.getHeapUsage")
+        await cdp.detach()
+    return float(usage["usedSize"]) / (1 << 20)
+
+
+async def until_heap(page: Any, ok: Callable[[float], bool], timeout: float = 30.0) -> float:
+    """Sample the heap until `ok(MiB)` holds (the fault message reaches the page asynchronously)."""
+    async with asyncio.timeout(timeout):
+        while not ok(mib := await heap_mib(page)):
+            await asyncio.sleep(0.2)  # polling a measurement, bounded above
+    return mib
+
+
+async def test_stall_keeps_connected_but_nothing_flows(
+    sim: SimServer, page: Any, tmp_path: Path
+) -> None:
+    """Stalled: Socket.state stays CONNECTED, sends never complete, existence queries never
+    answer, inbound messages do not arrive; after a restart the pending send goes out once."""
+    profile = tmp_path / "a"
+    async with chromium(profile) as browser:
+        stalled = await new_page(browser, incognito=False)
+        await link(sim, stalled, A)
+        assert await ev(stalled, OPEN_CHAT, f"{B}@c.us")  # finding the chat needs the server
+        await sim.control("fault", {"kind": "stall", "phone": A})
+        sent = await send(stalled, f"{B}@c.us", "into the void")
+        await sim.control("inject", {"to": A, "from": B, "text": "unheard"})
+        probe = f"() => ({WITHIN})({EXISTS.format(phone=B)}, {1500})"
+        assert await ev(stalled, probe) == "no answer"  # the bounded window of a negative check
+        assert await ev(stalled, f"() => {SOCKET}.state") == "CONNECTED"
+        assert (
+            await ev(stalled, f"() => window.__results && window.__results[{sent['id']!r}]") is None
+        )
+        assert [v["body"] for v in await recorded(stalled, "add") if not v["id"]["fromMe"]] == []
+        assert await sim.control("received", {"phone": B}) == []
+    await sim.control("clear_fault", {"kind": "stall"})
+    async with chromium(profile) as browser:
+        again = await new_page(browser, incognito=False)
+        await goto(again, sim.url)
+        await until(again, f"{SOCKET}.hasSynced")
+        received = await sim.control("wait_received", {"phone": B, "count": 1, "timeout": 15})
+        assert [(m["id"], m["body"]) for m in received] == [(sent["id"], "into the void")]
+        await until(
+            again,
+            "window.__rec.some(([k, v]) => k === 'add' && v.body === 'unheard' && v.isNewMsg)",
+        )
+
+
+async def test_server_down_times_out_then_reconnects_and_catches_up(
+    sim: SimServer, page: Any
+) -> None:
+    """Server down: TIMEOUT and sends stay pending; server up: CONNECTED again, the pending send
+    is delivered once and a message that arrived meanwhile comes in as new."""
+    await link(sim, page, A)
+    assert await ev(page, OPEN_CHAT, f"{B}@c.us")
+    await sim.control("fault", {"kind": "server_down"})
+    await until(page, f"{SOCKET}.state === 'TIMEOUT'")
+    sent = await send(page, f"{B}@c.us", "while down")
+    await sim.control("inject", {"to": A, "from": B, "text": "meanwhile"})
+    await sim.control("fault", {"kind": "server_up"})
+    await until(page, f"{SOCKET}.state === 'CONNECTED'", 20)
+    await until(page, f"window.__results && window.__results[{sent['id']!r}] === 'OK'")
+    await until(
+        page, "window.__rec.some(([k, v]) => k === 'add' && v.body === 'meanwhile' && v.isNewMsg)"
+    )
+    assert [m["body"] for m in await sim.control("received", {"phone": B})] == ["while down"]
+
+
+@pytest.mark.parametrize("kind", ["conflict", "timeout", "tos_block", "deprecated_version"])
+async def test_forced_states_and_their_way_out(sim: SimServer, page: Any, kind: str) -> None:
+    """The state reaches the linked page as Socket.state and nothing flows meanwhile; CONFLICT
+    ends with takeover(), the others when the fault is cleared (the page reconnects); then the
+    message that arrived meanwhile comes in as new."""
+    state = kind.upper()
+    await link(sim, page, A)
+    await sim.control("fault", {"kind": kind, "phone": A})
+    await until(page, f"{SOCKET}.state === {state!r}")
+    assert await ev(page, "() => document.querySelector('.state-banner').dataset.state") == state
+    await sim.control("inject", {"to": A, "from": B, "text": f"during {kind}"})
+    if kind == "conflict":
+        await ev(page, f"() => {SOCKET}.takeover()")
+    else:
+        await sim.control("clear_fault", {"kind": kind})
+    await until(page, f"{SOCKET}.state === 'CONNECTED'", 20)
+    await until(
+        page,
+        f"window.__rec.some(([k, v]) => k === 'add' && v.body === 'during {kind}' && v.isNewMsg)",
+    )
+    events = [(k, v) for k, v, _ in await ev(page, "() => window.__rec") if k in ("state", "add")]
+    back = max(i for i, e in enumerate(events) if e == ("state", "CONNECTED"))
+    assert [i for i, (k, _) in enumerate(events) if k == "add"] == [back + 1]  # only after recovery
+
+
+async def test_a_state_for_everyone_replaces_the_qr(sim: SimServer, page: Any) -> None:
+    """A fault without a phone covers unlinked pages too: TOS_BLOCK instead of a QR."""
+    await sim.control("fault", {"kind": "tos_block"})
+    await goto(page, sim.url)
+    await until(page, f"{SOCKET}.state === 'TOS_BLOCK'")
+    assert "UNPAIRED" not in await recorded(page, "state")
+    await sim.control("clear_fault", {"kind": "tos_block"})
+    await until(page, QR_ON_SCREEN, 20)
+
+
+async def test_crash_is_a_real_renderer_crash(sim: SimServer, tmp_path: Path) -> None:
+    """`crash` makes V8 run out of heap: Chromium reports the renderer crashed ("Page crashed!")."""
+    async with chromium(tmp_path / "c") as browser:
+        page = await new_page(browser, incognito=False)
+        crashed = asyncio.get_running_loop().create_future()
+        page.on("error", lambda err: crashed.done() or crashed.set_result(str(err)))
+        await link(sim, page, A)
+        await sim.control("fault", {"kind": "crash", "phone": A})
+        async with asyncio.timeout(90):
+            assert "crashed" in await crashed
+
+
+async def test_hang_stops_the_renderer_answering(sim: SimServer, tmp_path: Path) -> None:
+    """`hang` spins the renderer: DevTools calls into the page stop answering, Browser.close works."""
+    async with chromium(tmp_path / "h") as browser:
+        page = await new_page(browser, incognito=False)
+        await link(sim, page, A)
+        await sim.control("fault", {"kind": "hang"})
+        with pytest.raises(TimeoutError):
+            await ev(
+                page,
+                "() => new Promise((r) => setTimeout(() => r(1), 50)).then(() => 1)",
+                timeout=3,
+            )
+
+
+async def test_hang_close_blocks_unload(sim: SimServer, tmp_path: Path) -> None:
+    """`hang_close`: the page blocks its unload, so a navigation (a reload, WhatsApp's own logout
+    navigation) hangs and the page stops answering; headless Browser.close still ends it."""
+    async with chromium(tmp_path / "u") as browser:
+        page = await new_page(browser, incognito=False)
+        await goto(page, sim.url)
+        await qr_payload(page)
+        await sim.control("fault", {"kind": "hang_close"})
+        await until(page, "document.querySelector('div[data-ref]')")
+        assert await ev(page, "() => { setTimeout(() => location.reload(), 0); return true; }")
+        with pytest.raises(TimeoutError):
+            await ev(page, "() => document.readyState", timeout=4)
+
+
+async def test_memory_balloon_and_page_weight_are_live_js_heap(browser: Any) -> None:
+    """The page weight knob holds that much JS heap at rest; `memory` adds N MiB until cleared."""
+    async with SimServer(time_factor=0.05, page_weight_mib=32) as sim:
+        page = await new_page(browser)
+        try:
+            await goto(page, sim.url)
+            await qr_payload(page)
+            rest = await heap_mib(page)
+            assert 32 <= rest < 48
+            await sim.control("fault", {"kind": "memory", "mib": 100})
+            await until_heap(page, lambda mib: mib >= rest + 95)
+            await sim.control("clear_fault", {"kind": "memory"})
+            await until_heap(page, lambda mib: mib < rest + 10)
+        finally:
+            async with asyncio.timeout(10):
+                await page.target.browserContext.close()
+
+
+async def test_slow_idb_loses_a_fresh_link_when_killed_before_the_flush(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """With IndexedDB writes delayed, a browser killed right after linking has not stored the
+    credentials: the next start shows a QR (the "QR again after restart" complaint, §8.7)."""
+    profile = tmp_path / "s"
+    await sim.control("fault", {"kind": "slow_idb", "seconds": 600})
+    async with chromium(profile) as browser:
+        await link(sim, await new_page(browser, incognito=False), A)
+    await sim.control("clear_fault", {"kind": "slow_idb"})
+    async with chromium(profile) as browser:
+        page = await new_page(browser, incognito=False)
+        await goto(page, sim.url)
+        await until(page, QR_ON_SCREEN)
+
+
+async def test_logout_after_pairing(sim: SimServer, page: Any) -> None:
+    """`logout_after` logs the device out N (simulated) seconds after pairing."""
+    await sim.control("fault", {"kind": "logout_after", "phone": A, "seconds": 20})
+    await link(sim, page, A)
+    await until(page, f"location.search === '?post_logout=1' && {QR_ON_SCREEN}", 20)
+    assert await sim.control("devices", {"phone": A}) == []
+
+
+async def test_fast_sync_reproduces_the_has_synced_race(page: Any) -> None:
+    """`fast_sync`: hasSynced follows CONNECTED at once (the race of reference §2b), where the
+    normal sync takes 5 s (1 s at this time factor)."""
+    async with SimServer(time_factor=0.2) as sim:
+        await sim.control("add_account", {"phone": A})
+        await sim.control("fault", {"kind": "fast_sync"})
+        await link(sim, page, A)
+        at = {(k, v): ms for k, v, ms in await ev(page, "() => window.__rec")}
+        assert at[("hasSynced", True)] - at[("state", "CONNECTED")] < 400
+
+
+async def test_unknown_fault_is_refused(sim: SimServer) -> None:
+    """An unknown fault kind is refused with the list of known ones."""
+    with pytest.raises(ValueError, match="known: stall"):
+        await sim.control("fault", {"kind": "meteor"})
+    assert await sim.control("fault", {"kind": "qr_never_scanned"}) is True

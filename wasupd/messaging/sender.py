@@ -1,0 +1,163 @@
+"""One session's sender: takes its messages (and free pool messages) in order, paced, exactly once.
+
+Exactly once: the page's message id is stored (state `sending`) before the page is asked to
+send. A message found in `sending` with an id (after a crash, a timeout or a dropped page) is
+first looked up in the page by that id and only sent, with the same id, if it is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from wasupd.errors import NotOnWhatsApp, WasupError
+from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
+from wasupd.store.messages import QUEUED, SENDING, SENT
+from wasupd.supervision.seams import MessagePort
+
+if TYPE_CHECKING:
+    from wasupd.messaging.service import Messaging
+
+log = structlog.get_logger("wasupd.messaging")
+
+# Bounds one attempt (resolve, look up, send): a hung page must not hold the queue forever.
+ATTEMPT_TIMEOUT = 60.0
+# Longest idle wait between looks at the store (new work also wakes the sender at once).
+IDLE_MAX = 5.0
+
+
+class Sender:
+    """Sends one session's messages; `run()` is its task for as long as the daemon runs."""
+
+    def __init__(self, ms: Messaging, name: str) -> None:
+        self.ms = ms
+        self.name = name
+        self.wake = asyncio.Event()
+        self.busy = False  # True while an attempt is in flight (never cut by a logout)
+        # The pause after a send is drawn once per send, keyed by that send's time.
+        self._gap_for: float | None = None
+        self._gap = 0.0
+
+    async def run(self) -> None:
+        """Loop forever: look for due work, pace it, send it; otherwise wait to be woken."""
+        log.info("sender_started", session=self.name)
+        while True:
+            try:
+                await self.step()
+            except Exception:  # e.g. the store briefly failing: log, pause, carry on
+                log.exception("sender_error", session=self.name)
+                await self._idle(1.0)
+
+    async def step(self) -> None:
+        """One look at the store and at most one attempt."""
+        self.wake.clear()  # before reading, so a wake-up during the read is not lost
+        now = self.ms.clock()
+        msg = await self.ms.repo.next_for(self.name, now)
+        port = self.ms.port(self.name)
+        if port is None:
+            await self._idle(IDLE_MAX)
+        elif msg is None:
+            due = await self.ms.repo.next_due(self.name)
+            await self._idle(IDLE_MAX if due is None else due - now)
+        elif msg["state"] == QUEUED and (d := await self._pacing(now)).wait_until > now:
+            await self._hold(msg, d, now)
+        else:
+            self.busy = True
+            try:
+                await self._attempt(port, msg)
+            finally:
+                self.busy = False
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(max(seconds, 0.0), IDLE_MAX)):
+                await self.wake.wait()
+
+    # -- pacing ----------------------------------------------------------------------------
+
+    async def _pacing(self, now: float) -> Decision:
+        cfg = self.ms.send_config(self.name)
+        if not cfg.pacing:
+            return Decision(now, "")
+        sent = await self.ms.repo.sent_times(self.name, now - DAY)
+        last = sent[-1] if sent else None
+        if last != self._gap_for:
+            self._gap_for, self._gap = last, draw_gap(cfg, self.ms.rng)
+        return decide(cfg, sent, self.ms.linked_at(self.name), now, self._gap)
+
+    async def _hold(self, msg: dict[str, Any], d: Decision, now: float) -> None:
+        """Show why and until when the message waits; then wait (or until woken)."""
+        if msg["wait_reason"] != d.reason or msg["not_before"] != d.wait_until:
+            # A pool message keeps not_before at 0: another session may send it sooner.
+            mine = msg["session"] == self.name
+            await self.ms.repo.update(
+                msg["id"],
+                wait_reason=d.reason,
+                not_before=d.wait_until if mine else 0.0,
+            )
+        await self._idle(d.wait_until - now)
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(self, port: MessagePort, msg: dict[str, Any]) -> None:
+        if msg["session"] != self.name and not await self.ms.repo.take(msg["id"], self.name):
+            return  # another sender of the pool took it first
+        claimed: str | None = msg["wa_id"] if msg["session"] == self.name else None
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT):
+                chat = await port.resolve_chat(msg["chat_id"])
+                if claimed and await port.message_exists(chat, claimed):
+                    await self._sent(msg, chat, recovered=True)
+                    return
+                claimed = claimed or await port.new_message_id()
+                await self.ms.repo.claim(msg["id"], self.name, claimed)
+                await self._typing(port, chat, msg["body"])
+                await port.send_text(chat, msg["body"], message_id=claimed)
+            await self._sent(msg, chat, recovered=False)
+        except NotOnWhatsApp as exc:
+            await self.ms.fail(msg, exc.message)
+        except (WasupError, TimeoutError) as exc:
+            why = exc.message if isinstance(exc, WasupError) else "the page did not answer in time"
+            await self._retry({**msg, "wa_id": claimed}, why)
+        except Exception as exc:  # a driver bug must not stop this session's queue
+            log.exception("send_error", session=self.name, id=msg["id"])
+            await self._retry({**msg, "wa_id": claimed}, f"{type(exc).__name__}: {exc}")
+
+    async def _typing(self, port: MessagePort, chat: str, body: str) -> None:
+        """With `send.typing`: show "typing..." for a time that grows with the text (<= 3 s)."""
+        if not self.ms.send_config(self.name).typing:
+            return
+        with contextlib.suppress(WasupError):
+            await port.set_typing(chat, True)
+            await asyncio.sleep(min(0.5 + len(body) / 50, 3.0))  # a human-looking pause
+
+    async def _sent(self, msg: dict[str, Any], chat: str, *, recovered: bool) -> None:
+        row = await self.ms.repo.mark_sent(msg["id"], self.name, chat)
+        if recovered:
+            log.info("send_recovered", session=self.name, id=msg["id"], wa_id=msg["wa_id"])
+        reason = "found in the page after a restart" if recovered else ""
+        await self.ms.changed(row, reason)
+        await self.ms.hook("sent", self.name, {"id": msg["id"], "chat_id": chat, "state": SENT})
+
+    async def _retry(self, msg: dict[str, Any], why: str) -> None:
+        """Back off and try again; `failed` after send.max_attempts."""
+        self.ms.note_failure(self.name)
+        attempts = int(msg["attempts"]) + 1
+        cfg = self.ms.send_config(self.name)
+        if attempts >= cfg.max_attempts:
+            await self.ms.fail(msg, f"gave up after {attempts} attempts: {why}", attempts)
+            return
+        delay = cfg.retry_backoff * 2 ** (attempts - 1) * self.ms.rng.uniform(0.8, 1.2)
+        # Keep the stored page id: the next attempt looks it up before sending again.
+        await self.ms.repo.update(
+            msg["id"],
+            state=SENDING if msg["wa_id"] else QUEUED,
+            attempts=attempts,
+            last_error=why,
+            not_before=self.ms.clock() + delay,
+            wait_reason=f"retrying (attempt {attempts + 1} of {cfg.max_attempts})",
+        )
+        log.warning("send_retry", session=self.name, id=msg["id"], attempts=attempts, error=why)

@@ -1,0 +1,136 @@
+/* msg.js: messages and chats (§4): Msg add with isNewMsg for new messages, change:ack
+ * (msg, ack) for 0 -> 1 -> 2 -> 3, the two promises of addAndSendMsgToChat, and outgoing
+ * messages kept in IndexedDB so a restart still finds (and re-sends) them. */
+
+class Msg extends Model {
+  serialize() {
+    const id = { fromMe: this.id.fromMe, remote: this.id.remote._serialized, id: this.id.id, _serialized: this.id._serialized };
+    if (this.id.participant) id.participant = this.id.participant._serialized;
+    return { id, ack: this.ack, body: this.body, type: this.type, t: this.t, from: String(this.from), to: String(this.to),
+      author: this.author ? String(this.author) : undefined, isNewMsg: !!this.isNewMsg, self: this.self, local: !!this.local,
+      star: false, broadcast: false, isForwarded: false, forwardingScore: 0, hasReaction: false, quotedMsg: undefined,
+      mentionedJidList: [], directPath: undefined, isStatusV3: false, links: [] };
+  }
+}
+class Chat extends Model {
+  serialize() {
+    return { id: this.id, name: this.name, isGroup: this.id.isGroup(), isReadOnly: false, unreadCount: this.unreadCount || 0,
+      timestamp: this.t || 0, archive: false, pinned: false, isMuted: false };
+  }
+}
+const MsgColl = new Collection(Msg);
+const ChatColl = new Collection(Chat);
+MsgColl.getMessagesById = async (ids) => ({ messages: ids.map((i) => MsgColl.get(i)).filter(Boolean) });
+const byId = new Map(); // message id -> model (acks name the id, not the key)
+const sendResults = new Map(); // message id -> resolve of addAndSendMsgToChat's second promise
+
+function ensureChat(wid, name) {
+  const id = createWid(wid);
+  return ChatColl.get(id) || ChatColl.add(new Chat({ id, name: name || (id.isGroup() ? "" : `+${id.user}`), t: 0, unreadCount: 0 }));
+}
+function loadChats(chats) { for (const c of chats) ensureChat(c.id, c.name); }
+handlers.chat = (m) => { ensureChat(m.id, m.name); refreshMain(); };
+
+/** A message from the server (history, offline or new) as a Msg model in the collection. */
+function addMessage(m, isNew) {
+  const key = new MsgKey({ fromMe: m.fromMe, remote: m.remote, id: m.id, participant: m.participant });
+  const existing = MsgColl.get(key);
+  if (existing) return existing;
+  const chat = ensureChat(key.remote);
+  const msg = new Msg({ id: key, ack: m.ack, body: m.body, type: m.type || "chat", t: m.t, from: createWid(m.from),
+    to: createWid(m.to), author: m.author ? createWid(m.author) : undefined, isNewMsg: isNew,
+    self: m.fromMe ? "out" : "in", local: false });
+  byId.set(key.id, msg);
+  chat.set({ t: Math.max(chat.t || 0, m.t || 0), lastMsg: msg });
+  if (isNew && !m.fromMe) chat.set("unreadCount", (chat.unreadCount || 0) + 1);
+  MsgColl.add(msg);
+  refreshMain();
+  return msg;
+}
+
+function receiveMessage(m) {
+  addMessage(m, true);
+  if (!m.fromMe) toServer({ t: "receipt", ids: [m.id] }); // so it is not delivered again as offline
+}
+handlers.msg = (m) => receiveMessage(m.msg);
+
+handlers.ack = (m) => {
+  const msg = byId.get(m.id);
+  if (msg && (m.ack > msg.ack || m.ack < 0)) {
+    msg.set("ack", m.ack);
+    refreshMain();
+    if (msg.id.fromMe) idbPut("message", msg.id.id, outgoingRecord(msg)).catch(() => {});
+  }
+  const done = sendResults.get(m.id);
+  if (done && m.result) { sendResults.delete(m.id); done(m.result); }
+};
+
+handlers.exists = (m) => {
+  const q = Net.queries.get(m.qid);
+  if (q) { Net.queries.delete(m.qid); q.resolve(m.wid); }
+};
+
+const outgoingRecord = (msg) => ({ id: msg.id.id, key: msg.id._serialized, remote: msg.id.remote._serialized,
+  participant: msg.id.participant ? msg.id.participant._serialized : null, to: String(msg.to), from: String(msg.from),
+  body: msg.body, type: msg.type, t: msg.t, ack: msg.ack });
+
+/** addAndSendMsgToChat(chat, msg) -> [Promise<Msg>, Promise<'OK'|'ERROR_UNKNOWN'>] (§4b). */
+function addAndSendMsgToChat(chat, data) {
+  const key = data.id instanceof MsgKey ? data.id : new MsgKey(data.id);
+  const fresh = new Msg({ ...data, id: key, ack: 0, isNewMsg: true, local: true, self: "out",
+    t: data.t || Math.floor(Date.now() / 1000), type: data.type || "chat",
+    from: createWid(data.from || Conn.wid), to: createWid(data.to || chat.id) });
+  const msg = MsgColl.add(fresh); // an id already here returns that model: no second add event
+  if (msg === fresh) {
+    byId.set(key.id, msg);
+    chat.set({ t: msg.t, lastMsg: msg });
+    refreshMain();
+  }
+  const stored = idbPut("message", key.id, outgoingRecord(msg)).catch(() => {});
+  const result = new Promise((resolve) => sendResults.set(key.id, resolve));
+  stored.then(() => toServer({ t: "send", id: key.id, to: chat.id._serialized, body: msg.body, type: msg.type }));
+  return [stored.then(() => msg), result];
+}
+
+/** After a restart or reconnect: re-send what this device had not got past the server. */
+async function resendPending(history) {
+  const known = new Set(history.filter((h) => h.fromMe).map((h) => h.id));
+  const kept = await idbAll("message").catch(() => []);
+  for (const rec of kept) {
+    if (known.has(rec.id) || rec.ack !== 0) continue;
+    if (!MsgColl.get(rec.key)) {
+      const msg = new Msg({ id: MsgKey.fromString(rec.key), ack: 0, body: rec.body, type: rec.type, t: rec.t,
+        from: createWid(rec.from), to: createWid(rec.to), isNewMsg: false, self: "out", local: true });
+      byId.set(rec.id, msg);
+      MsgColl.add(msg);
+    }
+  }
+  for (const msg of MsgColl.getModelsArray()) {
+    if (msg.id.fromMe && msg.ack === 0 && !known.has(msg.id.id)) {
+      toServer({ t: "send", id: msg.id.id, to: msg.id.remote._serialized, body: msg.body, type: msg.type, retry: true });
+    }
+  }
+}
+
+async function findOrCreateLatestChat(wid) {
+  const id = createWid(wid);
+  const chat = ChatColl.get(id);
+  if (chat) return { chat, created: false };
+  // Real WhatsApp Web (2.3000.x) throws this for a number it cannot resolve (not on WhatsApp).
+  if (id.isGroup() || !(await query({ t: "exists", wid: id._serialized }))) throw new Error("No LID for user");
+  const created = ensureChat(id);
+  refreshMain();
+  return { chat: created, created: true };
+}
+
+async function queryWidExists(wid) {
+  const found = await query({ t: "exists", wid: String(createWid(wid)) });
+  return found ? { wid: createWid(found) } : null;
+}
+
+async function sendSeen(arg) {
+  const chat = arg && arg.chat ? arg.chat : arg;
+  if (!chat || !chat.id) return false;
+  chat.set("unreadCount", 0);
+  return toServer({ t: "seen", chat: chat.id._serialized });
+}
