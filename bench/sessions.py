@@ -14,7 +14,6 @@ import asyncio
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,84 +21,51 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.sessions_bare import BareResult, bare_session
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
-from wasupd.supervision.launcher import find_executable
-from wasupd.watchdogs.resources import TreeSampler
-
-READY_JS = "() => window.require && window.require('WAWebSocketModel').Socket.state === 'UNPAIRED'"
+from wasupd.config import BrowserBuild
+from wasupd.watchdogs.resources import measure_tree
 
 
-async def bare_once(url: str, build: str) -> tuple[float, int, float]:
-    """A minimal script: launch Chromium, open the page, wait for the QR; (ready s, PSS, stop s)."""
-    import pyppeteer
-
-    d = tempfile.mkdtemp(prefix="wasupd-bench-")
-    t0 = time.perf_counter()
-    browser = await pyppeteer.launch(
-        executablePath=find_executable("", build),  # type: ignore[arg-type]
-        headless=True,
-        userDataDir=d,
-        handleSIGINT=False,
-        handleSIGTERM=False,
-        handleSIGHUP=False,
-        args=[
-            "--no-sandbox",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--disable-component-update",
-            "--disable-sync",
-        ]
-        + (["--headless=new"] if build == "full" else []),
-    )
-    page = await browser.newPage()
-    await page.goto(url)
-    await page.waitForFunction(READY_JS, timeout=60000)
-    ready = time.perf_counter() - t0
-    await asyncio.sleep(2)  # let the page settle, as the daemon's session does
-    pss = TreeSampler(browser.process.pid).sample().pss_bytes
-    t1 = time.perf_counter()
-    await browser.close()
-    stop = time.perf_counter() - t1
-    shutil.rmtree(d, ignore_errors=True)
-    return ready, pss, stop
-
-
-def wasupd_once(d: DaemonProcess, name: str, build: str) -> tuple[float, int, float]:
+def wasupd_once(d: DaemonProcess, name: str, build: BrowserBuild) -> BareResult:
+    """One session through the daemon, measured exactly as `bare_session` measures its browser."""
     t0 = time.perf_counter()
     d.call("session.create", name=name, options={"build": build})
     while d.call("session.get", name=name, history=0)["state"] != "qr":
-        time.sleep(0.01)
+        time.sleep(0.02)
     ready = time.perf_counter() - t0
-    time.sleep(2)
+    time.sleep(2)  # the same settle time the bare browser is given
     pid = d.call("session.get", name=name, history=0)["pid"]
-    pss = TreeSampler(pid).sample().pss_bytes
+    usage = measure_tree(pid)
     t1 = time.perf_counter()
     d.call("session.stop", name=name)
     stop = time.perf_counter() - t1
     d.call("session.delete", name=name)
-    return ready, pss, stop
+    return BareResult(ready, usage.pss_bytes, usage.processes, stop)
 
 
-def side_by_side(url: str, d: DaemonProcess, build: str, runs: int) -> None:
-    bare, ours = [], []
-    for i in range(runs):  # interleaved so machine noise hits both alike
-        bare.append(asyncio.run(bare_once(url, build)))
+def side_by_side(url: str, d: DaemonProcess, build: BrowserBuild, runs: int) -> None:
+    """`runs` bare browsers and `runs` daemon sessions, interleaved so noise hits both alike."""
+    bare: list[BareResult] = []
+    ours: list[BareResult] = []
+    for i in range(runs):
+        bare.append(asyncio.run(bare_session(url, build)))
         ours.append(wasupd_once(d, f"b{build[:1]}{i}", build))
-    med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     print(f"\n[{build}] {runs} runs each, medians")
     print(f"{'':22}{'bare':>12}{'wasupd':>12}{'ratio':>8}")
-    for label, k, fmt in (
-        ("start-to-ready s", 0, "{:.2f}"),
-        ("PSS MiB", 1, "{:.0f}"),
-        ("stop s", 2, "{:.2f}"),
+    for label, field, scale, fmt in (
+        ("start-to-ready s", "ready_s", 1.0, "{:.2f}"),
+        ("PSS MiB", "pss_bytes", 1 / (1 << 20), "{:.0f}"),
+        ("processes", "processes", 1.0, "{:.0f}"),
+        ("stop s", "stop_s", 1.0, "{:.2f}"),
     ):
-        b, o = med(bare, k), med(ours, k)
-        scale = 1 / (1 << 20) if k == 1 else 1
+        b = statistics.median(getattr(r, field) for r in bare)
+        o = statistics.median(getattr(r, field) for r in ours)
         print(f"{label:22}{fmt.format(b * scale):>12}{fmt.format(o * scale):>12}{o / b:>8.2f}")
 
 
-def capacity(url: str, d: DaemonProcess, build: str, n: int, hold: float) -> None:
+def capacity(url: str, d: DaemonProcess, build: BrowserBuild, n: int, hold: float) -> None:
     t0 = time.perf_counter()
     for i in range(n):
         d.call("session.create", name=f"c{build[:1]}{i:02d}", options={"build": build})
@@ -112,7 +78,7 @@ def capacity(url: str, d: DaemonProcess, build: str, n: int, hold: float) -> Non
     time.sleep(hold)
     cpu = (sum(daemon.cpu_times()[:2]) - c0) / (time.monotonic() - w0) * 100
     sessions = d.call("session.list")
-    total_pss = sum(TreeSampler(s["pid"]).sample().pss_bytes for s in sessions if s["pid"])
+    total_pss = sum(measure_tree(s["pid"]).pss_bytes for s in sessions if s["pid"])
     restarts = sum(s["restarts"] for s in sessions)
     print(f"\n[{build}] capacity: {n} sessions")
     print(f"  all {n} showing their QR after {all_ready:.1f} s (the {n}th session ready)")
@@ -134,7 +100,9 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--build", default="both", choices=["full", "headless-shell", "both"])
     args = p.parse_args()
-    builds = ["full", "headless-shell"] if args.build == "both" else [args.build]
+    builds: list[BrowserBuild] = (
+        ["full", "headless-shell"] if args.build == "both" else [args.build]
+    )
     sim = SimProcess(1.0, [])
     root, runtime, state = make_dirs()
     d = DaemonProcess(
