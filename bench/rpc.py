@@ -1,9 +1,10 @@
 """RPC round-trip benchmark: wasupd's `daemon.status` against a bare asyncio newline-JSON echo server.
 
-Both servers run side by side in this one run, are measured with the same client code, and the
+Both servers run side by side in this one run, each in its own process (so both pay the same
+cross-process wake-ups), are measured with the same client code from this process, and the
 figures are reported as medians/percentiles and ratios (this machine is shared and noisy).
 
-    python bench/rpc.py [--requests N]
+    python bench/rpc.py [--requests N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +41,19 @@ async def echo_server(path: str) -> asyncio.AbstractServer:
         writer.close()
 
     return await asyncio.start_unix_server(handle, path=path)
+
+
+def serve_echo(path: str) -> None:
+    """The echo server's own process: serve until SIGTERM."""
+
+    async def forever() -> None:
+        server = await echo_server(path)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(forever())
 
 
 async def client(path: str, n: int, latencies: list[float]) -> None:
@@ -75,7 +91,12 @@ async def run(total: int, rounds: int) -> list[dict[str, object]]:
         root, base_config(runtime, state, daemon={"log_level": "warning"})
     ).start()
     echo_path = os.path.join(tempfile.mkdtemp(prefix="wasupd-bench-"), "echo.sock")
-    server = await echo_server(echo_path)
+    echo = subprocess.Popen([sys.executable, __file__, "--serve-echo", echo_path])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(echo_path):
+        if time.monotonic() > deadline or echo.poll() is not None:
+            raise RuntimeError("the echo server did not start")
+        await asyncio.sleep(0.05)  # waiting for another process to bind, bounded
     rows: list[dict[str, object]] = []
     try:
         for clients in (1, 32):
@@ -94,8 +115,8 @@ async def run(total: int, rounds: int) -> list[dict[str, object]]:
                     }
                 )
     finally:
-        server.close()
-        await server.wait_closed()
+        echo.terminate()
+        echo.wait(10)
         daemon.stop()
     return rows
 
@@ -104,7 +125,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=6400, help="requests per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per cell (median)")
+    parser.add_argument("--serve-echo", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_echo:
+        serve_echo(args.serve_echo)
+        return
     rows = asyncio.run(run(args.requests, args.rounds))
     print(f"{'server':<24}{'clients':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
     for r in rows:

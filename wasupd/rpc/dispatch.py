@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from wasupd.errors import INVALID_PARAMS, METHOD_NOT_FOUND, ProtocolError
 
-Handler = Callable[..., Awaitable[Any]]
+# A coroutine function, or a plain function for methods that never wait: the server calls those
+# inline as the request is read, without a task of their own (docs/rpc.md, "Concurrency").
+Handler = Callable[..., Awaitable[Any]] | Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Method:
     handler: Handler
     params: tuple[Param, ...]
     doc: str
+    inline: bool = False
 
 
 def _describe(tp: Any) -> str:
@@ -93,7 +96,8 @@ class Dispatcher:
             required = p.default is inspect.Parameter.empty
             params.append(Param(pname, hints.get(pname, Any), required, p.default))
         doc = inspect.cleandoc(handler.__doc__ or "")
-        self.methods[name] = Method(name, handler, tuple(params), doc)
+        inline = not inspect.iscoroutinefunction(handler)
+        self.methods[name] = Method(name, handler, tuple(params), doc, inline)
 
     def lookup(self, name: str) -> Method:
         """The method called `name`; -32601 when there is none."""

@@ -33,6 +33,18 @@ _RANK = {OK: 0, WARNING: 1, CRITICAL: 2}
 
 
 _SELF = psutil.Process()
+_FDS_MAX_AGE = 1.0
+_fds_cache: tuple[float, int] = (-_FDS_MAX_AGE, 0)
+
+
+def _open_fds() -> int:
+    """The daemon's open fd count, at most `_FDS_MAX_AGE` old: listing /proc/self/fd costs more
+    than the rest of `daemon.status`, which monitoring may call many times a second."""
+    global _fds_cache
+    now = time.monotonic()
+    if now - _fds_cache[0] >= _FDS_MAX_AGE:
+        _fds_cache = (now, _SELF.num_fds())
+    return _fds_cache[1]
 
 
 def session_health(state: SessionState) -> str:
@@ -46,7 +58,7 @@ class DaemonMethods:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    async def status(self, ctx: Context) -> dict[str, Any]:
+    def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
         app = self.app
         sessions = app.manager.described()
@@ -58,17 +70,17 @@ class DaemonMethods:
             "pid": os.getpid(),
             "started_at": app.started_at,
             "uptime": time.time() - app.started_at,
-            "socket": str(app.config.socket_path),
+            "socket": app.config.daemon.socket,
             "config_file": str(app.config_path),
-            "state_dir": str(app.config.state_path),
-            "fds": _SELF.num_fds(),
+            "state_dir": app.config.daemon.state_dir,
+            "fds": _open_fds(),
             "fd_limit": app.fd_limit,
             "sessions_by_state": by_state,
             "subscribers": sum(len(c.subscriptions) for c in app.server.connections),
             "sessions": sessions,
         }
 
-    async def health(self, ctx: Context, session: str | None = None) -> dict[str, Any]:
+    def health(self, ctx: Context, session: str | None = None) -> dict[str, Any]:
         """Health verdict (OK / WARNING / CRITICAL) of the daemon, or of one session when named.
 
         A session is OK when connected (or deliberately stopped), WARNING while starting,

@@ -57,7 +57,7 @@ class SessionMethods:
         await self.app.manager.create(name, phone=phone, options=opts, start=start)
         return await self._get(name)
 
-    async def list(self, ctx: Context) -> list[dict[str, Any]]:
+    def list(self, ctx: Context) -> list[dict[str, Any]]:
         """Every session with its state, pid, resource use and restart count."""
         return self.app.manager.described()
 
