@@ -165,6 +165,25 @@ def test_concurrent_requests_on_one_connection(shared_daemon: DaemonProcess) -> 
     assert all(r["result"]["status"] == "OK" for r in replies)
 
 
+def test_inline_and_task_methods_interleaved_on_one_connection(
+    shared_daemon: DaemonProcess,
+) -> None:
+    """Methods answered inline (daemon.health) and in tasks (inbox.list, which reads the store)
+    pipelined on one connection, with bad lines between them: every id gets its own answer."""
+    methods = ["daemon.health", "inbox.list", "session.list", "no.such.method"]
+    lines = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": methods[i % 4]}).encode() + b"\n"
+        for i in range(200)
+    )
+    replies = {r["id"]: r for r in raw_exchange(shared_daemon.socket, lines)}
+    assert sorted(replies) == list(range(200))
+    for i, r in replies.items():
+        if methods[i % 4] == "no.such.method":
+            assert r["error"]["code"] == -32601
+        else:
+            assert "result" in r, r
+
+
 def test_200_concurrent_connections(shared_daemon: DaemonProcess) -> None:
     """200 clients connected at once each get an answer."""
     socks = []
