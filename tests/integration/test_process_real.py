@@ -101,6 +101,23 @@ async def test_several_sessions_start_and_stop_concurrently(tmp_path: Path) -> N
     assert not any(find_profile_processes(h.profile_dir) for h in handles)
 
 
+async def test_memory_flags_leave_the_page_view_alone(browser: ChromiumHandle) -> None:
+    """The daemon's lean flags must not change what a page can observe: WebGL (software, as on
+    any GPU-less desktop) is still there, `navigator.webdriver` is false, and there is one tab
+    (no initial about:blank beside the session's page)."""
+    seen = await browser.page.evaluate(
+        """() => ({
+            webgl: !!document.createElement('canvas').getContext('webgl'),
+            webgl2: !!document.createElement('canvas').getContext('webgl2'),
+            webdriver: navigator.webdriver,
+        })"""
+    )
+    assert seen == {"webgl": True, "webgl2": True, "webdriver": False}
+    targets = await browser.page._client.send("Target.getTargets")
+    pages = [t for t in targets["targetInfos"] if t["type"] == "page"]
+    assert len(pages) == 1, pages
+
+
 async def test_kill9_browser_reports_exit_and_orphans_are_reaped(
     browser: ChromiumHandle, subreaper: None
 ) -> None:

@@ -64,8 +64,10 @@ BASE_FLAGS = (
 # Memory savers that leave the page's view of the world alone (measured: docs/chromium.md).
 LEAN_FLAGS = (
     "--disable-gpu",
-    "--disable-software-rasterizer",
     "--renderer-process-limit=2",
+    # No initial about:blank tab: the session's page is created over DevTools anyway, and the
+    # unused tab costs a renderer (bench/flags.py: 9-13 MiB PSS and one process, both builds).
+    "--no-startup-window",
     "--disk-cache-size=1",
     "--media-cache-size=1",
 )
