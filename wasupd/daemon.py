@@ -23,7 +23,7 @@ from wasupd import __version__
 from wasupd import config as configmod
 from wasupd.config import Config
 from wasupd.errors import Busy, ConfigError, WasupError
-from wasupd.logs import configure_logging
+from wasupd.logs import configure_logging, loop_exception_handler
 from wasupd.sdnotify import Notifier
 
 log = structlog.get_logger("wasupd")
@@ -101,6 +101,7 @@ class Daemon:
         """Serve until asked to stop; 0 on a clean shutdown."""
         main = asyncio.current_task()
         assert main is not None
+        asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
         lock = InstanceLock(self.config.runtime_path)
         try:
             lock.acquire()

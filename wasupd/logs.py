@@ -7,9 +7,10 @@ every line logged while they are bound.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -40,9 +41,49 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    # pyppeteer logs every protocol message at INFO/DEBUG; keep only its warnings.
-    logging.getLogger("pyppeteer").setLevel(logging.WARNING)
+    # Libraries log through stdlib logging (asyncio, pyppeteer, aiohttp): the same renderer, so
+    # journald gets one format. Only their warnings and errors: pyppeteer logs every protocol
+    # message at INFO/DEBUG.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+# What pyppeteer leaves behind when a browser goes away with DevTools calls in flight (its
+# detach of the page session at close, a call racing a crash): futures nobody awaits any more.
+# Expected on every stop and crash, which the runner already reports; not worth a log error.
+_LATE_DEVTOOLS_ERRORS = ("Target closed", "No session with given id", "Connection closed")
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's handler for exceptions nobody retrieved: a structured log line, and late
+    DevTools errors of a browser that is already gone only at debug level."""
+    exc = context.get("exception")
+    log = structlog.get_logger("wasupd.asyncio")
+    if exc is not None and any(m in str(exc) for m in _LATE_DEVTOOLS_ERRORS):
+        log.debug("devtools_error_after_close", error=str(exc))
+        return
+    log.error(
+        "unhandled_async_error",
+        message=context.get("message", ""),
+        error=repr(exc) if exc is not None else None,
+        exc_info=exc,
+    )
 
 
 def set_level(level: str) -> None:
