@@ -135,6 +135,11 @@ async def ev(page: Any, js: str, *args: Any, timeout: float = 10.0) -> Any:
 async def until(page: Any, js: str, timeout: float = 15.0) -> Any:
     """Evaluate the expression `js` until truthy (errors count as false; survives navigations)."""
     fn = f"() => {{ try {{ const v = ({js}); return v instanceof Node ? true : v; }} catch (e) {{ return null; }} }}"
+    return await until_async(page, fn, timeout, what=js)
+
+
+async def until_async(page: Any, fn: str, timeout: float = 15.0, *, what: str = "") -> Any:
+    """Call the (possibly async) page function `fn` until it returns something truthy."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -142,21 +147,8 @@ async def until(page: Any, js: str, timeout: float = 15.0) -> Any:
             value = await ev(page, fn, timeout=max(0.5, deadline - loop.time()))
             if value:
                 return value
-        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {js}"
+        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {what or fn}"
         await asyncio.sleep(0.02)  # polling the page: the bound above is what matters
-
-
-async def until_async(page: Any, fn: str, timeout: float = 15.0) -> Any:
-    """Call the async page function `fn` until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        with contextlib.suppress(NetworkError, TimeoutError):
-            value = await ev(page, fn, timeout=max(0.5, deadline - loop.time()))
-            if value:
-                return value
-        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {fn}"
-        await asyncio.sleep(0.05)  # polling the page: the bound above is what matters
 
 
 async def goto(page: Any, url: str) -> None:
