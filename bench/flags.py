@@ -4,9 +4,11 @@ Each variant is the baseline flag set (`launcher.BASE_FLAGS`, no memory savers) 
 launched exactly as the daemon launches (pipe, own process group) on the simulator's WhatsApp Web
 page until its QR shows, then left to settle. USS and PSS of the whole tree, medians of `--runs`
 rounds (variants interleaved in each round, so machine drift hits all alike), both builds.
-Judge on USS: PSS also moves with how many other Chromium processes on the host share library
-pages with this one. The "page" column compares what the page can observe (user agent,
-webdriver, WebGL, screen, cores...) against the baseline: "same" or the keys that differ.
+USS is not moved by other Chromiums on the host, PSS is; but a flag that removes a process makes
+the pages it shared with its siblings private to them, so USS can rise while the tree costs less.
+Run alone on the machine, read both: there the tree's PSS is its cost. The "page" column
+compares what the page can observe (user agent, webdriver, WebGL, screen, cores...) against the
+baseline: "same" or the keys that differ.
 
     python bench/flags.py [--runs 3] [--build full|headless-shell|both] [--budget 170]
 """
