@@ -31,6 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import exit_on_sigterm
 from wasupd.config import DEFAULT_USER_AGENT, BrowserBuild
 from wasupd.sim import SimServer
 from wasupd.supervision import launcher
@@ -230,4 +231,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     asyncio.run(main())

@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import exit_on_sigterm
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
 from wasupd.rpc.client import AsyncClient
@@ -165,4 +166,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import exit_on_sigterm
 from wasupd.profiles import archive
 from wasupd.profiles.fsutil import tree_size
 from wasupd.profiles.keys import generate_key_file, keyring_loader, load_keyring
@@ -382,4 +383,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

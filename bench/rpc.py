@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import exit_on_sigterm
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 
 REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "daemon.status"}
@@ -145,4 +146,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -8,6 +8,7 @@ holds and sizes for a smoke run; its figures are not the ones the targets are ju
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +39,12 @@ def main() -> int:
     for args in runs:
         print(f"\n######## bench/{' '.join(args)}", flush=True)
         t0 = time.monotonic()
-        rc = subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]]).returncode
+        child = subprocess.Popen([sys.executable, str(HERE / args[0]), *args[1:]])
+        # A stopped `make bench` stops the running benchmark the way it cleans up after itself.
+        signal.signal(signal.SIGTERM, lambda signum, frame, c=child: c.terminate())
+        rc = child.wait()
+        if rc == -signal.SIGTERM or rc == 128 + signal.SIGTERM:
+            return rc
         print(f"######## exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         status |= rc
     return status

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import exit_on_sigterm
 from wasupd.config import BrowserBuild
 from wasupd.supervision.launcher import find_executable
 from wasupd.watchdogs.resources import measure_tree
@@ -128,4 +129,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     asyncio.run(main())
