@@ -41,7 +41,7 @@ def main() -> int:
         t0 = time.monotonic()
         child = subprocess.Popen([sys.executable, str(HERE / args[0]), *args[1:]])
         # A stopped `make bench` stops the running benchmark the way it cleans up after itself.
-        signal.signal(signal.SIGTERM, lambda signum, frame, c=child: c.terminate())
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: child.terminate())  # noqa: B023
         rc = child.wait()
         if rc == -signal.SIGTERM or rc == 128 + signal.SIGTERM:
             return rc

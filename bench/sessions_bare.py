@@ -85,7 +85,8 @@ async def bare_session(
         usage = measure_tree(browser.process.pid, profile)
     finally:
         t1 = time.perf_counter()
-        await browser.close()
+        await browser.close()  # returns before the browser has exited: wait for that too
+        await asyncio.to_thread(browser.process.wait, timeout)
         stop = time.perf_counter() - t1
         shutil.rmtree(profile, ignore_errors=True)
     return BareResult(ready, usage.pss_bytes, usage.processes, stop)
