@@ -78,6 +78,7 @@ class LimitsConfig:
     cpu_percent: float = 0.0
     host_memory_reserve_mib: int = 1024
     check_interval: float = 5.0
+    max_concurrent_starts: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ from wasupd.config import Config
 from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
 from wasupd.events import EventBus
 from wasupd.store.sessions import SessionRecord, SessionRepo
+from wasupd.supervision.gate import StartGate, default_limit
 from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
 from wasupd.supervision.seams import (
     Clock,
@@ -107,6 +108,7 @@ class SessionManager:
         self._group: asyncio.TaskGroup | None = None
         self._restore_task: asyncio.Task[None] | None = None
         self.closing = False
+        self.start_gate = StartGate(lambda: default_limit(self.config.limits.max_concurrent_starts))
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class SessionManager:
     def update_config(self, config: Config) -> None:
         """SIGHUP: hand the live-reloadable parts to every runner."""
         self.config = config
+        self.start_gate.wake()  # a raised max_concurrent_starts lets waiters go now
         for runner in self.runners.values():
             runner.update_config(config)
 
@@ -179,6 +182,7 @@ class SessionManager:
             build_request=lambda n, d: self.services.build_request(n, d, options),
             initial_state=state,
             restarts=record.restarts,
+            start_gate=self.start_gate,
         )
         self.runners[name] = runner
         self.records[name] = record

@@ -14,6 +14,7 @@ from typing import Any
 
 from wasupd.config import Config, parse_config
 from wasupd.errors import BrowserError
+from wasupd.supervision.gate import StartGate
 from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
 from wasupd.supervision.seams import DriverReport, LaunchRequest, Report, StopReport, TreeUsage
 from wasupd.supervision.states import SessionState, is_legal
@@ -236,7 +237,14 @@ class Harness:
     no fake browser may still be running (the runner's no-leak guarantee).
     """
 
-    def __init__(self, tmp: Path, *, options: SessionOptions | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        options: SessionOptions | None = None,
+        start_gate: StartGate | None = None,
+        **config: Any,
+    ) -> None:
         self.log: list[str] = []
         self.clock = FakeClock()
         self.launcher = FakeLauncher(self.log)
@@ -259,6 +267,7 @@ class Harness:
             on_transition=self._on_transition,
             on_report=self._on_report,
             build_request=request_for,
+            start_gate=start_gate,
         )
         self.task: asyncio.Task[None] | None = None
 

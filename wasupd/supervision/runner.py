@@ -33,6 +33,7 @@ from wasupd.errors import (
 )
 from wasupd.errors import Timeout as TimedOut
 from wasupd.supervision.backoff import Backoff
+from wasupd.supervision.gate import StartGate
 from wasupd.supervision.seams import (
     BrowserHandle,
     Clock,
@@ -113,10 +114,13 @@ class SessionRunner:
         build_request: Callable[[str, Path], LaunchRequest],
         initial_state: SessionState = SessionState.STOPPED,
         restarts: int = 0,
+        start_gate: StartGate | None = None,
     ) -> None:
         self.name, self.config, self.options = name, config, options
         self.launcher, self.driver_factory, self.profiles = launcher, driver_factory, profiles
         self.clock, self.build_request = clock, build_request
+        # Shared by every session: at most so many browsers launching and loading at once.
+        self.start_gate = start_gate or StartGate(lambda: 1 << 30)
         self.on_transition, self.on_report = on_transition, on_report
         self.state, self.reason, self.restarts = initial_state, "", restarts
         self._published = initial_state  # `state` once its transition is recorded
@@ -138,6 +142,7 @@ class SessionRunner:
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._want_run = False
         self._closing = False
+        self._holds_slot = False
         self._running = False  # run() is executing
         self._command: Command | None = None
         self._restart_reason = ""
@@ -418,6 +423,24 @@ class SessionRunner:
         return end
 
     async def _launch_and_watch(self, profile_dir: Path, since: int) -> _End:
+        """Wait for a start slot, launch, load the page (releasing the slot), then watch."""
+        slot = asyncio.ensure_future(self.start_gate.acquire())
+        await self._race(slot, since)
+        if slot.cancelled():  # a request came while we waited in line
+            return self._take_command() or _End("stop", "stop requested")
+        try:
+            return await self._launch_holding_slot(profile_dir, since)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        """Give the start slot back (once: after the page loaded, or when the start ended)."""
+        if self._holds_slot:
+            self._holds_slot = False
+            self.start_gate.release()
+
+    async def _launch_holding_slot(self, profile_dir: Path, since: int) -> _End:
+        self._holds_slot = True
         request = self.build_request(self.name, profile_dir)
         task = asyncio.ensure_future(self.launcher.launch(request))
         try:
@@ -440,6 +463,7 @@ class SessionRunner:
         monitor = asyncio.ensure_future(self._monitor(handle))
         try:
             end = await self._attach(handle, since, exited)
+            self._release_slot()  # started (or not): the next session may launch
             return end if end is not None else await self._watch()
         finally:
             for t in (exited, monitor):
