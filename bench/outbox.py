@@ -74,16 +74,24 @@ def enqueue_run(
     return len(lat) / elapsed, lat
 
 
-def link_all(d: DaemonProcess, sim: SimProcess, names: list[str], phones: list[str]) -> float:
-    """Create the sessions five at a time, scan each QR as it appears; seconds until all are
+def link_all(
+    d: DaemonProcess,
+    sim: SimProcess,
+    names: list[str],
+    phones: list[str],
+    *,
+    batch: int = 5,
+    options: dict[str, Any] | None = None,
+) -> float:
+    """Create the sessions `batch` at a time, scan each QR as it appears; seconds until all are
     connected."""
     t0 = time.perf_counter()
     pairs = list(zip(names, phones, strict=True))
-    for k in range(0, len(pairs), 5):
-        for name, _ in pairs[k : k + 5]:
-            d.call("session.create", name=name)
-        for name, phone in pairs[k : k + 5]:
-            _scan(d, sim, name, phone)
+    for k in range(0, len(pairs), batch):
+        for name, _ in pairs[k : k + batch]:
+            d.call("session.create", name=name, options=options or {})
+        for name, phone in pairs[k : k + batch]:
+            scan(d, sim, name, phone)
     deadline = time.monotonic() + 600
     while any(s["state"] != "connected" for s in d.call("session.list") if s["name"] in names):
         if time.monotonic() > deadline:
@@ -92,7 +100,8 @@ def link_all(d: DaemonProcess, sim: SimProcess, names: list[str], phones: list[s
     return time.perf_counter() - t0
 
 
-def _scan(d: DaemonProcess, sim: SimProcess, name: str, phone: str) -> None:
+def scan(d: DaemonProcess, sim: SimProcess, name: str, phone: str) -> None:
+    """Wait for `name`'s QR and scan it with `phone`'s simulated phone."""
     for attempt in range(5):  # a QR may rotate between reading and scanning it
         qr = d.call("session.qr", name=name, wait=300, timeout=330)
         try:

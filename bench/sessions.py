@@ -22,6 +22,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import exit_on_sigterm
+from bench.outbox import link_all
 from bench.sessions_bare import BareResult, bare_session
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
@@ -66,30 +67,35 @@ def side_by_side(url: str, d: DaemonProcess, build: BrowserBuild, runs: int) -> 
         print(f"{label:22}{fmt.format(b * scale):>12}{fmt.format(o * scale):>12}{o / b:>8.2f}")
 
 
-def capacity(url: str, d: DaemonProcess, build: BrowserBuild, n: int, hold: float) -> None:
-    t0 = time.perf_counter()
-    for i in range(n):
-        d.call("session.create", name=f"c{build[:1]}{i:02d}", options={"build": build})
-    while sum(s["state"] == "qr" for s in d.call("session.list")) < n:
-        time.sleep(0.2)
-    all_ready = time.perf_counter() - t0
+def capacity(
+    d: DaemonProcess, sim: SimProcess, build: BrowserBuild, phones: list[str], hold: float
+) -> None:
+    """All sessions created at once (a daemon restart's herd), each linked as its QR shows,
+    then held idle and connected for `hold` seconds: memory, daemon CPU, restarts."""
+    n = len(phones)
+    names = [f"c{build[:1]}{i:02d}" for i in range(n)]
+    linked = link_all(d, sim, names, phones, batch=n, options={"build": build})
     daemon = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
-    time.sleep(5)
+    before = {s["name"]: s["restarts"] for s in d.call("session.list")}
+    time.sleep(5)  # let the last syncs finish before the idle measurement
     c0, w0 = sum(daemon.cpu_times()[:2]), time.monotonic()
     time.sleep(hold)
     cpu = (sum(daemon.cpu_times()[:2]) - c0) / (time.monotonic() - w0) * 100
     sessions = d.call("session.list")
     total_pss = sum(measure_tree(s["pid"]).pss_bytes for s in sessions if s["pid"])
-    restarts = sum(s["restarts"] for s in sessions)
-    print(f"\n[{build}] capacity: {n} sessions")
-    print(f"  all {n} showing their QR after {all_ready:.1f} s (the {n}th session ready)")
+    restarts = sum(s["restarts"] - before[s["name"]] for s in sessions)
+    connected = sum(s["state"] == "connected" for s in sessions)
+    print(f"\n[{build}] capacity: {n} sessions created at once, each linked as its QR showed")
+    print(f"  all {n} connected {linked:.1f} s after the first create (the {n}th ready)")
     print(
-        f"  total PSS {total_pss / (1 << 30):.2f} GiB ({total_pss / n / (1 << 20):.0f} MiB per session)"
+        f"  total PSS {total_pss / (1 << 30):.2f} GiB"
+        f" ({total_pss / n / (1 << 20):.0f} MiB per session, all {n} measured together)"
     )
     print(
-        f"  daemon CPU while idle for {hold:.0f} s: {cpu:.2f}% of one core; daemon RSS {daemon.memory_info().rss >> 20} MiB"
+        f"  daemon CPU while {n} sessions idle for {hold:.0f} s: {cpu:.2f}% of one core;"
+        f" daemon RSS {daemon.memory_info().rss >> 20} MiB"
     )
-    print(f"  restarts during the hold: {restarts}")
+    print(f"  restarts during the hold: {restarts}; connected at the end: {connected}/{n}")
     for s in sessions:
         d.call("session.delete", name=s["name"], force=True)
 
@@ -104,7 +110,10 @@ def main() -> None:
     builds: list[BrowserBuild] = (
         ["full", "headless-shell"] if args.build == "both" else [args.build]
     )
-    sim = SimProcess(1.0, [])
+    phones = {
+        build: [f"1555{k}00{i:04d}" for i in range(args.capacity)] for k, build in enumerate(builds)
+    }
+    sim = SimProcess(1.0, [p for b in builds for p in phones[b]])
     root, runtime, state = make_dirs()
     d = DaemonProcess(
         root,
@@ -121,7 +130,7 @@ def main() -> None:
             side_by_side(sim.url, d, build, args.runs)
         for build in builds:
             if args.capacity:
-                capacity(sim.url, d, build, args.capacity, args.hold)
+                capacity(d, sim, build, phones[build], args.hold)
     finally:
         d.stop()
         sim.stop()

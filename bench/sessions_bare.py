@@ -73,6 +73,7 @@ async def bare_session(
         handleSIGINT=False,
         handleSIGTERM=False,
         handleSIGHUP=False,
+        autoClose=False,  # closed below; pyppeteer's atexit hook would use a closed loop
         args=[*MINIMAL_ARGS, *(["--headless=new"] if build == "full" else [])],
     )
     try:
