@@ -77,7 +77,7 @@ class LimitsConfig:
     processes: int = 64
     cpu_percent: float = 0.0
     host_memory_reserve_mib: int = 1024
-    check_interval: float = 5.0
+    check_interval: float = 10.0
     max_concurrent_starts: int = 0
 
 

@@ -26,7 +26,7 @@ log = structlog.get_logger("wasupd.messaging")
 # Bounds one attempt (resolve, look up, send): a hung page must not hold the queue forever.
 ATTEMPT_TIMEOUT = 60.0
 # Longest idle wait between looks at the store (new work also wakes the sender at once).
-IDLE_MAX = 5.0
+IDLE_MAX = 30.0
 
 
 class Sender:

@@ -35,6 +35,9 @@ from wasupd.supervision.seams import TreeUsage
 
 PSS_MAX_AGE = 300.0
 DISCOVER_EVERY = 60.0
+# Open fds are counted at most this often per process: listing /proc/PID/fd of a browser with
+# hundreds of fds is the dearest part of a sample, and an fd leak grows over minutes, not seconds.
+FDS_MAX_AGE = 30.0
 SNAPSHOT_TTL = 5.0
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
@@ -137,6 +140,8 @@ class _Member:
     private_then: int = 0  # private bytes at that measure
     cpu_ticks: int = -1  # at the previous sample, for CPU percent
     cpu_at: float = 0.0
+    fds: int = 0  # at the last count
+    fds_at: float = -float("inf")
 
 
 class TreeSampler:
@@ -233,7 +238,9 @@ class TreeSampler:
         if m.cpu_ticks >= 0 and now > m.cpu_at:
             cpu = (st.cpu_ticks - m.cpu_ticks) / CLK_TCK / (now - m.cpu_at) * 100
         m.cpu_ticks, m.cpu_at = st.cpu_ticks, now
-        return pss, _fd_count(m.pid), cpu
+        if exact or now - m.fds_at >= FDS_MAX_AGE:
+            m.fds, m.fds_at = _fd_count(m.pid), now
+        return pss, m.fds, cpu
 
 
 def measure_tree(root_pid: int, profile_dir: Path | None = None) -> TreeUsage:
