@@ -34,7 +34,7 @@ from wasupd.errors import (
     WasupError,
 )
 from wasupd.events import Subscription
-from wasupd.rpc.dispatch import Dispatcher
+from wasupd.rpc.dispatch import Dispatcher, Method
 from wasupd.rpc.peer import Authorizer, PeerCred, gid_of, peer_cred
 
 log = structlog.get_logger("wasupd.rpc")
@@ -258,11 +258,11 @@ class RpcServer:
                 return
             if not line.strip():
                 continue
-            req = self._answer_at_once(conn, line)
-            if req is None:
+            call = self._answer_at_once(conn, line)
+            if call is None:
                 continue
             await slots.acquire()
-            task = asyncio.ensure_future(self._serve(conn, req))
+            task = asyncio.ensure_future(self._serve(conn, *call))
             self._in_flight.add(task)
             conn.tasks.add(task)
 
@@ -273,21 +273,24 @@ class RpcServer:
 
             task.add_done_callback(done)
 
-    def _answer_at_once(self, conn: Connection, line: bytes) -> protocol.Request | None:
-        """Answer `line` now when that needs no waiting: a line that is not a valid request, an
-        unknown method, bad params, or a method that is a plain function (it never waits).
-        Otherwise the parsed request, for `_serve` in a task of its own. Answering inline saves
-        a task and a loop iteration on the most frequent calls (status, health, list)."""
+    def _answer_at_once(
+        self, conn: Connection, line: bytes
+    ) -> tuple[protocol.Request, Method, dict[str, Any]] | None:
+        """Parse, look up and check `line`, and answer it now when that needs no waiting: a line
+        that is not a valid request, an unknown method, bad params, a daemon shutting down, or a
+        method that is a plain function (it never waits). Otherwise the checked call, for
+        `_serve` in a task of its own. Answering inline saves a task and a loop iteration on the
+        most frequent calls (status, health, list)."""
         req_id: int | str | None = None
         try:
             req = protocol.parse_request(line)
             req_id = req.id
-            method = self.dispatcher.lookup(req.method)
-            if not method.inline:
-                return req
             if self.closing:
                 raise Busy("the daemon is shutting down; retry once it is back")
+            method = self.dispatcher.lookup(req.method)
             kwargs = self.dispatcher.bind(method, req.params)
+            if not method.inline:
+                return req, method, kwargs
             # No log context bound here: these handlers do not log (an exception is logged
             # below with its rpc id), and binding costs as much as the handler itself.
             result = method.handler(Context(conn.peer, conn), **kwargs)
@@ -304,13 +307,11 @@ class RpcServer:
         conn.write_nowait(message)
         return None
 
-    async def _serve(self, conn: Connection, req: protocol.Request) -> None:
-        """Run a coroutine method for `req` and answer it (a notification gets no answer)."""
+    async def _serve(
+        self, conn: Connection, req: protocol.Request, method: Method, kwargs: dict[str, Any]
+    ) -> None:
+        """Run a checked call of a coroutine method and answer it (a notification gets none)."""
         try:
-            if self.closing:
-                raise Busy("the daemon is shutting down; retry once it is back")
-            method = self.dispatcher.lookup(req.method)
-            kwargs = self.dispatcher.bind(method, req.params)
             with structlog.contextvars.bound_contextvars(rpc_id=req.id, method=req.method):
                 result = await method.handler(Context(conn.peer, conn), **kwargs)
             self.requests_served += 1
