@@ -163,6 +163,30 @@ async def test_kill9_zygote_leaves_a_stoppable_tree(browser: ChromiumHandle) -> 
     assert not find_profile_processes(browser.profile_dir)
 
 
+async def test_helper_adopted_after_its_zygote_died_is_counted_and_stopped(
+    browser: ChromiumHandle, subreaper: None
+) -> None:
+    """kill -9 of the unsandboxed zygote orphans the GPU process, which keeps serving the live
+    browser: adopted by the subreaper, it still counts in the session's usage and dies at stop."""
+    (zygote,) = [p for p in helpers(browser, "zygote") if "--no-zygote-sandbox" in p.cmdline()]
+    gpu = [p for p in zygote.children() if "--type=gpu-process" in p.cmdline()]
+    assert gpu, "the GPU process is a child of the unsandboxed zygote"
+    zygote.kill()
+    async with asyncio.timeout(10):
+        while gpu[0].ppid() != os.getpid():
+            await asyncio.sleep(0.05)  # re-parenting happens as the zygote's exit is processed
+    await browser.ping(5)  # the browser lives on without that zygote
+    assert gpu[0].is_running()
+    alive = {p.pid for p in find_profile_processes(browser.profile_dir)}
+    assert gpu[0].pid in alive
+    async with asyncio.timeout(10):
+        while browser.usage().processes != len(alive):
+            await asyncio.sleep(0.1)  # the zygote's loss makes the next sample rediscover
+    await browser.stop(2.0)
+    assert not gpu[0].is_running() or gpu[0].status() == psutil.STATUS_ZOMBIE
+    assert not find_profile_processes(browser.profile_dir)
+
+
 async def test_sigstop_browser_ping_fails_and_stop_is_bounded(browser: ChromiumHandle) -> None:
     """A stopped (hung) browser fails the ping within its timeout; stop ends it within its bound."""
     os.kill(browser.pid, signal.SIGSTOP)
