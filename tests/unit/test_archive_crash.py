@@ -31,13 +31,13 @@ def freeze(label):
     threading.Event().wait()
 
 real_emit, real_fsync, real_replace, real_fsync_dir = (
-    stream.ChunkWriter.emit_plain, os.fsync, os.replace, fsutil.fsync_dir)
+    stream.ChunkWriter._write_sealed, os.fsync, os.replace, fsutil.fsync_dir)
 
-def emit(self, plain, *, final):
+def emit(self, enc, end, *, final):
     if point == f"chunk{calls['chunk']}" or (point == "final" and final):
         freeze(point)
     calls["chunk"] += 1
-    real_emit(self, plain, final=final)
+    real_emit(self, enc, end, final=final)
 
 def fsync(fd):
     if point == "fsync":
@@ -56,7 +56,7 @@ def fsync_dir(path):
         freeze(point)
     real_fsync_dir(path)
 
-stream.ChunkWriter.emit_plain = emit
+stream.ChunkWriter._write_sealed = emit
 os.fsync, os.replace, fsutil.fsync_dir = fsync, replace, fsync_dir
 archive.seal_dir(src, dest, Keyring.of(b"c" * 32), "s", chunk_size=4096)
 print("finished", flush=True)

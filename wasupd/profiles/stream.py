@@ -26,10 +26,10 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wasupd.errors import ProfileError
 
@@ -46,6 +46,10 @@ _U32 = struct.Struct(">I")
 # (and zlib runs fast on them); LevelDB tables (snappy) and base64 media do not, and zlib over
 # them costs 10-30x the encryption for a 10-25% gain (measured: docs/profiles.md).
 SAMPLE, WORTH_IT = 2048, 0.5
+# A chunk's codec is decided on its first DECIDE bytes (staged); a stored chunk's remaining bytes
+# are read BLOCK at a time and encrypted while still in the CPU cache (see `ChunkWriter`).
+DECIDE = 64 << 10
+BLOCK = 128 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,69 +146,165 @@ def _worth_compressing(view: memoryview) -> bool:
     return sum(len(zlib.compress(p, 1)) for p in picks) < 2 * SAMPLE * WORTH_IT
 
 
+class _Cipher:
+    """AES-256-GCM for one archive, a chunk at a time, into buffers it reuses.
+
+    The streaming interface of `cryptography` writes ciphertext (or plaintext) straight into a
+    preallocated buffer: no 1 MiB allocation per chunk, and the input can arrive in pieces
+    (record headers, file blocks still hot in the CPU cache) instead of one joined copy. The
+    output equals `AESGCM.encrypt(nonce, plain, aad)` byte for byte.
+    """
+
+    def __init__(self, header: Header, key: bytes) -> None:
+        self._header, self._aes = header, algorithms.AES(key)
+
+    def encryptor(self, index: int, final: bool) -> Any:
+        enc = Cipher(self._aes, modes.GCM(_nonce(self._header, index))).encryptor()
+        enc.authenticate_additional_data(_aad(self._header, index, final))
+        return enc
+
+    def decrypt_into(self, index: int, final: bool, ct: memoryview, out: memoryview) -> int:
+        """Decrypt `ct` (ciphertext + tag) into `out`; the plaintext length. Raises `InvalidTag`
+        before the caller may look at `out`: nothing unauthenticated is ever used."""
+        body, tag = ct[:-TAG], ct[-TAG:]
+        dec = Cipher(self._aes, modes.GCM(_nonce(self._header, index), bytes(tag))).decryptor()
+        dec.authenticate_additional_data(_aad(self._header, index, final))
+        n = int(dec.update_into(body, out))
+        dec.finalize()
+        return n
+
+
 class ChunkWriter:
     """Encrypts a byte stream into chunks written to `out` (after the header it writes first).
 
-    `write` for small pieces, `fill_from` to read a file straight into the chunk buffer;
-    `close` writes the final chunk (possibly empty). `out` is not closed.
+    `write` for small pieces, `fill_from` to read a file into the stream; `close` writes the
+    final chunk (possibly empty). `out` is not closed.
+
+    Each chunk starts by staging its first `DECIDE` bytes. If a sample of them compresses well
+    the whole chunk is staged and compressed (zlib costs far more than the copy); otherwise the
+    chunk is "stored" and everything after the staged part is read in `BLOCK`-sized pieces and
+    encrypted as it comes, so the bulk of a profile (LevelDB tables, already compressed) is
+    copied once, from the page cache into the cipher, not twice.
     """
 
     def __init__(self, out: BinaryIO, header: Header, key: bytes, *, level: int = 1) -> None:
-        self._out, self._header, self._aead, self._level = out, header, AESGCM(key), level
-        self._buf = bytearray(header.chunk_size + 1)  # byte 0 holds the codec
-        self._view = memoryview(self._buf)
-        self._fill = 1
+        self._out, self._level, self._size = out, level, header.chunk_size
+        self._cipher = _Cipher(header, key)
+        self._stage = bytearray(header.chunk_size + 1)  # byte 0 holds the codec
+        self._stage_view = memoryview(self._stage)
+        # length word | ciphertext (codec + payload) | tag, plus the block size update_into wants
+        self._sealed = bytearray(4 + header.chunk_size + 1 + TAG + 16)
+        self._sealed_view = memoryview(self._sealed)
+        self._block = memoryview(bytearray(BLOCK))
         self._index = 0
+        self._start_chunk()
         out.write(header.raw)
 
-    def write(self, data: bytes) -> None:
+    def _start_chunk(self) -> None:
+        self._fill = 1  # staged bytes, codec byte included
+        self._payload = 0  # payload bytes in this chunk, staged or streamed
+        self._enc: Any = None  # set once the chunk is known to be stored: streaming
+        self._compress = False  # set once the chunk is known to be worth compressing
+        self._at = 4  # next ciphertext byte in `_sealed`
+
+    def write(self, data: bytes | memoryview) -> None:
         """Append `data` to the stream."""
-        pos = 0
-        while pos < len(data):
-            n = min(len(data) - pos, len(self._buf) - self._fill)
-            self._view[self._fill : self._fill + n] = data[pos : pos + n]
-            self._fill += n
-            pos += n
-            if self._fill == len(self._buf):
-                self._emit(final=False)
+        view = memoryview(data)
+        while view:
+            n = min(len(view), self._size - self._payload)
+            self._take(view[:n])
+            view = view[n:]
+            if self._payload == self._size:
+                self._finish(final=False)
 
     def fill_from(self, fh: io.RawIOBase, size: int) -> int:
         """Append up to `size` bytes read from `fh`; the number read (short only at EOF)."""
         done = 0
         while done < size:
-            room = min(size - done, len(self._buf) - self._fill)
-            n = fh.readinto(self._view[self._fill : self._fill + room])
+            want = min(size - done, self._size - self._payload)
+            if self._enc is not None:
+                target = self._block[: min(want, BLOCK)]
+            else:  # staging: up to the decision point, or the whole chunk when compressing
+                if not self._compress and self._level:
+                    want = min(want, max(DECIDE - self._payload, 1))
+                target = self._stage_view[self._fill : self._fill + want]
+            n = fh.readinto(target)
             if not n:
                 return done
-            self._fill += n
+            if self._enc is not None:
+                self._payload += n
+                self._stream(target[:n])
+            else:
+                self._fill += n
+                self._staged(n)
             done += n
-            if self._fill == len(self._buf):
-                self._emit(final=False)
+            if self._payload == self._size:
+                self._finish(final=False)
         return done
 
     def close(self) -> None:
         """Write the final chunk."""
-        self._emit(final=True)
+        self._finish(final=True)
 
-    def _emit(self, *, final: bool) -> None:
-        payload = self._view[1 : self._fill]
-        plain: bytes | memoryview = self._view[: self._fill]
-        self._buf[0] = STORED
-        if self._level and _worth_compressing(payload):
+    def _take(self, piece: memoryview) -> None:
+        if self._enc is not None:
+            self._payload += len(piece)
+            self._stream(piece)
+            return
+        self._stage_view[self._fill : self._fill + len(piece)] = piece
+        self._fill += len(piece)
+        self._staged(len(piece))
+
+    def _staged(self, n: int) -> None:
+        """Account `n` freshly staged bytes; decide the chunk's codec once enough are in."""
+        self._payload += n
+        if self._compress or (self._level and self._payload < DECIDE):
+            return
+        if self._level and _worth_compressing(self._stage_view[1 : self._fill]):
+            self._compress = True
+            return
+        # Stored: encrypt what is staged, then stream the rest of the chunk as it comes.
+        self._stage[0] = STORED
+        self._enc = self._cipher.encryptor(self._index, final=False)
+        self._stream(self._stage_view[: self._fill])
+
+    def _stream(self, piece: memoryview) -> None:
+        self._at += self._enc.update_into(piece, self._sealed_view[self._at :])
+
+    def _finish(self, *, final: bool) -> None:
+        if self._enc is None:
+            self.emit_plain(self._plain(), final=final)
+        else:
+            self._write_sealed(self._enc, self._at, final=False)
+            if final:
+                # The final flag is in the AAD, which GCM takes before the first byte: a chunk
+                # being streamed was begun as not final. An empty final chunk closes the stream.
+                self._start_chunk()
+                self._stage[0] = STORED
+                self.emit_plain(self._stage_view[:1], final=True)
+        self._start_chunk()
+
+    def _plain(self) -> bytes | memoryview:
+        """The staged chunk as plaintext: codec byte and payload, compressed when it pays."""
+        payload = self._stage_view[1 : self._fill]
+        self._stage[0] = STORED
+        if self._level and (self._compress or _worth_compressing(payload)):
             packed = zlib.compress(payload, self._level)
             if len(packed) < len(payload):
-                plain = bytes([ZLIB]) + packed
-        self.emit_plain(plain, final=final)
-        self._fill = 1
+                return bytes([ZLIB]) + packed
+        return self._stage_view[: self._fill]
 
     def emit_plain(self, plain: bytes | memoryview, *, final: bool) -> None:
         """Encrypt one already-framed chunk plaintext (codec byte + payload) as the next chunk."""
-        index = self._index
-        ct = self._aead.encrypt(
-            _nonce(self._header, index), plain, _aad(self._header, index, final)
-        )
-        self._out.write(_U32.pack(len(ct) | (FINAL if final else 0)))
-        self._out.write(ct)
+        enc = self._cipher.encryptor(self._index, final=final)
+        self._write_sealed(enc, 4 + enc.update_into(plain, self._sealed_view[4:]), final=final)
+
+    def _write_sealed(self, enc: Any, end: int, *, final: bool) -> None:
+        """Finish the chunk whose ciphertext fills `_sealed[4:end]` and write it, framed."""
+        enc.finalize()
+        self._sealed_view[end : end + TAG] = enc.tag
+        _U32.pack_into(self._sealed, 0, (end - 4 + TAG) | (FINAL if final else 0))
+        self._out.write(self._sealed_view[: end + TAG])
         self._index += 1
 
 
@@ -217,7 +317,10 @@ class ChunkReader:
     """
 
     def __init__(self, fh: BinaryIO, header: Header, key: bytes, path: str) -> None:
-        self._fh, self._header, self._aead, self.path = fh, header, AESGCM(key), path
+        self._fh, self._header, self.path = fh, header, path
+        self._cipher = _Cipher(header, key)
+        self._ct = memoryview(bytearray(header.chunk_size + 1 + TAG))
+        self._plainbuf = memoryview(bytearray(header.chunk_size + 1 + 16))
         self.index = 0
         self.done = False
         self._chunk = memoryview(b"")
@@ -226,8 +329,9 @@ class ChunkReader:
     def _fail(self, what: str) -> ProfileError:
         return ProfileError(f"{self.path}: {what}", path=self.path, chunk=self.index)
 
-    def next_plain(self) -> tuple[bytes, bool]:
-        """Read and authenticate the next chunk: its plaintext (codec + payload), final flag."""
+    def next_plain(self) -> tuple[memoryview, bool]:
+        """Read and authenticate the next chunk: its plaintext (codec + payload, a view valid
+        until the next call), final flag."""
         word = self._fh.read(4)
         if not word:
             raise self._fail(
@@ -241,13 +345,14 @@ class ChunkReader:
         final, size = bool(value & FINAL), value & ~FINAL
         if not TAG < size <= self._header.chunk_size + 1 + TAG:
             raise self._fail(f"chunk {self.index} has an impossible length {size} (damaged)")
-        ct = self._fh.read(size)
-        if len(ct) < size:
+        ct = self._ct[:size]
+        got = 0
+        while got < size and (n := self._fh.readinto(ct[got:])):  # type: ignore[attr-defined]
+            got += n
+        if got < size:
             raise self._fail(f"archive truncated inside chunk {self.index}")
         try:
-            plain = self._aead.decrypt(
-                _nonce(self._header, self.index), ct, _aad(self._header, self.index, final)
-            )
+            n = self._cipher.decrypt_into(self.index, final, ct, self._plainbuf)
         except InvalidTag:
             raise self._fail(
                 f"chunk {self.index} fails authentication (damaged, reordered, or not sealed"
@@ -258,10 +363,10 @@ class ChunkReader:
             self.done = True
             if self._fh.read(1):
                 raise self._fail(f"unexpected data after the final chunk {self.index - 1}")
-        return plain, final
+        return self._plainbuf[:n], final
 
-    def _decode(self, plain: bytes) -> bytes | memoryview:
-        codec, body = plain[0], memoryview(plain)[1:]
+    def _decode(self, plain: memoryview) -> bytes | memoryview:
+        codec, body = plain[0], plain[1:]
         if codec == STORED:
             return body
         if codec != ZLIB:
