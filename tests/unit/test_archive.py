@@ -7,6 +7,7 @@ import os
 import struct
 import tempfile
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wasupd.errors import KeyUnavailable, ProfileError
-from wasupd.profiles import archive
+from wasupd.profiles import archive, stream
 from wasupd.profiles.keys import Keyring
 from wasupd.profiles.selection import is_skipped
 from wasupd.profiles.stream import ChunkWriter, make_header, read_header
@@ -269,6 +270,35 @@ def test_compressible_data_shrinks_and_random_data_costs_little(tmp_path: Path) 
             assert size < len(data) / 10
         else:
             assert len(data) < size < len(data) * 1.001
+
+
+def test_chunks_whose_samples_mislead_stop_costing_zlib_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random bytes with text exactly where the codec is sampled: each attempt to compress a
+    whole chunk gains nothing, so later chunks skip it (1, 2, 4... chunks); the data survives."""
+    text = b'{"id":"3EB0","body":"hello"} ' * 200  # 6 KiB, around each sample point
+    chunk = bytearray(os.urandom(1 << 20))
+    for point in (stream.DECIDE // 3, 2 * stream.DECIDE // 3):
+        chunk[point - 2048 : point - 2048 + len(text)] = text
+    data = bytes(chunk) * 32
+    src = tmp_path / "src"
+    (src / "Default/IndexedDB").mkdir(parents=True)
+    (src / "Default/IndexedDB/data").write_bytes(data)
+    whole_chunk_attempts = 0
+    real = zlib.compress
+
+    def counting(payload: bytes | memoryview, level: int = -1) -> bytes:
+        nonlocal whole_chunk_attempts
+        whole_chunk_attempts += len(payload) > stream.DECIDE
+        return real(payload, level)
+
+    monkeypatch.setattr(stream.zlib, "compress", counting)
+    size = archive.seal_dir(src, tmp_path / "a.wasup", RING, "s")
+    assert 1 <= whole_chunk_attempts <= 6, whole_chunk_attempts  # not 32
+    assert size < len(data) * 1.01
+    archive.unseal(tmp_path / "a.wasup", tmp_path / "out", RING, "s")
+    assert (tmp_path / "out/Default/IndexedDB/data").read_bytes() == data
 
 
 def test_memory_stays_flat_for_a_large_profile(tmp_path: Path) -> None:

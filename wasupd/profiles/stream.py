@@ -23,6 +23,7 @@ import hashlib
 import io
 import secrets
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ _U32 = struct.Struct(">I")
 # (and zlib runs fast on them); LevelDB tables (snappy) and base64 media do not, and zlib over
 # them costs 10-30x the encryption for a 10-25% gain (measured: docs/profiles.md).
 SAMPLE, WORTH_IT = 2048, 0.5
+# zlib spends ~80 us on 2 KiB of random bytes (a third of what sealing the whole 1 MiB chunk
+# costs); counting distinct byte values in 1 KiB takes ~11 us. Uniform bytes show ~251 of 256,
+# text, JSON and page data far fewer: those still go to zlib, which has the last word.
+PEEK, RANDOM_LOOKING = 1024, 240
 # A chunk's codec is decided on its first DECIDE bytes (staged); a stored chunk's remaining bytes
 # are read BLOCK at a time and encrypted while still in the CPU cache (see `ChunkWriter`).
 DECIDE = 64 << 10
@@ -138,12 +143,43 @@ def _aad(header: Header, index: int, final: bool) -> bytes:
     return header.digest + _U32.pack(index) + bytes([final])
 
 
+def _packed_size(sample: memoryview) -> int:
+    """About what zlib level 1 makes of `sample`, without running it on random-looking bytes."""
+    if len(sample) >= PEEK and len(set(bytes(sample[:PEEK]))) >= RANDOM_LOOKING:
+        return len(sample)
+    return len(zlib.compress(sample, 1))
+
+
 def _worth_compressing(view: memoryview) -> bool:
     n = len(view)
     if n <= 2 * SAMPLE:
-        return n > 64 and len(zlib.compress(view, 1)) < n * WORTH_IT
+        return n > 64 and _packed_size(view) < n * WORTH_IT
     picks = (view[n // 3 : n // 3 + SAMPLE], view[2 * n // 3 : 2 * n // 3 + SAMPLE])
-    return sum(len(zlib.compress(p, 1)) for p in picks) < 2 * SAMPLE * WORTH_IT
+    return sum(_packed_size(p) for p in picks) < 2 * SAMPLE * WORTH_IT
+
+
+class _Buffers(threading.local):
+    """Each thread's spare chunk-sized buffers, handed from one writer to the next.
+
+    Allocating and zeroing 2 MiB per archive cost a fifth of sealing a typical 8 MB profile
+    (fresh pages faulted in each time); a checkpointing daemon seals the same sizes over and
+    over. A buffer is taken out while in use, so writers nested in one thread never share one.
+    """
+
+    def __init__(self) -> None:
+        self.spare: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray:
+        free = self.spare.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        free = self.spare.setdefault(len(buf), [])
+        if len(free) < 2:
+            free.append(buf)
+
+
+_buffers = _Buffers()
 
 
 class _Cipher:
@@ -190,15 +226,25 @@ class ChunkWriter:
     def __init__(self, out: BinaryIO, header: Header, key: bytes, *, level: int = 1) -> None:
         self._out, self._level, self._size = out, level, header.chunk_size
         self._cipher = _Cipher(header, key)
-        self._stage = bytearray(header.chunk_size + 1)  # byte 0 holds the codec
+        self._stage = _buffers.take(header.chunk_size + 1)  # byte 0 holds the codec
         self._stage_view = memoryview(self._stage)
         # length word | ciphertext (codec + payload) | tag, plus the block size update_into wants
-        self._sealed = bytearray(4 + header.chunk_size + 1 + TAG + 16)
+        self._sealed = _buffers.take(4 + header.chunk_size + 1 + TAG + 16)
         self._sealed_view = memoryview(self._sealed)
-        self._block = memoryview(bytearray(BLOCK))
+        self._block_buf = _buffers.take(BLOCK)
+        self._block = memoryview(self._block_buf)
         self._index = 0
+        # Chunks left to store without trying zlib, and the next such penalty: a chunk whose
+        # samples promised much but which shrank by less than an eighth (text records between
+        # random-looking values) makes the next ones skip the attempt, 1, 2, 4... up to 16.
+        self._cooldown, self._penalty = 0, 1
         self._start_chunk()
         out.write(header.raw)
+
+    @property
+    def _trying(self) -> bool:
+        """Whether the current chunk may be compressed at all."""
+        return bool(self._level) and not self._cooldown
 
     def _start_chunk(self) -> None:
         self._fill = 1  # staged bytes, codec byte included
@@ -225,7 +271,7 @@ class ChunkWriter:
             if self._enc is not None:
                 target = self._block[: min(want, BLOCK)]
             else:  # staging: up to the decision point, or the whole chunk when compressing
-                if not self._compress and self._level:
+                if not self._compress and self._trying:
                     want = min(want, max(DECIDE - self._payload, 1))
                 target = self._stage_view[self._fill : self._fill + want]
             n = fh.readinto(target)
@@ -243,8 +289,10 @@ class ChunkWriter:
         return done
 
     def close(self) -> None:
-        """Write the final chunk."""
+        """Write the final chunk; the writer is unusable afterwards."""
         self._finish(final=True)
+        for buf in (self._stage, self._sealed, self._block_buf):
+            _buffers.give(buf)
 
     def _take(self, piece: memoryview) -> None:
         if self._enc is not None:
@@ -258,9 +306,9 @@ class ChunkWriter:
     def _staged(self, n: int) -> None:
         """Account `n` freshly staged bytes; decide the chunk's codec once enough are in."""
         self._payload += n
-        if self._compress or (self._level and self._payload < DECIDE):
+        if self._compress or (self._trying and self._payload < DECIDE):
             return
-        if self._level and _worth_compressing(self._stage_view[1 : self._fill]):
+        if self._trying and _worth_compressing(self._stage_view[1 : self._fill]):
             self._compress = True
             return
         # Stored: encrypt what is staged, then stream the rest of the chunk as it comes.
@@ -272,6 +320,7 @@ class ChunkWriter:
         self._at += self._enc.update_into(piece, self._sealed_view[self._at :])
 
     def _finish(self, *, final: bool) -> None:
+        self._cooldown = max(self._cooldown - 1, 0)
         if self._enc is None:
             self.emit_plain(self._plain(), final=final)
         else:
@@ -288,8 +337,12 @@ class ChunkWriter:
         """The staged chunk as plaintext: codec byte and payload, compressed when it pays."""
         payload = self._stage_view[1 : self._fill]
         self._stage[0] = STORED
-        if self._level and (self._compress or _worth_compressing(payload)):
+        if self._compress or (self._trying and _worth_compressing(payload)):
             packed = zlib.compress(payload, self._level)
+            if len(packed) > len(payload) - len(payload) // 8:
+                self._cooldown, self._penalty = self._penalty, min(self._penalty * 2, 16)
+            else:
+                self._penalty = 1
             if len(packed) < len(payload):
                 return bytes([ZLIB]) + packed
         return self._stage_view[: self._fill]
