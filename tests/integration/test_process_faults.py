@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.locks import clear_stale_singletons, lock_owner
 from wasupd.supervision.process import ChromiumLauncher, find_profile_processes
 from wasupd.supervision.seams import LaunchRequest
-from wasupd.watchdogs.resources import TreeSampler
+from wasupd.watchdogs.resources import TreeSampler, profile_named_by
 
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "browser.py"
 
@@ -122,6 +123,51 @@ async def test_growing_memory_is_seen_between_exact_measures(tmp_path: Path) -> 
     finally:
         await h.stop(1.0)
     assert_nothing_left(h.profile_dir, [h.pid])
+
+
+async def test_sampler_says_which_samples_are_quick(tmp_path: Path) -> None:
+    """quick() is true only when the next sample needs neither a /proc scan (discovery, a lost
+    member) nor an exact PSS: those the runner sends to a thread."""
+    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "memory"))
+    now = [1000.0]
+    try:
+        sampler = TreeSampler(
+            h.pid, h.profile_dir, pss_max_age=300, discover_every=60, clock=lambda: now[0]
+        )
+        assert not sampler.quick()  # nothing discovered or measured yet
+        sampler.sample()
+        assert sampler.quick() and sampler.exact_samples == 1
+        now[0] += 10
+        assert sampler.quick()
+        sampler.sample()
+        now[0] = 1020.0  # the next discovery grid cell
+        assert not sampler.quick()
+        sampler.sample()
+        assert sampler.quick()
+        now[0] += 300  # the exact PSS is due again
+        assert not sampler.quick()
+        sampler.sample()
+        assert sampler.exact_samples == 2 and sampler.quick()
+    finally:
+        await h.stop(1.0)
+    assert_nothing_left(h.profile_dir, [h.pid])
+
+
+def testprofile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:
+    """The profile dir is read from a normal (NUL-separated) command line; the rewritten,
+    space-separated form of Chromium's helpers is covered by the adopted-helper test."""
+    prog = "import sys; sys.stdin.read()"
+    arg = f"--user-data-dir={tmp_path}/"
+    with subprocess.Popen([sys.executable, "-c", prog, arg], stdin=subprocess.PIPE) as proc:
+        try:
+            assert profile_named_by(proc.pid) == str(tmp_path)
+        finally:
+            proc.communicate(timeout=5)
+    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE) as proc:
+        try:
+            assert profile_named_by(proc.pid) is None
+        finally:
+            proc.communicate(timeout=5)
 
 
 async def test_fd_hog_shows_in_the_tree_sample(tmp_path: Path) -> None:

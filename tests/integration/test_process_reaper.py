@@ -70,3 +70,16 @@ async def test_reaper_leaves_our_own_children_alone(running_reaper: reaper.Orpha
     async with asyncio.timeout(20):
         codes = [await p.wait() for p in procs]
     assert codes == [5, 6, 7]
+
+
+async def test_exited_child_is_seen_without_being_reaped() -> None:
+    """`any_child_exited` peeks: it sees a zombie child, leaves its exit status to its owner,
+    and is false again once the owner has reaped it."""
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])
+    async with asyncio.timeout(10):
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.01)
+    assert reaper.any_child_exited()
+    assert reaper.any_child_exited()  # still there: nothing was reaped
+    assert child.wait(timeout=5) == 7  # the owner gets the real status
+    assert not reaper.any_child_exited()

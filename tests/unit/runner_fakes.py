@@ -39,8 +39,15 @@ async def settle(rounds: int = 200) -> None:
         await asyncio.sleep(0)
 
 
+OFFLOADED = [False]  # true while a function "runs in a thread" (the inline to_thread)
+
+
 async def _inline_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    return func(*args, **kwargs)
+    OFFLOADED[0] = True
+    try:
+        return func(*args, **kwargs)
+    finally:
+        OFFLOADED[0] = False
 
 
 class FakeClock:
@@ -89,6 +96,8 @@ class FakeHandle:
         self.hung = False
         self.stop_error: Exception | None = None
         self.sample = TreeUsage(pss_bytes=100 << 20, fds=100, processes=5)
+        self.quick = False  # what usage_is_quick answers
+        self.sampled_in: list[str] = []  # "thread" or "loop", for each usage() call
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @property
@@ -114,7 +123,11 @@ class FakeHandle:
         return StopReport(exit_status=0, closed_via_devtools=devtools)
 
     def usage(self) -> TreeUsage:
+        self.sampled_in.append("thread" if OFFLOADED[0] else "loop")
         return self.sample
+
+    def usage_is_quick(self) -> bool:
+        return self.quick
 
 
 class FakeLauncher:

@@ -79,6 +79,22 @@ async def test_usage_is_sampled_for_status(tmp_path: Path) -> None:
         assert h.runner.usage == h.handle.sample
 
 
+async def test_quick_samples_stay_on_the_loop_and_slow_ones_go_to_a_thread(
+    tmp_path: Path,
+) -> None:
+    """A sample the handle calls quick runs inline (no thread hand-off); the others (a /proc
+    scan, an exact PSS) run in a worker thread so the loop never stalls on them."""
+    async with Harness(tmp_path) as h:
+        await h.connected()
+        h.handle.quick = True
+        await h.clock.advance(1.0)
+        await until(lambda: len(h.handle.sampled_in) == 1, "first sample")
+        h.handle.quick = False
+        await h.clock.advance(1.0)
+        await until(lambda: len(h.handle.sampled_in) == 2, "second sample")
+        assert h.handle.sampled_in == ["loop", "thread"]
+
+
 async def test_hang_watchdog_kills_without_devtools_and_restarts(tmp_path: Path) -> None:
     """A DevTools ping that fails: backoff with the hang reason; the stop skips DevTools."""
     async with Harness(tmp_path, browser={"hang_timeout": 30.0}) as h:

@@ -25,8 +25,10 @@ log = structlog.get_logger("wasupd.messaging")
 
 # Bounds one attempt (resolve, look up, send): a hung page must not hold the queue forever.
 ATTEMPT_TIMEOUT = 60.0
-# Longest idle wait between looks at the store (new work also wakes the sender at once).
-IDLE_MAX = 30.0
+# Longest idle wait between looks at the store. New work, a connect and pool work wake the
+# sender at once, and a due time is waited for exactly: this is only a safety net, and with 50
+# idle sessions every look costs two queries.
+IDLE_MAX = 120.0
 
 
 class Sender:

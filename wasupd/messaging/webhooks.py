@@ -28,6 +28,10 @@ from wasupd.store.db import Database
 
 log = structlog.get_logger("wasupd.webhooks")
 
+# Longest wait between looks at the queue when nothing wakes the worker: an enqueue wakes it at
+# once and a retry's due time is waited for exactly, so this only bounds a wall-clock jump.
+IDLE_MAX = 60.0
+
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     """The signature header value for `body` sent at `timestamp`."""
@@ -117,6 +121,7 @@ class Webhooks:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before reading, so an enqueue during the read still wakes us
             due = await self.db.fetchall(
                 "SELECT * FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? ORDER BY created_at LIMIT 50",
                 (time.time(),),
@@ -126,10 +131,18 @@ class Webhooks:
                     return
                 await self._deliver(dict(row))
             if not due:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
+                    async with asyncio.timeout(await self._idle_for()):
                         await self._wake.wait()
+
+    async def _idle_for(self) -> float:
+        """Seconds until the next pending retry is due (at most `IDLE_MAX`)."""
+        row = await self.db.fetchone(
+            "SELECT MIN(next_at) FROM webhook_deliveries WHERE state = 'pending'"
+        )
+        if row is None or row[0] is None:
+            return IDLE_MAX
+        return float(min(max(row[0] - time.time(), 0.0), IDLE_MAX))
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         assert self._http is not None

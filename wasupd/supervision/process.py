@@ -157,6 +157,10 @@ class ChromiumHandle:
         """PSS, fds, processes and CPU of the tree (cheap: see `TreeSampler`)."""
         return self._sampler.sample()
 
+    def usage_is_quick(self) -> bool:
+        """See `BrowserHandle.usage_is_quick`."""
+        return self._sampler.quick()
+
     def _signal_group(self, sig: int) -> None:
         # The group id stays reserved while any member lives, so this cannot hit a stranger.
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -78,6 +78,10 @@ class BrowserHandle(Protocol):
     def usage(self) -> TreeUsage:
         """Sample the tree's PSS, fds, process count and CPU (cheap; called every few seconds)."""
 
+    def usage_is_quick(self) -> bool:
+        """True when the next `usage()` is quick enough for the event loop (no /proc scan, no
+        exact PSS); otherwise the caller runs it in a thread."""
+
 
 class Launcher(Protocol):
     """Starts browsers. `launch` returns only once the browser is ready (page target exists)."""

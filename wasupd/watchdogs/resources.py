@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 
+from wasupd.supervision.reaper import OWN_CHILDREN
 from wasupd.supervision.seams import TreeUsage
 
 PSS_MAX_AGE = 300.0
@@ -66,10 +67,33 @@ def _parent_of(pid: str) -> int:
         return int(f.read().rsplit(b")", 1)[1].split()[1])
 
 
+def profile_named_by(pid: int) -> str | None:
+    """The `--user-data-dir` on a process's command line (trailing slash dropped), if any.
+
+    Chromium's helpers rewrite their title into one space-separated string: split it as psutil
+    does, so this agrees with `names_profile` over `psutil.Process.cmdline()`."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        data = f.read().removesuffix(b"\0")
+    args = data.split(b"\0")
+    if len(args) == 1 and b" " in data:
+        args = data.split(b" ")
+    for arg in args:
+        if arg.startswith(b"--user-data-dir="):
+            return os.fsdecode(arg[len(b"--user-data-dir=") :]).rstrip("/")
+    return None
+
+
 class _Snapshot:
-    """parent -> children of every process, shared by all samplers for `SNAPSHOT_TTL`."""
+    """parent -> children of every process, and the daemon's adopted orphans by the profile dir
+    their command line names, shared by all samplers for `SNAPSHOT_TTL`.
+
+    Adopted orphans (crashpad handlers, helpers of a browser that died) are the daemon's
+    children that are not its own browsers; each one's command line is read once per snapshot,
+    not once per sampler (50 sessions with a crashpad handler each made that 2,500 reads a
+    minute)."""
 
     children: dict[int, list[int]] = {}
+    adopted: dict[str, list[int]] = {}
     taken_at = -float("inf")
 
     @classmethod
@@ -80,7 +104,12 @@ class _Snapshot:
                 if pid.isdigit():
                     with contextlib.suppress(OSError, IndexError, ValueError):
                         table.setdefault(_parent_of(pid), []).append(int(pid))
-            cls.children, cls.taken_at = table, now
+            adopted: dict[str, list[int]] = {}
+            for child in set(table.get(os.getpid(), ())) - OWN_CHILDREN:
+                with contextlib.suppress(OSError):
+                    if (named := profile_named_by(child)) is not None:
+                        adopted.setdefault(named, []).append(child)
+            cls.children, cls.adopted, cls.taken_at = table, adopted, now
         return cls.children
 
 
@@ -172,15 +201,12 @@ class TreeSampler:
         """The members found by the last discovery."""
         return list(self._members)
 
-    def _strays(self, tree: set[int], children: dict[int, list[int]]) -> set[int]:
-        """Adopted orphans of the daemon (not in the tree) whose command line names the profile."""
-        found = set()
-        if self.profile_dir is not None:
-            for pid in set(children.get(os.getpid(), ())) - tree:
-                with contextlib.suppress(*GONE):
-                    if names_profile(psutil.Process(pid).cmdline(), self.profile_dir):
-                        found.add(pid)
-        return found
+    def _strays(self, tree: set[int]) -> set[int]:
+        """Adopted orphans of the daemon (not in the tree) whose command line names the profile
+        (from the snapshot `_discover` just read)."""
+        if self.profile_dir is None:
+            return set()
+        return set(_Snapshot.adopted.get(str(self.profile_dir).rstrip("/"), ())) - tree
 
     def _discover(self, now: float, fresh: bool) -> None:
         """Rebuild membership from the shared snapshot (a fresh one after a loss)."""
@@ -189,7 +215,7 @@ class TreeSampler:
         children = _Snapshot.get(now)
         tree = set(descendants(self.root_pid, children))
         members = {}
-        for pid in tree | self._strays(tree, children):
+        for pid in tree | self._strays(tree):
             with contextlib.suppress(OSError, IndexError, ValueError):
                 start = _stat(pid).start
                 old = self._members.get(pid)
@@ -200,14 +226,28 @@ class TreeSampler:
         self._members, self._lost_member = members, False
         self._epoch = int(now // self.discover_every)
 
+    def _discovery_due(self, now: float) -> bool:
+        return self._lost_member or int(now // self.discover_every) != self._epoch
+
+    def _exact_due(self, now: float) -> bool:
+        return now - self._pss_at >= self.pss_max_age or any(
+            m.pss < 0 for m in self._members.values()
+        )
+
+    def quick(self) -> bool:
+        """True when the next `sample()` only reads a few small /proc files per member (tens of
+        microseconds: fine on the event loop); False when it will scan /proc or measure PSS
+        (milliseconds: run it in a thread)."""
+        now = self.clock()
+        return not (self._discovery_due(now) or self._exact_due(now))
+
     def sample(self, *, exact: bool = False) -> TreeUsage:
         """One sample; `exact` forces a PSS measure. Processes that vanish mid-sample are skipped
         (and make the next sample rediscover)."""
         now = self.clock()
-        if self._lost_member or int(now // self.discover_every) != self._epoch:
+        if self._discovery_due(now):
             self._discover(now, fresh=self._lost_member)
-        exact = exact or now - self._pss_at >= self.pss_max_age
-        exact = exact or any(m.pss < 0 for m in self._members.values())
+        exact = exact or self._exact_due(now)
         pss = fds = count = 0
         cpu = 0.0
         for m in list(self._members.values()):
