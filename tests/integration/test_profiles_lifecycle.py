@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -272,6 +273,37 @@ with open(os.path.join(db, "000003.log"), "ab") as log:
 """
 
 
+async def test_checkpoint_of_an_unchanged_profile_seals_nothing(dirs: Dirs) -> None:
+    """A second checkpoint with no essential file changed leaves the archive as it is (same
+    inode, same bytes); a changed cache does not count; a changed store, a replaced archive or
+    a new key each make the next checkpoint seal again."""
+    hooks = dirs.hooks()
+    live = await hooks.prepare()
+    fill(live)
+    arc = dirs.state / "s.wasup"
+
+    def identity() -> tuple[int, int]:
+        return arc.stat().st_ino, arc.stat().st_mtime_ns
+
+    assert await asyncio.to_thread(hooks.checkpoint_sync)
+    first = identity()
+    (live / "Default/Cache/Cache_Data/f_000002").write_bytes(b"cache only")
+    assert await asyncio.to_thread(hooks.checkpoint_sync) is None
+    assert identity() == first
+    with open(live / IDB / "000003.log", "ab") as fh:
+        fh.write(b"one more record")
+    assert await asyncio.to_thread(hooks.checkpoint_sync)
+    second = identity()
+    assert second != first
+    shutil.copy(arc, dirs.root / "copy.wasup")
+    os.replace(dirs.root / "copy.wasup", arc)  # someone else's archive now (an import, a restore)
+    assert await asyncio.to_thread(hooks.checkpoint_sync)
+    assert await asyncio.to_thread(hooks.checkpoint_sync) is None
+    add_key(dirs.key)  # a new current key (rotation, first step)
+    assert await asyncio.to_thread(hooks.checkpoint_sync)
+    await hooks.release(wipe=False)
+
+
 @contextlib.contextmanager
 def writer_process(live: Path, pause: float) -> Iterator[subprocess.Popen[bytes]]:
     """A store that commits data before publishing its count (like LevelDB's log and CURRENT),
@@ -346,6 +378,8 @@ async def test_a_foreign_writer_that_never_rests_fails_the_checkpoint_only(
             log.write(b"x")  # lands between the scan before and the scan after, every time
 
     monkeypatch.setattr(snapshot, "_copy_file", copy_then_foreign_write)
+    with open(live / IDB / "000003.log", "ab") as log:
+        log.write(b"y")  # changed since the last checkpoint, so this one has work to do
     with pytest.raises(ProfileError, match="kept changing even with the browser paused"):
         async with asyncio.timeout(30):
             await hooks.checkpoint()

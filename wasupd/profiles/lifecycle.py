@@ -25,8 +25,8 @@ from wasupd.errors import ProfileError, WasupError
 from wasupd.profiles import archive
 from wasupd.profiles.fsutil import fsync_dir, remove_tree, temp_name, tree_size
 from wasupd.profiles.keys import Keyring, KeyringLoader, keyring_loader
-from wasupd.profiles.selection import CACHE_DIRS, essential_files
-from wasupd.profiles.snapshot import SnapshotReport, snapshot
+from wasupd.profiles.selection import CACHE_DIRS, ESSENTIAL_UNITS, essential_files
+from wasupd.profiles.snapshot import Signature, SnapshotReport, signature, snapshot
 from wasupd.supervision.locks import clear_stale_singletons
 
 log = structlog.get_logger("wasupd.profiles")
@@ -107,6 +107,19 @@ def recover_live_dir(live: Path, dest: Path, keyring: Keyring, session: str) -> 
     return action
 
 
+# The key id, the (inode, size, mtime) of every essential file before a checkpoint copied
+# them, and the (inode, size, mtime) of the archive it wrote.
+_SealedFrom = tuple[str, list[Signature], tuple[int, int, int] | None]
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class SealedProfiles:
     """`ProfileHooks` for one session: a sealed archive at rest, a live dir while running.
 
@@ -135,6 +148,7 @@ class SealedProfiles:
         self._sizes: dict[str, int] = {}
         self._sizes_at = -SIZES_TTL
         self.last_checkpoint = SnapshotReport()  # how the latest checkpoint's copy went
+        self._sealed_from: _SealedFrom | None = None  # what the last checkpoint sealed
 
     @classmethod
     def from_config(cls, config: Config, session: str) -> SealedProfiles:
@@ -184,6 +198,7 @@ class SealedProfiles:
         """`prepare` in the calling thread."""
         with self._mutex:
             self._drop_lock()  # held only if a previous run of this session was never released
+            self._sealed_from = None
             keyring = self.load_keyring()  # a new session needs a key too: nothing unsealable runs
             self.live_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if self.live_dir.exists():
@@ -239,11 +254,19 @@ class SealedProfiles:
 
     def checkpoint_sync(self) -> int | None:
         """`checkpoint` in the calling thread; the archive's size, None if there was nothing
-        to seal. `ProfileError` when no consistent copy could be had (the previous archive stays)."""
+        to seal. `ProfileError` when no consistent copy could be had (the previous archive stays).
+
+        Nothing is sealed when no essential file was added, removed, replaced or changed in size
+        or mtime since the last checkpoint copied them, the key is the same and the archive is
+        the one it wrote: an idle session's checkpoint costs a few dozen `lstat`s."""
         with self._mutex:
             if not self.live_dir.is_dir():
                 return None
             keyring = self.load_keyring()
+            files = [signature(self.live_dir, unit) for unit in ESSENTIAL_UNITS]
+            if self._sealed_from == (keyring.current_id, files, _identity(self.archive_path)):
+                log.debug("checkpoint_unchanged", session=self.session)
+                return None
             started = time.monotonic()
             work = temp_name(self.live_dir, "checkpoint")
             try:
@@ -251,6 +274,8 @@ class SealedProfiles:
                 size = seal_live(work, self.archive_path, keyring, self.session)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+            # Files that changed during the copy differ from `files` next time: sealed again.
+            self._sealed_from = (keyring.current_id, files, _identity(self.archive_path))
             self._sizes_at = -SIZES_TTL
             log.info(
                 "checkpoint_sealed",
@@ -268,6 +293,7 @@ class SealedProfiles:
         """`release` in the calling thread. When the key cannot be loaded the live dir is kept
         (it is the newest copy) and the error raised; the next daemon start retries."""
         with self._mutex:
+            self._sealed_from = None
             try:
                 if wipe:
                     self._wipe()
