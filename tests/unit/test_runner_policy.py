@@ -69,12 +69,14 @@ def test_liveness_reload_then_restart() -> None:
     assert lp.probed(60.0, ok=False) == "restart"
 
 
-def test_liveness_recovery_clears_the_pending_reload() -> None:
-    """A success (or the page reporting connected) after a reload starts over at reload."""
+def test_liveness_only_a_probe_that_answers_clears_the_pending_reload() -> None:
+    """After a reload the next probe is due whatever the page says; a success starts over at
+    reload, so a later failure reloads again before restarting."""
     lp = LivenessPolicy()
     lp.probed(0.0, ok=False)
-    lp.recovered()
-    assert not lp.due(60.0, 59.0, HEALTH)
+    assert lp.due(60.0, 59.0, HEALTH)
+    assert lp.probed(60.0, ok=True) == "ok"
+    assert not lp.due(120.0, 119.0, HEALTH)
     assert lp.probed(400.0, ok=False) == "reload"
 
 

@@ -165,7 +165,8 @@ async def test_degraded_to_connected_when_the_probe_answers(tmp_path: Path) -> N
 
 
 async def test_degraded_to_connected_when_the_page_reports_connected(tmp_path: Path) -> None:
-    """The driver reporting connected again (after the reload) ends degraded without a probe."""
+    """The driver reporting connected again (after the reload) ends degraded at once; the
+    reload's own check still runs, and a probe that answers keeps the session connected."""
     async with Harness(tmp_path, **HEALTH) as h:
         await h.connected()
         h.driver.probe_error = RuntimeError("no answer")
@@ -173,8 +174,33 @@ async def test_degraded_to_connected_when_the_page_reports_connected(tmp_path: P
         await h.reach(S.DEGRADED)
         h.push("state", "connected")
         await h.reach(S.CONNECTED)
+        h.driver.probe_error = None
         await h.clock.advance(3.0)
-        assert h.state is S.CONNECTED and h.driver.probes == 1
+        assert h.state is S.CONNECTED and h.driver.probes == 2
+        assert len(h.launcher.handles) == 1
+
+
+async def test_page_that_says_connected_but_still_fails_the_probe_is_restarted(
+    tmp_path: Path,
+) -> None:
+    """A reload after which the page claims connected but the server round trip still fails
+    is the silent death the probe exists for: the browser restarts, not another reload."""
+    async with Harness(tmp_path, **HEALTH) as h:
+        await h.connected()
+        h.driver.probe_error = RuntimeError("no answer")
+        await h.clock.advance(6.0)
+        await h.reach(S.DEGRADED)
+        h.push("state", "connected")
+        await h.reach(S.CONNECTED)
+        await h.clock.advance(2.0)  # the reload's check is due probe_interval after the first
+        await h.reach(S.BACKOFF)
+        assert h.reasons[-4:] == [
+            "liveness probe failed: no answer",
+            "WhatsApp is connected",
+            "liveness probe failed: no answer after a page reload",
+            "liveness probe failed: no answer after a page reload; restarting in 1 s",
+        ]
+        assert h.driver.reloads == 1
 
 
 async def test_no_probe_while_the_page_reports_activity(tmp_path: Path) -> None:

@@ -553,8 +553,9 @@ class SessionRunner:
         if new is S.QR:
             self._linking = True
         elif new is S.CONNECTED:
+            # A reload's check still runs: only a probe that answers proves the page is alive
+            # (a page can claim CONNECTED while its link is dead).
             self.qr = self.code = None
-            self._liveness.recovered()
             if self._linking:  # freshly linked: seal the new credentials at the next check
                 self._linking, self._checkpoint_due = False, True
         if new is not self.state:

@@ -71,7 +71,8 @@ class LivenessPolicy:
 
     A probe is due when the page has been silent for `silence_timeout` (or a reload we ordered
     is waiting for its check), at most once per `probe_interval`. The first failure degrades the
-    session and reloads the page; a failure after that reload restarts the browser.
+    session and reloads the page; a failure after that reload restarts the browser, even when
+    the page reported connected in between. Only a probe that answers starts over.
     """
 
     def __init__(self) -> None:
@@ -95,10 +96,6 @@ class LivenessPolicy:
             return "restart"
         self.reloaded = True
         return "reload"
-
-    def recovered(self) -> None:
-        """The page reported connected again: a reload is no longer pending its check."""
-        self.reloaded = False
 
 
 class QrLimiter:
