@@ -238,7 +238,8 @@ async def test_qr_report_enters_qr_and_offers_the_code(tmp_path: Path) -> None:
 
 
 async def test_qr_generation_limit_fails_and_refuses_start(tmp_path: Path) -> None:
-    """A generation past qr.max_per_hour: failed with the retry time; a start is RateLimited."""
+    """A generation past qr.max_per_hour: failed with the retry time, never shown; a start is
+    RateLimited."""
     async with Harness(tmp_path, qr={"max_per_hour": 2}) as h:
         await h.started()
         for i in range(3):
@@ -248,6 +249,8 @@ async def test_qr_generation_limit_fails_and_refuses_start(tmp_path: Path) -> No
         assert h.runner.reason == (
             "QR limit: 2 generations in the last hour; try again after 23:30 UTC"
         )
+        shown = [r.data["payload"] for _, r in h.reports if r.kind == "qr"]
+        assert shown == ["p0", "p1"]  # the refused one never reached events or the CLI
         with pytest.raises(RateLimited, match="QR limit"):
             await h.runner.start()
         await h.clock.advance(3600)

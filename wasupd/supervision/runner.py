@@ -523,6 +523,8 @@ class SessionRunner:
 
     async def _on_report(self, report: DriverReport) -> _End | None:
         self.last_activity = self.clock.monotonic()
+        if report.kind == "qr" and (refused := self._qr_refused(report.data)) is not None:
+            return refused  # never shown: nobody must scan a QR the session will not wait for
         try:
             await self.on_report(self.name, report)
         except Exception:  # a consumer's bug must not take the browser down
@@ -561,13 +563,17 @@ class SessionRunner:
         if new is not self.state:
             await self._set(new, str(report.data.get("reason") or f"WhatsApp is {new.value}"))
 
-    async def _on_qr(self, data: dict[str, Any]) -> _End | None:
-        """A QR on offer; a new generation (rotation 0) counts against `qr.max_per_hour`."""
-        self._linking = True
+    def _qr_refused(self, data: dict[str, Any]) -> _End | None:
+        """A new QR generation (rotation 0) counts against `qr.max_per_hour`; over it, the end."""
         if data.get("rotation") == 0 and not self.qr_limit.admit(
             self.clock.time(), self.config.qr.max_per_hour
         ):
             return _End("failed", self.qr_limit.reason())
+        return None
+
+    async def _on_qr(self, data: dict[str, Any]) -> _End | None:
+        """A QR on offer (admitted by `_qr_refused`)."""
+        self._linking = True
         self.qr = dict(data)
         if self.state is not S.QR:
             await self._set(S.QR, "waiting for the QR to be scanned")
