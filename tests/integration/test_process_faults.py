@@ -153,21 +153,20 @@ async def test_sampler_says_which_samples_are_quick(tmp_path: Path) -> None:
     assert_nothing_left(h.profile_dir, [h.pid])
 
 
-def testprofile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:
+def test_profile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:
     """The profile dir is read from a normal (NUL-separated) command line; the rewritten,
     space-separated form of Chromium's helpers is covered by the adopted-helper test."""
-    prog = "import sys; sys.stdin.read()"
-    arg = f"--user-data-dir={tmp_path}/"
-    with subprocess.Popen([sys.executable, "-c", prog, arg], stdin=subprocess.PIPE) as proc:
-        try:
-            assert profile_named_by(proc.pid) == str(tmp_path)
-        finally:
-            proc.communicate(timeout=5)
-    with subprocess.Popen([sys.executable, "-c", prog], stdin=subprocess.PIPE) as proc:
-        try:
-            assert profile_named_by(proc.pid) is None
-        finally:
-            proc.communicate(timeout=5)
+    # The child says when it runs: until execve has finished, its command line reads empty.
+    prog = "import sys; print('up', flush=True); sys.stdin.read()"
+    for extra, expected in (([f"--user-data-dir={tmp_path}/"], str(tmp_path)), ([], None)):
+        with subprocess.Popen(
+            [sys.executable, "-c", prog, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        ) as proc:
+            try:
+                assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+                assert profile_named_by(proc.pid) == expected
+            finally:
+                proc.communicate(timeout=5)
 
 
 async def test_fd_hog_shows_in_the_tree_sample(tmp_path: Path) -> None:
