@@ -10,6 +10,7 @@ import typer
 
 from wasupctl import render
 from wasupctl.common import call, die, emit_json, emit_ndjson, guard, opts
+from wasupd.errors import EXIT_FAILURE
 
 WAIT_STATES = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read")}
 
@@ -196,8 +197,27 @@ def webhooks(
     ctx: typer.Context,
     state: Annotated[str, typer.Option(help="pending, failed or delivered")] = "failed",
     limit: Annotated[int, typer.Option(help="how many")] = 50,
+    retry: Annotated[
+        list[str] | None,
+        typer.Option("--retry", metavar="ID", help="deliver this failed delivery again (repeat)"),
+    ] = None,
+    retry_all: Annotated[
+        bool, typer.Option("--retry-all", help="deliver every failed delivery again")
+    ] = False,
 ) -> None:
-    """Webhook deliveries (failures by default)."""
+    """Webhook deliveries (failures by default); --retry/--retry-all send failed ones again,
+    from their first attempt (after the receiver is fixed)."""
+    if retry or retry_all:
+        out = call(ctx, "webhooks.retry", ids=retry or None, all=retry_all)
+        if opts(ctx).json:
+            emit_json(out)
+        else:
+            print(f"requeued {len(out['requeued'])} deliveries")
+            for did in out["skipped"]:
+                print(f"skipped {did}: not a failed delivery", file=sys.stderr)
+        if out["skipped"]:
+            raise typer.Exit(EXIT_FAILURE)
+        return
     rows = call(ctx, "webhooks.list", state=state, limit=limit)
     if opts(ctx).json:
         emit_json(rows)

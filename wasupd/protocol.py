@@ -46,6 +46,7 @@ METHODS = (
     "outbox.list",
     "inbox.list",
     "webhooks.list",
+    "webhooks.retry",
     "metrics.get",
 )
 

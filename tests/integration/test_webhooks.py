@@ -111,3 +111,39 @@ async def test_client_error_is_not_retried(tmp_path: Path) -> None:
     finally:
         await db.close()
         await rx.stop()
+
+
+async def test_failed_deliveries_are_retried_on_request_with_their_ids(tmp_path: Path) -> None:
+    """A 400 leaves a delivery failed (the dead-letter queue); `retry` queues it again from its
+    first attempt with the same delivery id; ids that are not failed are reported, not touched."""
+    rx = await Receiver([400, 400]).start()
+    db = await Database.open(tmp_path / "w.db")
+    try:
+        async with Webhooks(WebhooksConfig(url=rx.url, backoff_initial=0.1), db) as hooks:
+            assert await hooks.retry(None) == ([], [])
+            await hooks.enqueue("state", {"to": "connected"})
+            await hooks.enqueue("state", {"to": "qr"})
+            await wait_for(lambda: len(rx.got) == 2)
+            failed: list[dict[str, Any]] = []
+
+            async def poll(state: str, n: int) -> bool:
+                failed[:] = await hooks.list(state, 10)
+                return len(failed) == n
+
+            async with asyncio.timeout(15):
+                while not await poll("failed", 2):
+                    await asyncio.sleep(0.05)
+            first, second = sorted(r["id"] for r in failed)
+            assert await hooks.retry([first, first, "nope"]) == ([first], ["nope"])
+            await wait_for(lambda: len(rx.got) == 3)
+            async with asyncio.timeout(15):
+                while not await poll("delivered", 1):
+                    await asyncio.sleep(0.05)
+            assert failed[0]["id"] == first and failed[0]["attempts"] == 1
+            assert rx.got[2][0]["X-Wasup-Delivery"] == first
+            assert await hooks.retry([first]) == ([], [first])  # delivered: not failed any more
+            assert await hooks.retry(None) == ([second], [])
+            await wait_for(lambda: len(rx.got) == 4)
+    finally:
+        await db.close()
+        await rx.stop()

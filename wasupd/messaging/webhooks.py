@@ -188,6 +188,31 @@ class Webhooks:
                 "webhook_not_delivered", id=row["id"], status=status, error=error, state=state
             )
 
+    async def retry(self, ids: list[str] | None) -> tuple[list[str], list[str]]:
+        """Send failed deliveries again from scratch (attempts reset, due now): those in `ids`,
+        or every failed one when `ids` is None. (requeued ids, ids that are not failed)."""
+        if ids is None:
+            rows = await self.db.fetchall(
+                "SELECT id FROM webhook_deliveries WHERE state = 'failed' ORDER BY created_at"
+            )
+            wanted = [r[0] for r in rows]
+        else:
+            wanted = list(dict.fromkeys(ids))
+        requeued: list[str] = []
+        skipped: list[str] = []
+        async with self.db.transaction() as conn:
+            for did in wanted:
+                cur = await conn.execute(
+                    "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_at = 0,"
+                    " updated_at = ? WHERE id = ? AND state = 'failed'",
+                    (time.time(), did),
+                )
+                (requeued if cur.rowcount else skipped).append(did)
+        if requeued:
+            log.info("webhooks_requeued", count=len(requeued))
+            self._wake.set()
+        return requeued, skipped
+
     async def list(self, state: str, limit: int) -> list[dict[str, Any]]:
         """Deliveries in `state`, newest first."""
         rows = await self.db.fetchall(

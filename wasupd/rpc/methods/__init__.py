@@ -42,6 +42,7 @@ def register_all(d: Dispatcher, app: App | Any) -> None:
         "outbox.list": mm.outbox,
         "inbox.list": mm.inbox,
         "webhooks.list": mm.webhooks,
+        "webhooks.retry": mm.webhooks_retry,
     }
     for name, handler in table.items():
         d.register(name, handler)

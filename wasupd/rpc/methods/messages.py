@@ -108,3 +108,14 @@ class MessageMethods:
     ) -> list[dict[str, Any]]:
         """Webhook deliveries in a state (failures by default), newest first."""
         return await self.app.webhooks.list(state, max(1, min(limit, 10000)))
+
+    async def webhooks_retry(
+        self, ctx: Context, ids: list[str] | None = None, all: bool = False
+    ) -> dict[str, list[str]]:
+        """Deliver failed webhooks again, from their first attempt: the deliveries `ids`, or
+        every failed one with `all`. `requeued` lists those queued again, `skipped` the ids
+        that are not failed deliveries (unknown, pending or already delivered)."""
+        if bool(ids) == all:
+            raise InvalidArgument("give the delivery ids to retry, or all=true (not both)")
+        requeued, skipped = await self.app.webhooks.retry(None if all else ids)
+        return {"requeued": requeued, "skipped": skipped}

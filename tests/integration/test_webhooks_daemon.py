@@ -1,0 +1,96 @@
+"""Webhook dead letters through a real daemon: listed, retried by id or all, over RPC and CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.helpers.daemon import DaemonProcess
+from tests.helpers.sim import wait_until
+from wasupd.errors import InvalidArgument
+
+WASUPCTL = [sys.executable, "-m", "wasupctl.app"]
+
+
+class Receiver:
+    """Answers every POST with `status` (changeable), counting the delivery ids it saw."""
+
+    def __init__(self) -> None:
+        self.status = 400
+        self.ids: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.ids.append(self.headers["X-Wasup-Delivery"])
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rx = Receiver()
+    yield rx
+    rx.stop()
+
+
+def ctl(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WASUPCTL, "--socket", str(d.socket), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_dead_letters_are_listed_and_retried_by_id_or_all(
+    daemon_factory: Any, receiver: Receiver
+) -> None:
+    """State events refused with 400 end failed; `webhooks --retry ID` and `--retry-all` send
+    them again (same ids) once the receiver is fixed; wrong input is a clear error."""
+    d = daemon_factory(
+        webhooks={"url": receiver.url, "events": ["state"]},
+        browser={"executable": "/bin/false"},  # a browser that dies at once: state events
+        restart={"max_failures": 1},
+    )
+    d.call("session.create", name="w")
+    failed = wait_until(
+        lambda: (f := d.call("webhooks.list", state="failed", limit=100)) and len(f) >= 2 and f,
+        30,
+        "failed deliveries",
+    )
+    ids = [r["id"] for r in failed]
+    listed = ctl(d, "webhooks")
+    assert listed.returncode == 0 and ids[0] in listed.stdout
+
+    with pytest.raises(InvalidArgument, match="ids to retry, or all=true"):
+        d.call("webhooks.retry")
+    with pytest.raises(InvalidArgument):
+        d.call("webhooks.retry", ids=[ids[0]], all=True)
+    unknown = ctl(d, "webhooks", "--retry", "nope")
+    assert unknown.returncode == 1 and "skipped nope: not a failed delivery" in unknown.stderr
+
+    receiver.status = 200
+    one = ctl(d, "webhooks", "--retry", ids[0])
+    assert one.returncode == 0 and "requeued 1 deliveries" in one.stdout, one.stderr
+    wait_until(lambda: receiver.ids.count(ids[0]) == 2, 30, "the retried delivery")
+    rest = ctl(d, "--json", "webhooks", "--retry-all")
+    assert rest.returncode == 0, rest.stderr
+    wait_until(lambda: d.call("webhooks.list", state="failed", limit=100) == [], 30, "all sent")
+    assert set(ids) <= set(receiver.ids)
