@@ -95,8 +95,8 @@ class OrphanReaper:
     """Reaps adopted orphans when SIGCHLD says a child exited, and every `SAFETY_INTERVAL`.
 
     Idle cost is nothing between signals, and a wake-up with no exited child costs one syscall
-    (a scan reads /proc/*/stat of every process, so it only runs when some child has exited). `run()` belongs in the daemon's TaskGroup; cancelling it removes the
-    SIGCHLD handler.
+    (a scan reads /proc/*/stat of every process, so it only runs when some child has exited).
+    `run()` belongs in the daemon's TaskGroup; cancelling it removes the SIGCHLD handler.
     """
 
     def __init__(self, safety_interval: float = SAFETY_INTERVAL) -> None:
