@@ -4,51 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.sim import wait_until
+from tests.helpers.webhooks import Receiver
 from wasupd.errors import InvalidArgument
 
 WASUPCTL = [sys.executable, "-m", "wasupctl.app"]
 
 
-class Receiver:
-    """Answers every POST with `status` (changeable), counting the delivery ids it saw."""
-
-    def __init__(self) -> None:
-        self.status = 400
-        self.ids: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.ids.append(self.headers["X-Wasup-Delivery"])
-                self.send_response(outer.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    rx = Receiver()
+    rx = Receiver([400] * 1000)  # refuses everything until `answer_ok`
     yield rx
     rx.stop()
 
@@ -86,11 +57,11 @@ def test_dead_letters_are_listed_and_retried_by_id_or_all(
     unknown = ctl(d, "webhooks", "--retry", "nope")
     assert unknown.returncode == 1 and "skipped nope: not a failed delivery" in unknown.stderr
 
-    receiver.status = 200
+    receiver.answer_ok()
     one = ctl(d, "webhooks", "--retry", ids[0])
     assert one.returncode == 0 and "requeued 1 deliveries" in one.stdout, one.stderr
-    wait_until(lambda: receiver.ids.count(ids[0]) == 2, 30, "the retried delivery")
+    wait_until(lambda: len(receiver.by_id()[ids[0]]) == 2, 30, "the retried delivery")
     rest = ctl(d, "--json", "webhooks", "--retry-all")
     assert rest.returncode == 0, rest.stderr
     wait_until(lambda: d.call("webhooks.list", state="failed", limit=100) == [], 30, "all sent")
-    assert set(ids) <= set(receiver.ids)
+    assert set(ids) <= set(receiver.by_id())

@@ -50,6 +50,17 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+def round_trip(tmp: Path, files: dict[tuple[str, ...], bytes], **seal: int) -> dict[str, bytes]:
+    """Seal `files` (written under `tmp`/src) into `tmp`/a.wasup with `seal` options, unseal into
+    `tmp`/out and assert the same bytes came back; the files, by relative path."""
+    expected = write_tree(tmp / "src", files)
+    (tmp / "src").mkdir(exist_ok=True)
+    archive.seal_dir(tmp / "src", tmp / "a.wasup", RING, "s", **seal)
+    archive.unseal(tmp / "a.wasup", tmp / "out", RING, "s")
+    assert read_tree(tmp / "out") == expected
+    return expected
+
+
 @settings(max_examples=60, deadline=None)
 @given(files=trees, chunk=st.sampled_from([SMALL, 1 << 20]), level=st.sampled_from([0, 1, 6]))
 def test_round_trip_of_arbitrary_trees(
@@ -58,11 +69,7 @@ def test_round_trip_of_arbitrary_trees(
     """Any file tree seals and unseals to exactly the same bytes and mtimes, whatever chunk size and level."""
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        expected = write_tree(tmp / "src", files)
-        (tmp / "src").mkdir(exist_ok=True)
-        archive.seal_dir(tmp / "src", tmp / "a.wasup", RING, "s", chunk_size=chunk, level=level)
-        archive.unseal(tmp / "a.wasup", tmp / "out", RING, "s")
-        assert read_tree(tmp / "out") == expected
+        expected = round_trip(tmp, files, chunk_size=chunk, level=level)
         for rel in expected:
             assert (tmp / "out" / rel).stat().st_mtime_ns == (tmp / "src" / rel).stat().st_mtime_ns
         assert (tmp / "out").stat().st_mode & 0o777 == 0o700
@@ -86,15 +93,11 @@ def test_streamed_chunks_round_trip_and_detect_a_flip(
         mp.setattr(stream, "DECIDE", decide)
         mp.setattr(stream, "BLOCK", block)
         tmp = Path(t)
-        expected = write_tree(tmp / "src", files)
-        (tmp / "src").mkdir(exist_ok=True)
-        archive.seal_dir(tmp / "src", tmp / "a.wasup", RING, "s", chunk_size=SMALL, level=level)
-        archive.unseal(tmp / "a.wasup", tmp / "out", RING, "s")
-        assert read_tree(tmp / "out") == expected
+        round_trip(tmp, files, chunk_size=SMALL, level=level)
         data = bytearray((tmp / "a.wasup").read_bytes())
         data[int(where * len(data))] ^= 0x01
+        (tmp / "flip").mkdir()
         with pytest.raises(ProfileError):
-            (tmp / "flip").mkdir()
             unseal_bytes(tmp / "flip", bytes(data))
 
 

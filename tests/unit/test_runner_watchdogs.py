@@ -164,16 +164,22 @@ async def test_degraded_to_connected_when_the_probe_answers(tmp_path: Path) -> N
         assert h.runner.reason == "liveness probe answered" and len(h.launcher.handles) == 1
 
 
+async def degraded_then_page_says_connected(h: Harness) -> None:
+    """Connected, a silent page fails its probe (degraded, reloaded), then the page reports
+    connected again while its reload's check is still pending."""
+    await h.connected()
+    h.driver.probe_error = RuntimeError("no answer")
+    await h.clock.advance(6.0)
+    await h.reach(S.DEGRADED)
+    h.push("state", "connected")
+    await h.reach(S.CONNECTED)
+
+
 async def test_degraded_to_connected_when_the_page_reports_connected(tmp_path: Path) -> None:
     """The driver reporting connected again (after the reload) ends degraded at once; the
     reload's own check still runs, and a probe that answers keeps the session connected."""
     async with Harness(tmp_path, **HEALTH) as h:
-        await h.connected()
-        h.driver.probe_error = RuntimeError("no answer")
-        await h.clock.advance(6.0)
-        await h.reach(S.DEGRADED)
-        h.push("state", "connected")
-        await h.reach(S.CONNECTED)
+        await degraded_then_page_says_connected(h)
         h.driver.probe_error = None
         await h.clock.advance(3.0)
         assert h.state is S.CONNECTED and h.driver.probes == 2
@@ -186,12 +192,7 @@ async def test_page_that_says_connected_but_still_fails_the_probe_is_restarted(
     """A reload after which the page claims connected but the server round trip still fails
     is the silent death the probe exists for: the browser restarts, not another reload."""
     async with Harness(tmp_path, **HEALTH) as h:
-        await h.connected()
-        h.driver.probe_error = RuntimeError("no answer")
-        await h.clock.advance(6.0)
-        await h.reach(S.DEGRADED)
-        h.push("state", "connected")
-        await h.reach(S.CONNECTED)
+        await degraded_then_page_says_connected(h)
         await h.clock.advance(2.0)  # the reload's check is due probe_interval after the first
         await h.reach(S.BACKOFF)
         assert h.reasons[-4:] == [
