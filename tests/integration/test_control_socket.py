@@ -257,14 +257,17 @@ def test_fuzzed_requests_always_get_a_reply(
     assert ("result" in replies[0]) != ("error" in replies[0])
 
 
-def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any) -> None:
-    """A peer with another uid, past the file permissions, is refused by SO_PEERCRED and logged."""
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any, pause: float) -> None:
+    """A peer with another uid, past the file permissions, is refused by SO_PEERCRED and logged;
+    it reads why even when it sends its request well after the refusal was written."""
     d = daemon_factory(daemon={"socket_mode": 0o666})
     for p in (d.root, d.runtime_dir):  # open the filesystem gate so the SO_PEERCRED gate is tested
         os.chmod(p, 0o755)
     # perl: the unprivileged client must not depend on an interpreter under root's home.
     script = (
         'use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect: $!";'
+        f" select(undef, undef, undef, {pause});"
         ' print $s qq({"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n); print scalar <$s>;'
     )
     out = subprocess.run(

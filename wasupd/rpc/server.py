@@ -42,6 +42,10 @@ log = structlog.get_logger("wasupd.rpc")
 MAX_IN_FLIGHT_PER_CONNECTION = 64
 # asyncio's default high-water mark of a transport's write buffer.
 WRITE_HIGH_WATER = 64 * 1024
+# A refused peer gets its error, then this long to send its request and hang up: closing at
+# once would make the client's first write fail (EPIPE, or SIGPIPE for a plain script) before
+# it could read why it was refused.
+REFUSAL_LINGER = 2.0
 
 
 @dataclass(eq=False)
@@ -202,6 +206,16 @@ class RpcServer:
             self._on_client, sock=sock, limit=self.max_message_bytes + 1
         )
 
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """End our side of a refused connection, then discard what the peer still sends until it
+        hangs up (at most `REFUSAL_LINGER` seconds)."""
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
+            writer.write_eof()
+            async with asyncio.timeout(REFUSAL_LINGER):
+                while await reader.read(65536):
+                    pass
+
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
@@ -217,6 +231,7 @@ class RpcServer:
                     " to the socket group or to daemon.allow_users"
                 )
                 await conn.send(protocol.error_message(None, err))
+                await self._linger(reader, writer)
                 return
             self.connections.add(conn)
             await self._read_loop(reader, conn)
