@@ -6,13 +6,24 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import psutil
 import pytest
 
 from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
 from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep the call phase's report on the item, so fixtures can tell at teardown that it failed."""
+    report = yield
+    if report.when == "call":
+        item.call_report = report  # type: ignore[attr-defined]
+    return report
 
 
 def browser_processes(marker: str = "") -> list[psutil.Process]:

@@ -16,7 +16,7 @@ def test_admission_metrics_top(daemon_factory: Any, sim_factory: Any) -> None:
     sim = sim_factory()
     d = daemon_factory(browser={"url": sim.url}, limits={"max_sessions": 1})
     d.call("session.create", name="one")
-    wait_until(lambda: d.call("session.get", name="one", history=0)["state"] == "qr", 30, "qr")
+    d.wait_state("one", "qr", 90)
     out = subprocess.run(
         [*CTL, "--socket", str(d.socket), "session", "create", "two", "--no-wait"],
         capture_output=True,

@@ -107,6 +107,27 @@ class DaemonProcess:
         with self.client(timeout) as c:
             return c.call(method, **params)
 
+    def wait_state(self, name: str, state: str, timeout: float) -> dict[str, Any]:
+        """Poll until session `name` is in `state`; its record. On timeout the AssertionError
+        carries the session's recent transitions, so a CI failure says where it got stuck."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info: dict[str, Any] = self.call("session.get", name=name, history=0)
+            if info["state"] == state:
+                return info
+            if time.monotonic() >= deadline:
+                history = self.call("session.get", name=name, history=20)["history"]
+                steps = "\n".join(f"  {h['from']} -> {h['to']}: {h['reason']}" for h in history)
+                raise AssertionError(
+                    f"session {name!r} not {state!r} after {timeout} s "
+                    f"(now {info['state']!r}: {info['reason']}); transitions:\n{steps}"
+                )
+            time.sleep(0.1)  # polling another process's state, bounded by `timeout`
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last `lines` lines of the daemon's log."""
+        return "\n".join(self.log().splitlines()[-lines:])
+
     def log(self) -> str:
         """The daemon's log so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -157,8 +178,9 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
 
 
 @pytest.fixture
-def daemon_factory() -> Iterator[Any]:
-    """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown."""
+def daemon_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown.
+    When the test failed, each daemon's log tail is printed (pytest shows it with the failure)."""
     made: list[DaemonProcess] = []
 
     def factory(start: bool = True, **sections: dict[str, Any]) -> DaemonProcess:
@@ -168,7 +190,10 @@ def daemon_factory() -> Iterator[Any]:
         return d.start() if start else d
 
     yield factory
+    report = getattr(request.node, "call_report", None)
     for d in made:
+        if report is not None and report.failed:
+            print(f"--- log tail of the daemon in {d.root} ---\n{d.log_tail()}")
         if d.proc is not None and d.proc.poll() is None:
             d.stop()
         shutil.rmtree(d.root, ignore_errors=True)

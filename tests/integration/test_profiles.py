@@ -30,7 +30,7 @@ def test_wrong_and_missing_key_fail_and_leave_archive_untouched(
     sim = sim_factory()
     d = daemon_factory(browser={"url": sim.url})
     d.call("session.create", name="k1")
-    wait_until(lambda: d.call("session.get", name="k1", history=0)["state"] == "qr", 30, "qr")
+    d.wait_state("k1", "qr", 90)
     d.call("session.stop", name="k1")
     arc = d.state_dir / "profiles" / "k1.wasup"
     before = digest(arc)
@@ -108,7 +108,7 @@ def test_export_import_round_trip(daemon_factory: Any, sim_factory: Any, tmp_pat
     sim = sim_factory()
     a = daemon_factory(browser={"url": sim.url})
     a.call("session.create", name="mover")
-    wait_until(lambda: a.call("session.get", name="mover", history=0)["state"] == "qr", 30, "qr")
+    a.wait_state("mover", "qr", 90)
     a.call("session.stop", name="mover")
     out = tmp_path / "mover.wasup"
     r = subprocess.run(
