@@ -112,7 +112,7 @@ def test_link_send_receive_restart_without_qr(
     assert not list((d.runtime_dir / "profiles").iterdir())
 
     d.start()
-    wait_until(lambda: state(d, "alice") == "connected", 30, "restored session connected")
+    wait_until(lambda: state(d, "alice") == "connected", 60, "restored session connected")
     hist = d.call("session.get", name="alice", history=4)["history"]
     assert [h["to"] for h in hist[-3:]] == ["starting", "syncing", "connected"] or "qr" not in [
         h["to"] for h in hist[-3:]

@@ -73,7 +73,7 @@ def test_kill9_during_checkpoints_keeps_a_usable_archive(
         limits={"check_interval": 0.05},
     )
     d.call("session.create", name="alice")
-    sim.call("scan", payload=wait_until(lambda: qr_payload(d), 30, "a QR"), phone=ALICE)
+    sim.call("scan", payload=wait_until(lambda: qr_payload(d), 60, "a QR"), phone=ALICE)
     wait_until(lambda: state(d, "alice") == "connected", 30, "connected")
     device = sim.call("devices", phone=ALICE)[0]
     key = Path(d.config["profiles"]["key_file"])
