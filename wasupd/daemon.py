@@ -188,6 +188,11 @@ def _parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="create a profile key file (0600) and exit")
     kg.add_argument("path", nargs="?", help="key file (default: profiles.key_file)")
     kg.add_argument("--add", action="store_true", help="add a new current key to an existing file")
+    sub.add_parser(
+        "check",
+        help="check this host for what the daemon needs (Chromium, sandbox, key, directories,"
+        " socket group, database, open-file limit); exit 1 if something would fail",
+    )
     return p
 
 
@@ -208,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "keygen":
         return _keygen(config, args.path, add=args.add)
+    if args.command == "check":
+        from wasupd import preflight
+
+        findings = preflight.run_checks(config, str(path) if path.exists() else "defaults")
+        sys.stdout.write(preflight.render(findings))
+        return preflight.exit_code(findings)
     configure_logging(config.daemon.log_level, config.daemon.log_format)
     return asyncio.run(Daemon(config, path).run())
 

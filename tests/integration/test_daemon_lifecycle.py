@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -138,3 +139,11 @@ def test_newer_database_refused(daemon_factory: Any) -> None:
         d.start()
     assert "written by a newer wasupd" in d.log()
     assert db.read_bytes() == before
+
+
+def test_missing_socket_group_is_logged_and_the_daemon_serves(daemon_factory: Any) -> None:
+    """An unknown daemon.socket_group does not stop the daemon, but the log says who is locked out."""
+    d = daemon_factory(daemon={"socket_group": "no-such-group-wasupd"})
+    assert d.call("daemon.status")["sessions"] is not None
+    line = next(json.loads(x) for x in d.log().splitlines() if "socket_group_missing" in x)
+    assert line["group"] == "no-such-group-wasupd" and "systemd-sysusers" in line["hint"]

@@ -123,6 +123,13 @@ def bind_socket(path: Path, *, mode: int, group: str) -> socket.socket:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     gid = gid_of(group) if group else None
+    if group and gid is None:
+        log.warning(
+            "socket_group_missing",
+            group=group,
+            hint="only root and the daemon's user can use the socket; create the group"
+            " (systemd-sysusers) or change daemon.socket_group",
+        )
     _secure_dir(directory, gid)
     if path.exists() or path.is_symlink():
         if socket_is_live(path):

@@ -1,0 +1,186 @@
+"""`wasupd check`: a real process on real files says what would stop the daemon, and exits 1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from tests.helpers.daemon import base_config, make_dirs
+from wasupd.profiles.keys import generate_key_file
+from wasupd.store.db import SCHEMA_VERSION, Database
+from wasupd.store.sessions import SessionRepo
+
+WASUPD = [sys.executable, "-m", "wasupd.daemon"]
+
+
+def setup(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """A config under `tmp_path` with a valid key and no socket group; (config file, config)."""
+    runtime, state = tmp_path / "run", tmp_path / "state"
+    cfg = base_config(runtime, state, **sections)
+    key = Path(cfg["profiles"]["key_file"])
+    if not key.exists():
+        generate_key_file(key)
+    path = tmp_path / "wasupd.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    return path, cfg
+
+
+def check(config: Path) -> tuple[int, dict[str, str]]:
+    """Run `wasupd check`; its exit status and {what: "LEVEL detail"} per line."""
+    out = subprocess.run(
+        [*WASUPD, "--config", str(config), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        level, rest = line.split(maxsplit=1)
+        what, detail = rest.split(": ", 1)
+        lines[what] = f"{level} {detail}"
+    return out.returncode, lines
+
+
+def test_a_ready_host_passes_and_names_what_it_found(tmp_path: Path) -> None:
+    """Every line OK (the sandbox may warn as root), the Chromium version shown, exit 0."""
+    config, cfg = setup(tmp_path)
+    code, lines = check(config)
+    assert code == 0, lines
+    assert lines["browser (full)"].startswith("OK") and "Chromium" in lines["browser (full)"]
+    assert (
+        lines["profile key"].startswith("OK")
+        and cfg["profiles"]["key_file"] in lines["profile key"]
+    )
+    assert lines["state dir"] == f"OK {tmp_path / 'state'} will be created at first start"
+    assert lines["database"].startswith("OK") and "created at first start" in lines["database"]
+    assert "socket group" not in lines  # none configured
+    expected = "WARN" if os.geteuid() == 0 else "OK"
+    assert lines["sandbox"].startswith(expected), lines["sandbox"]
+    assert not (tmp_path / "state").exists(), "check must not create anything"
+    (tmp_path / "state").mkdir()
+    assert check(config)[1]["state dir"] == f"OK {tmp_path / 'state'}"
+
+
+def test_missing_and_loose_keys_fail_with_the_fix(tmp_path: Path) -> None:
+    """No key -> keygen named; a group-readable key -> chmod 600 named; both exit 1."""
+    config, cfg = setup(tmp_path)
+    key = Path(cfg["profiles"]["key_file"])
+    key.chmod(0o640)
+    code, lines = check(config)
+    assert code == 1 and lines["profile key"].startswith("FAIL")
+    assert f"chmod 600 {key}" in lines["profile key"]
+    key.unlink()
+    code, lines = check(config)
+    assert code == 1 and f"wasupd keygen {key}" in lines["profile key"]
+
+
+def test_broken_browsers_fail(tmp_path: Path) -> None:
+    """A path that is not executable, and a browser whose --version fails, each named."""
+    config, _ = setup(tmp_path, browser={"executable": str(tmp_path / "nope")})
+    code, lines = check(config)
+    assert code == 1 and "is not an executable file" in lines["browser (full)"]
+    broken = tmp_path / "broken-chromium"
+    broken.write_text("#!/bin/sh\necho 'cannot open shared object' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    config, _ = setup(tmp_path, browser={"executable": str(broken)})
+    code, lines = check(config)
+    assert code == 1
+    assert lines["browser (full)"] == f"FAIL {broken} --version failed: cannot open shared object"
+
+
+def test_stored_sessions_add_the_builds_they_ask_for(tmp_path: Path) -> None:
+    """A session created with build = headless-shell gets its own browser line."""
+    config, cfg = setup(tmp_path)
+
+    async def create() -> None:
+        db = await Database.open(Path(cfg["daemon"]["state_dir"]) / "wasupd.db")
+        try:
+            repo = SessionRepo(db)
+            await repo.create("lean", phone=None, options={"build": "headless-shell"}, now=1.0)
+            await repo.create("weird", phone=None, options={"build": "firefox"}, now=1.0)
+        finally:
+            await db.close()
+
+    (tmp_path / "state").mkdir()
+    asyncio.run(create())
+    code, lines = check(config)
+    assert lines["database"] == (
+        f"OK {tmp_path / 'state' / 'wasupd.db'} (schema {SCHEMA_VERSION}, 2 sessions)"
+    )
+    assert "Chromium" in lines["browser (headless-shell)"]
+    assert lines["browser (firefox)"].startswith("FAIL") and code == 1
+
+
+def test_newer_database_fails_and_is_left_alone(tmp_path: Path) -> None:
+    """A database from a newer wasupd: upgrade named, the file byte-identical afterwards."""
+    config, _ = setup(tmp_path)
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "wasupd.db"
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.close()
+    before = db.read_bytes()
+    code, lines = check(config)
+    assert code == 1 and "written by a newer wasupd; upgrade wasupd" in lines["database"]
+    assert db.read_bytes() == before
+
+
+def test_unusable_directories_fail_and_a_missing_group_warns(tmp_path: Path) -> None:
+    """A state dir that is a file fails; an unknown socket group only warns (exit 0 otherwise)."""
+    (tmp_path / "state-file").write_text("")
+    config, _ = setup(tmp_path, daemon={"state_dir": str(tmp_path / "state-file")})
+    code, lines = check(config)
+    assert code == 1 and lines["state dir"].endswith("exists and is not a directory")
+    config, _ = setup(tmp_path, daemon={"socket_group": "no-such-group-wasupd"})
+    code, lines = check(config)
+    assert code == 0, lines
+    assert lines["socket group"].startswith("WARN daemon.socket_group: no group")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Chromium refuses its sandbox only as root")
+def test_sandbox_on_as_root_fails(tmp_path: Path) -> None:
+    """browser.sandbox = on where it cannot work: the daemon's own error, ahead of time."""
+    config, _ = setup(tmp_path, browser={"sandbox": "on"})
+    code, lines = check(config)
+    assert code == 1 and "run wasupd as its own non-root user" in lines["sandbox"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
+def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
+    """As `nobody`: dirs it cannot create are left to systemd (WARN), its own key is OK."""
+    root = make_dirs()[0]  # under /tmp: pytest's own temp root is private to root
+    try:
+        root.chmod(0o755)
+        config, cfg = setup(
+            root,
+            daemon={
+                "state_dir": "/var/lib/wasupd-check-test",
+                "runtime_dir": "/run/wasupd-ct",
+                "socket": "/run/wasupd-ct/wasupd.sock",
+            },
+        )
+        os.chown(cfg["profiles"]["key_file"], 65534, -1)
+        config.chmod(0o644)
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        out = subprocess.run(
+            [*nobody, *WASUPD, "--config", str(config), "check"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "WARN state dir: /var/lib/wasupd-check-test does not exist" in out.stdout
+    assert "the systemd unit creates it at start" in out.stdout
+    assert "OK   profile key" in out.stdout
+    assert "root" not in out.stdout.split("sandbox: ", 1)[1].splitlines()[0]
