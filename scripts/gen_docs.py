@@ -40,6 +40,8 @@ def configuration_md() -> str:
         "(`wasupd --check-config`). `wasupd --print-config` shows the effective values.",
         "SIGHUP applies `[limits]`, `[restart]`, `[health]`, `[qr]`, `[send]` and `daemon.log_level`,",
         "`allow_users`, `allow_groups` live; other changes need a restart (the daemon says which).",
+        "`wasupd check` goes further: it checks what the config points at on this host (Chromium,",
+        "key, directories, socket group, database, limits); see docs/operations.md.",
         "",
     ]
     section = ""
