@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import time
 from collections.abc import Generator, Iterator
 
@@ -13,6 +14,16 @@ import pytest
 
 from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
 from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Undo an inherited SIG_IGN for SIGINT (a shell's background job without job control).
+
+    Processes the tests start would inherit it, and the tests that press Ctrl-C on them (SIGINT)
+    would then see it ignored, which no terminal user sees.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

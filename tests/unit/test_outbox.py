@@ -342,7 +342,9 @@ async def test_pacing_holds_messages_and_says_why(env: Env) -> None:
         held = await until(lambda: _held(env, ids[3]), timeout=15)
     rows = [await env.repo.get(i) for i in ids[:3]]
     gaps = [b["sent_at"] - a["sent_at"] for a, b in itertools.pairwise(rows)]
-    assert all(0.3 <= g < 0.4 + 0.3 for g in gaps), gaps  # the session's override, not [send]
+    # At least the session's override (not [send]'s 0.05-0.1 s); the upper bound only catches a
+    # send held by something else, with room for a loaded machine.
+    assert all(0.3 <= g < 2.0 for g in gaps), gaps
     assert held["wait_reason"] == "3 per minute reached"
     assert held["not_before"] == pytest.approx(rows[0]["sent_at"] + 60)
     assert page.bodies() == ["p0", "p1", "p2"]
