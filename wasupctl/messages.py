@@ -199,14 +199,17 @@ def webhooks(
     limit: Annotated[int, typer.Option(help="how many")] = 50,
     retry: Annotated[
         list[str] | None,
-        typer.Option("--retry", metavar="ID", help="deliver this failed delivery again (repeat)"),
+        typer.Option(
+            "--retry",
+            metavar="ID",
+            help="deliver this failed delivery again, from its first attempt, same id (repeat)",
+        ),
     ] = None,
     retry_all: Annotated[
         bool, typer.Option("--retry-all", help="deliver every failed delivery again")
     ] = False,
 ) -> None:
-    """Webhook deliveries (failures by default); --retry/--retry-all send failed ones again,
-    from their first attempt (after the receiver is fixed)."""
+    """Webhook deliveries (failures by default); --retry/--retry-all send failed ones again."""
     if retry or retry_all:
         out = call(ctx, "webhooks.retry", ids=retry or None, all=retry_all)
         if opts(ctx).json:
