@@ -69,6 +69,8 @@ def main() -> int:
             "[send]\npacing = false\n"
         )
         subprocess.run([str(bindir / "wasupd"), "--config", str(cfg), "keygen"], check=True)
+        step("wasupd check   (what the daemon needs on this host)")
+        subprocess.run([str(bindir / "wasupd"), "--config", str(cfg), "check"], check=True)
         log = open(root / "daemon.log", "wb")
         daemon = subprocess.Popen(
             [str(bindir / "wasupd"), "--config", str(cfg)], stdout=log, stderr=log
