@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from typing import Annotated, Any
 
@@ -203,6 +204,29 @@ def reload(ctx: typer.Context) -> None:
         print("need a daemon restart: " + ", ".join(data["need_restart"]))
 
 
+def backup(
+    ctx: typer.Context,
+    keep: Annotated[
+        int, typer.Option(help="then remove all but the newest KEEP backups (0: keep all)")
+    ] = 0,
+) -> None:
+    """Consistent backup while sessions run (database + sealed profiles) under the state dir."""
+    # Checkpointing and verifying many profiles takes longer than one ordinary request.
+    data = call(ctx, "daemon.backup", timeout=max(opts(ctx).timeout, 600.0), keep=keep)
+    if opts(ctx).json:
+        emit_json(data)
+        return
+    print(data["path"])
+    print(
+        f"{len(data['sessions'])} sessions, {data['files']} files, {data['bytes']} bytes",
+        file=sys.stderr,
+    )
+    for name, why in data["not_checkpointed"].items():
+        print(f"warning: {name}: previous archive used ({why})", file=sys.stderr)
+    if data["pruned"]:
+        print("removed: " + ", ".join(data["pruned"]), file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the root app."""
     app.command()(status)
@@ -211,3 +235,4 @@ def register(app: typer.Typer) -> None:
     app.command()(metrics)
     app.command()(top)
     app.command()(reload)
+    app.command()(backup)

@@ -188,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="create a profile key file (0600) and exit")
     kg.add_argument("path", nargs="?", help="key file (default: profiles.key_file)")
     kg.add_argument("--add", action="store_true", help="add a new current key to an existing file")
+    rs = sub.add_parser(
+        "restore",
+        help="replace the database and sealed profiles with a backup made by `wasupctl backup`"
+        " (the daemon must be stopped; what was there is moved aside, not deleted)",
+    )
+    rs.add_argument("backup", help="a backup directory (<state_dir>/backups/wasupd-...)")
     sub.add_parser(
         "check",
         help="check this host for what the daemon needs (Chromium, sandbox, key, directories,"
@@ -213,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "keygen":
         return _keygen(config, args.path, add=args.add)
+    if args.command == "restore":
+        return _restore(config, Path(args.backup))
     if args.command == "check":
         from wasupd import preflight
 
@@ -221,6 +229,49 @@ def main(argv: list[str] | None = None) -> int:
         return preflight.exit_code(findings)
     configure_logging(config.daemon.log_level, config.daemon.log_format)
     return asyncio.run(Daemon(config, path).run())
+
+
+def _restore(config: Config, backup: Path) -> int:
+    import shutil
+    import time
+
+    from wasupd.backup import restore_backup
+    from wasupd.profiles.keys import load_keyring
+
+    runtime = config.runtime_path
+    lock = InstanceLock(runtime)
+    made_dir, made_lock = not runtime.exists(), not lock.path.exists()
+    try:
+        lock.acquire()  # no daemon may run on this state while it is replaced
+        try:
+            keyring = load_keyring(Path(config.profiles.key_file))
+            aside = restore_backup(
+                backup.resolve(),
+                config.state_path,
+                runtime / "profiles",
+                keyring,
+                now=time.time(),
+            )
+        finally:
+            lock.release()
+            # Leave no root-owned lock or runtime dir for the daemon's user to trip over.
+            if made_dir:
+                shutil.rmtree(runtime, ignore_errors=True)
+            elif made_lock:
+                lock.path.unlink(missing_ok=True)
+    except WasupError as exc:
+        print(f"wasupd: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"wasupd: restore failed: {exc}; files already replaced (if any) are in"
+            f" {config.state_path}/replaced-*",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wasupd: restored {backup} into {config.state_path}; the previous files are in {aside}")
+    print("wasupd: start the daemon (systemctl start wasupd); sessions resume as recorded")
+    return 0
 
 
 def _keygen(config: Config, path: str | None, *, add: bool) -> int:

@@ -26,6 +26,7 @@ METHODS = (
     "daemon.status",
     "daemon.health",
     "daemon.reload",
+    "daemon.backup",
     "events.subscribe",
     "session.create",
     "session.list",

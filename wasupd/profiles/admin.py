@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wasupd.errors import InvalidArgument, InvalidState, SessionNotFound
+import structlog
+
+from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound, WasupError
 from wasupd.profiles import archive
 from wasupd.profiles.keys import Keyring, load_keyring
 from wasupd.profiles.lifecycle import archive_path_for
@@ -25,6 +27,8 @@ from wasupd.supervision.states import IDLE_STATES
 
 if TYPE_CHECKING:
     from wasupd.app import App
+
+log = structlog.get_logger("wasupd.profiles")
 
 MAX_CHUNK = 768 * 1024
 
@@ -36,6 +40,7 @@ class ProfilesAdmin:
         self.app = app
         self.imports = app.config.state_path / "imports"
         self.exports = app.config.state_path / "exports"
+        self._backup_running = asyncio.Lock()
 
     def _archive(self, name: str) -> Path:
         return archive_path_for(self.app.config, name)
@@ -131,6 +136,39 @@ class ProfilesAdmin:
             "key_id": header.key_id,
             "imported_at": time.time(),
         }
+
+    async def backup(self, keep: int) -> dict[str, Any]:
+        """Checkpoint every running session, then write a backup (see `wasupd.backup`). A
+        session whose checkpoint fails is backed up with its previous archive and named in
+        `not_checkpointed` with the reason."""
+        from wasupd.backup import write_backup
+
+        if keep < 0:
+            raise InvalidArgument("keep must be 0 (keep every backup) or more")
+        if self._backup_running.locked():
+            raise Busy("a backup is already being written; wait for it to finish")
+        async with self._backup_running:
+            keyring = self._keyring()
+            manager = self.app.manager
+            stale: dict[str, str] = {}
+            for name, runner in list(manager.runners.items()):
+                hooks = manager.profiles.get(name)
+                if hooks is not None and runner.state not in IDLE_STATES:
+                    try:
+                        await hooks.checkpoint()
+                    except WasupError as exc:
+                        stale[name] = exc.message
+            archives = {name: self._archive(name) for name in manager.runners}
+            result = await asyncio.to_thread(
+                write_backup,
+                self.app.config.state_path,
+                archives,
+                keyring,
+                now=time.time(),
+                keep=keep,
+            )
+        log.info("backup_written", **result.as_dict(), not_checkpointed=stale)
+        return {**result.as_dict(), "not_checkpointed": stale}
 
     async def rekey(self) -> dict[str, Any]:
         """Re-seal every archive under the current key."""

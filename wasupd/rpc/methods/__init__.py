@@ -21,6 +21,7 @@ def register_all(d: Dispatcher, app: App | Any) -> None:
         "daemon.status": dm.status,
         "daemon.health": dm.health,
         "daemon.reload": dm.reload,
+        "daemon.backup": dm.backup,
         "events.subscribe": dm.subscribe,
         "metrics.get": dm.metrics,
         "session.create": sm.create,

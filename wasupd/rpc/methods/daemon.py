@@ -58,6 +58,15 @@ class DaemonMethods:
     def __init__(self, app: App) -> None:
         self.app = app
 
+    async def backup(self, ctx: Context, keep: int = 0) -> dict[str, Any]:
+        """Write a consistent backup while sessions run: every running session is checkpointed,
+        then the database (one snapshot) and every sealed archive (authenticated) go to a new
+        `<state_dir>/backups/wasupd-<UTC time>` directory, complete once it has that name.
+        With `keep` > 0 only the newest `keep` backups stay. Returns `path`, `sessions`,
+        `files`, `bytes`, `pruned` and `not_checkpointed` (session -> why its previous archive
+        was used). `Busy` while another backup is being written."""
+        return await self.app.profiles_admin.backup(keep)
+
     def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
         app = self.app
