@@ -122,20 +122,21 @@ def write_backup(
         _snapshot_db(state_dir / DB_NAME, work / DB_NAME)
         (work / "profiles").mkdir(mode=0o700)
         files: dict[str, int] = {DB_NAME: (work / DB_NAME).stat().st_size}
+        key_ids: set[str] = set()
         for session, src in sorted(archives.items()):
             if not src.exists():
                 continue
             rel = f"profiles/{src.name}"
             _link_or_copy(src, work / rel)
             # A damaged archive must not hide in a backup: authenticate it now.
-            archive.verify(work / rel, keyring, session)
+            key_ids.add(archive.verify(work / rel, keyring, session).key_id)
             files[rel] = (work / rel).stat().st_size
         manifest = {
             "format": FORMAT,
             "wasupd": __version__,
             "schema": SCHEMA_VERSION,
             "created_at": now,
-            "key_ids": sorted(keyring.keys),
+            "key_ids": sorted(key_ids),  # the keys a restore needs
             "sessions": sorted(archives),
             "files": files,
         }

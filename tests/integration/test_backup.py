@@ -76,6 +76,8 @@ def test_backup_is_complete_consistent_and_pruned(daemon_factory: Any, tmp_path:
     backup = made[-1]
     manifest = json.loads((backup / "MANIFEST.json").read_text())
     assert manifest["sessions"] == ["alice", "bob"]
+    keyring = load_keyring(Path(d.config["profiles"]["key_file"]))
+    assert manifest["key_ids"] == [keyring.current_id]
     assert set(manifest["files"]) == {"wasupd.db", "profiles/alice.wasup", "profiles/bob.wasup"}
     for rel, size in manifest["files"].items():
         assert (backup / rel).stat().st_size == size
