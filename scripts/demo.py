@@ -128,6 +128,9 @@ def main() -> int:
         step("wasupctl health")
         subprocess.run([*ctl, "health"], env=env, check=True)
 
+        step("wasupctl backup   (consistent while the session runs; wasupd restore puts it back)")
+        subprocess.run([*ctl, "backup"], env=env, check=True)
+
         step("stop the daemon (SIGTERM): browsers stopped, profile sealed")
         daemon.terminate()
         print("daemon exit status:", daemon.wait(60))
