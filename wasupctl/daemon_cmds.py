@@ -215,7 +215,7 @@ def backup(
     data = call(ctx, "daemon.backup", timeout=max(opts(ctx).timeout, 600.0), keep=keep)
     if opts(ctx).json:
         emit_json(data)
-        return
+        raise typer.Exit(1 if data["damaged"] else 0)
     print(data["path"])
     print(
         f"{len(data['sessions'])} sessions, {data['files']} files, {data['bytes']} bytes",
@@ -225,6 +225,10 @@ def backup(
         print(f"warning: {name}: previous archive used ({why})", file=sys.stderr)
     if data["pruned"]:
         print("removed: " + ", ".join(data["pruned"]), file=sys.stderr)
+    for name, why in data["damaged"].items():
+        print(f"error: {name}: archive left out of the backup: {why}", file=sys.stderr)
+    if data["damaged"]:
+        raise typer.Exit(1)  # written, but a timer's failure should get someone to look
 
 
 def register(app: typer.Typer) -> None:

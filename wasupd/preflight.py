@@ -83,8 +83,14 @@ def _read_only(path: Path) -> contextlib.closing[sqlite3.Connection]:
 def check_database(config: Config) -> Iterator[Finding]:
     """The database opens and was not written by a newer wasupd."""
     db = config.state_path / "wasupd.db"
-    if not db.exists():
-        yield Finding("ok", "database", f"{db} will be created at first start")
+    try:
+        if not db.exists():
+            yield Finding("ok", "database", f"{db} will be created at first start")
+            return
+    except OSError as exc:  # the state dir is 0700: run the check as the daemon's user
+        yield Finding(
+            "fail", "database", f"{db}: {exc.strerror}; run the check as the daemon's user"
+        )
         return
     try:
         with _read_only(db) as conn:
@@ -109,7 +115,7 @@ def check_database(config: Config) -> Iterator[Finding]:
 def check_browsers(config: Config) -> Iterator[Finding]:
     """Each build the config or a stored session asks for is installed and runs."""
     builds: set[str] = {config.browser.build}
-    with contextlib.suppress(sqlite3.Error, ValueError):  # reported by check_database
+    with contextlib.suppress(sqlite3.Error, ValueError, AttributeError, OSError):  # reported below
         builds |= _stored_builds(config)
     for build in sorted(builds):
         what = f"browser ({build})"
@@ -191,6 +197,13 @@ def check_directories(config: Config) -> Iterator[Finding]:
 
 
 def _directory(what: str, path: Path) -> Finding:
+    try:
+        return _usable_directory(what, path)
+    except OSError as exc:
+        return Finding("fail", what, f"{path}: {exc.strerror}; run the check as the daemon's user")
+
+
+def _usable_directory(what: str, path: Path) -> Finding:
     if path.is_dir():
         if os.access(path, os.W_OK | os.X_OK):
             return Finding("ok", what, str(path))
@@ -230,19 +243,20 @@ def check_socket_group(config: Config) -> Iterator[Finding]:
 
 
 def check_open_files(config: Config) -> Iterator[Finding]:
-    """The open-file limit fits `limits.max_sessions` browsers."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """The open-file limit fits `limits.max_sessions` browsers. The hard limit is what counts:
+    the daemon raises its soft limit to it at start."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = config.limits.max_sessions * FDS_PER_SESSION
-    if soft != resource.RLIM_INFINITY and soft < need:
+    if hard != resource.RLIM_INFINITY and hard < need:
         yield Finding(
             "warn",
             "open files",
-            f"limit {soft} is below {need} ({config.limits.max_sessions} sessions x"
-            f" {FDS_PER_SESSION}); raise it (LimitNOFILE= in the unit, ulimit -n in a shell)",
+            f"hard limit {hard} is below {need} ({config.limits.max_sessions} sessions x"
+            f" {FDS_PER_SESSION}); raise it (LimitNOFILE= in the unit, ulimit -Hn in a shell)",
         )
     else:
-        limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
-        yield Finding("ok", "open files", f"limit {limit} (need about {need})")
+        limit = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        yield Finding("ok", "open files", f"hard limit {limit} (need about {need})")
 
 
 CHECKS: tuple[Callable[[Config], Iterator[Finding]], ...] = (

@@ -139,7 +139,7 @@ def test_damaged_or_foreign_backups_are_refused_untouched(
     short = copy("short")
     arc = short / "profiles" / "alice.wasup"
     arc.write_bytes(arc.read_bytes()[:-7])
-    cases.append((short, "profiles/alice.wasup is missing or not"))
+    cases.append((short, f"profiles/alice.wasup is not {len(arc.read_bytes()) + 7} bytes"))
     flipped = copy("flipped")
     arc = flipped / "profiles" / "alice.wasup"
     data = bytearray(arc.read_bytes())
@@ -162,3 +162,49 @@ def test_damaged_or_foreign_backups_are_refused_untouched(
     assert sorted(p.name for p in d.state_dir.iterdir()) == before
     assert (d.state_dir / "wasupd.db").read_bytes() == db_bytes
     os.rmdir(live)
+
+
+def test_a_damaged_archive_is_left_out_and_named(daemon_factory: Any, tmp_path: Path) -> None:
+    """One bad archive does not stop the backup of the rest; the CLI names it and exits 1."""
+    d = with_archives(daemon_factory, tmp_path, ("alice", "bob"))
+    arc = d.state_dir / "profiles" / "bob.wasup"
+    data = bytearray(arc.read_bytes())
+    data[-3] ^= 0x01
+    arc.write_bytes(bytes(data))
+    out = ctl(d, "backup")
+    assert out.returncode == 1
+    assert "error: bob: archive left out of the backup" in out.stderr
+    backup = Path(out.stdout.strip())
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    assert set(manifest["files"]) == {"wasupd.db", "profiles/alice.wasup"}
+    assert "bob" in manifest["damaged"] and not (backup / "profiles" / "bob.wasup").exists()
+
+
+def test_restore_refuses_symlinks_and_a_damaged_database(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """A backup whose files are symlinks (a restore run as root must not copy what they point
+    at) or whose database fails `quick_check` is refused, and nothing is changed."""
+    d = with_archives(daemon_factory, tmp_path, ("alice",))
+    good = Path(ctl(d, "backup").stdout.strip())
+    assert d.stop() == 0
+    db_bytes = (d.state_dir / "wasupd.db").read_bytes()
+    linked = tmp_path / "linked"
+    subprocess.run(["cp", "-a", str(good), str(linked)], check=True)
+    secret = tmp_path / "secret"
+    secret.write_bytes((linked / "wasupd.db").read_bytes())
+    (linked / "wasupd.db").unlink()
+    (linked / "wasupd.db").symlink_to(secret)
+    out = restore(d, linked)
+    assert out.returncode == 1 and "wasupd.db is not a regular file" in out.stderr, out.stderr
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-a", str(good), str(broken)], check=True)
+    db = bytearray((broken / "wasupd.db").read_bytes())
+    page = 4096
+    db[page : 2 * page] = bytes(range(256)) * (page // 256)  # garbage over the second page
+    (broken / "wasupd.db").write_bytes(bytes(db))
+    out = restore(d, broken)
+    assert out.returncode == 1 and "wasupd.db is damaged" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert (d.state_dir / "wasupd.db").read_bytes() == db_bytes
+    assert not list(d.state_dir.glob("replaced-*"))

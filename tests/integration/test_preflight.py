@@ -156,7 +156,8 @@ def test_sandbox_on_as_root_fails(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
 def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
-    """As `nobody`: dirs it cannot create are left to systemd (WARN), its own key is OK."""
+    """As `nobody`: dirs it cannot create are left to systemd (WARN), its own key is OK; a
+    state dir it may not enter is a FAIL that says to run the check as the daemon's user."""
     root = make_dirs()[0]  # under /tmp: pytest's own temp root is private to root
     try:
         root.chmod(0o755)
@@ -177,8 +178,20 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
             text=True,
             timeout=60,
         )
+        private = root / "private-state"  # root's 0700 dir, as the unit's StateDirectoryMode
+        private.mkdir(mode=0o700)
+        config2, _ = setup(root, daemon={"state_dir": str(private)})
+        config2.chmod(0o644)
+        denied = subprocess.run(
+            [*nobody, *WASUPD, "--config", str(config2), "check"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         shutil.rmtree(root)
+    assert denied.returncode == 1 and "Traceback" not in denied.stderr, denied.stderr
+    assert "Permission denied; run the check as the daemon's user" in denied.stdout
     assert out.returncode == 0, out.stdout + out.stderr
     assert "WARN state dir: /var/lib/wasupd-check-test does not exist" in out.stdout
     assert "the systemd unit creates it at start" in out.stdout

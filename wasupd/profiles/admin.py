@@ -40,7 +40,7 @@ class ProfilesAdmin:
         self.app = app
         self.imports = app.config.state_path / "imports"
         self.exports = app.config.state_path / "exports"
-        self._backup_running = asyncio.Lock()
+        self._backup: asyncio.Future[dict[str, Any]] | None = None
 
     def _archive(self, name: str) -> Path:
         return archive_path_for(self.app.config, name)
@@ -140,34 +140,42 @@ class ProfilesAdmin:
     async def backup(self, keep: int) -> dict[str, Any]:
         """Checkpoint every running session, then write a backup (see `wasupd.backup`). A
         session whose checkpoint fails is backed up with its previous archive and named in
-        `not_checkpointed` with the reason."""
-        from wasupd.backup import write_backup
-
+        `not_checkpointed` with the reason. The backup runs to its end even if the caller
+        goes away (its thread cannot be stopped), and no second one starts before that."""
         if keep < 0:
             raise InvalidArgument("keep must be 0 (keep every backup) or more")
-        if self._backup_running.locked():
+        if self._backup is not None and not self._backup.done():
             raise Busy("a backup is already being written; wait for it to finish")
-        async with self._backup_running:
-            keyring = self._keyring()
-            manager = self.app.manager
-            stale: dict[str, str] = {}
-            for name, runner in list(manager.runners.items()):
-                hooks = manager.profiles.get(name)
-                if hooks is not None and runner.state not in IDLE_STATES:
-                    try:
-                        await hooks.checkpoint()
-                    except WasupError as exc:
-                        stale[name] = exc.message
-            archives = {name: self._archive(name) for name in manager.runners}
-            result = await asyncio.to_thread(
-                write_backup,
-                self.app.config.state_path,
-                archives,
-                keyring,
-                now=time.time(),
-                keep=keep,
-            )
+        self._backup = asyncio.ensure_future(self._write_backup(keep))
+        # Retrieved here too, so a backup whose caller left does not log "never retrieved".
+        self._backup.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(self._backup)
+
+    async def _write_backup(self, keep: int) -> dict[str, Any]:
+        from wasupd.backup import write_backup
+
+        keyring = self._keyring()
+        manager = self.app.manager
+        stale: dict[str, str] = {}
+        for name, runner in list(manager.runners.items()):
+            hooks = manager.profiles.get(name)
+            if hooks is not None and runner.state not in IDLE_STATES:
+                try:
+                    await hooks.checkpoint()
+                except Exception as exc:  # the previous archive is still a good backup
+                    stale[name] = exc.message if isinstance(exc, WasupError) else repr(exc)
+        archives = {name: self._archive(name) for name in manager.runners}
+        result = await asyncio.to_thread(
+            write_backup,
+            self.app.config.state_path,
+            archives,
+            keyring,
+            now=time.time(),
+            keep=keep,
+        )
         log.info("backup_written", **result.as_dict(), not_checkpointed=stale)
+        if result.damaged:
+            log.error("backup_left_out_damaged_archives", damaged=result.damaged)
         return {**result.as_dict(), "not_checkpointed": stale}
 
     async def rekey(self) -> dict[str, Any]:
