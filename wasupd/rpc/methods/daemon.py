@@ -63,8 +63,9 @@ class DaemonMethods:
         then the database (one snapshot) and every sealed archive (authenticated) go to a new
         `<state_dir>/backups/wasupd-<UTC time>` directory, complete once it has that name.
         With `keep` > 0 only the newest `keep` backups stay. Returns `path`, `sessions`,
-        `files`, `bytes`, `pruned` and `not_checkpointed` (session -> why its previous archive
-        was used). `Busy` while another backup is being written."""
+        `files`, `bytes`, `pruned`, `not_checkpointed` (session -> why its previous archive
+        was used) and `damaged` (session -> why its archive failed authentication and was
+        left out). `Busy` while another backup is being written."""
         return await self.app.profiles_admin.backup(keep)
 
     def status(self, ctx: Context) -> dict[str, Any]:
