@@ -27,13 +27,13 @@ class Options:
 
 
 def default_socket() -> Path:
-    """`WASUP_SOCKET`, else the same default path the daemon uses for this user."""
+    """`WASUP_SOCKET`, else this user's own daemon's socket, else the system daemon's."""
     env = os.environ.get("WASUP_SOCKET", "")
     if env:
         return Path(env)
-    from wasupd.paths import default_socket as daemon_default
+    from wasupd.paths import client_socket
 
-    return daemon_default()
+    return client_socket()
 
 
 def opts(ctx: typer.Context) -> Options:

@@ -1,6 +1,16 @@
-"""Default filesystem locations: system paths for root, XDG paths for everyone else.
+"""Default filesystem locations, decided in this order:
 
-`wasupctl` uses the same rules (`default_socket`) so that a user's CLI finds that user's daemon.
+1. the directories systemd made for the unit (`RuntimeDirectory=`, `StateDirectory=`,
+   `ConfigurationDirectory=` export `$RUNTIME_DIRECTORY`, `$STATE_DIRECTORY`,
+   `$CONFIGURATION_DIRECTORY`): the shipped unit runs the daemon as the unprivileged `wasupd`
+   user, and it must still use /run/wasupd, /var/lib/wasupd and /etc/wasupd;
+2. the system paths of DESIGN.md for root, and for the service user itself (the owner of
+   /var/lib/wasupd), so that `runuser -u wasupd -- wasupd check|restore` looks where the
+   service does;
+3. the XDG paths for everyone else (a user's own daemon).
+
+`wasupctl` uses the same rules (`client_socket`), and falls back to the system daemon's socket
+when the user runs no daemon of their own, which is the case of a socket-group member.
 """
 
 from __future__ import annotations
@@ -9,11 +19,32 @@ import os
 from pathlib import Path
 
 APP = "wasupd"
+SYSTEM_CONFIG_DIR = Path("/etc") / APP
+SYSTEM_RUNTIME_DIR = Path("/run") / APP
+SYSTEM_STATE_DIR = Path("/var/lib") / APP
+SOCKET_NAME = "wasupd.sock"
 
 
 def is_root() -> bool:
-    """True when running with euid 0, which selects the system-wide paths of DESIGN.md."""
+    """True when running with euid 0."""
     return os.geteuid() == 0
+
+
+def system_mode(state_root: Path = SYSTEM_STATE_DIR) -> bool:
+    """True for root and for the service user (the owner of `state_root`): they default to
+    the system paths."""
+    if is_root():
+        return True
+    try:
+        return state_root.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
+
+
+def _from_systemd(var: str) -> Path | None:
+    # Several directories of one kind arrive colon-separated; ours is the first.
+    first = os.environ.get(var, "").split(":")[0]
+    return Path(first) if first and os.path.isabs(first) else None
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -22,14 +53,21 @@ def _xdg(var: str, fallback: str) -> Path:
 
 
 def config_dir() -> Path:
-    """`/etc/wasupd` for root, `$XDG_CONFIG_HOME/wasupd` otherwise."""
-    return Path("/etc") / APP if is_root() else _xdg("XDG_CONFIG_HOME", ".config") / APP
+    """`$CONFIGURATION_DIRECTORY`, `/etc/wasupd` (system), or `$XDG_CONFIG_HOME/wasupd`."""
+    found = _from_systemd("CONFIGURATION_DIRECTORY")
+    if found:
+        return found
+    return SYSTEM_CONFIG_DIR if system_mode() else _xdg("XDG_CONFIG_HOME", ".config") / APP
 
 
 def runtime_dir() -> Path:
-    """`/run/wasupd` for root, `$XDG_RUNTIME_DIR/wasupd` otherwise (falling back to /tmp)."""
-    if is_root():
-        return Path("/run") / APP
+    """`$RUNTIME_DIRECTORY`, `/run/wasupd` (system), or `$XDG_RUNTIME_DIR/wasupd` (falling back
+    to /tmp)."""
+    found = _from_systemd("RUNTIME_DIRECTORY")
+    if found:
+        return found
+    if system_mode():
+        return SYSTEM_RUNTIME_DIR
     value = os.environ.get("XDG_RUNTIME_DIR", "")
     if value and os.path.isabs(value):
         return Path(value) / APP
@@ -37,8 +75,11 @@ def runtime_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """`/var/lib/wasupd` for root, `$XDG_STATE_HOME/wasupd` otherwise."""
-    return Path("/var/lib") / APP if is_root() else _xdg("XDG_STATE_HOME", ".local/state") / APP
+    """`$STATE_DIRECTORY`, `/var/lib/wasupd` (system), or `$XDG_STATE_HOME/wasupd`."""
+    found = _from_systemd("STATE_DIRECTORY")
+    if found:
+        return found
+    return SYSTEM_STATE_DIR if system_mode() else _xdg("XDG_STATE_HOME", ".local/state") / APP
 
 
 def default_config_file() -> Path:
@@ -47,8 +88,25 @@ def default_config_file() -> Path:
 
 
 def default_socket() -> Path:
-    """The control socket path both the daemon and `wasupctl` default to."""
-    return runtime_dir() / "wasupd.sock"
+    """The control socket a daemon binds by default."""
+    return runtime_dir() / SOCKET_NAME
+
+
+def client_socket(system_socket: Path = SYSTEM_RUNTIME_DIR / SOCKET_NAME) -> Path:
+    """The socket `wasupctl` uses by default: this user's own daemon's when it exists, else the
+    system daemon's (a socket-group member runs no daemon of their own)."""
+    own = default_socket()
+    if own == system_socket or _exists(own, unknown=False):
+        return own
+    # /run/wasupd is 0750: for a user not yet in the group, connecting says why.
+    return system_socket if _exists(system_socket, unknown=True) else own
+
+
+def _exists(path: Path, *, unknown: bool) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a directory on the way we may not search
+        return unknown
 
 
 def default_key_file() -> Path:

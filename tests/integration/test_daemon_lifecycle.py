@@ -65,19 +65,22 @@ def test_wasupd_config_env_is_honoured(tmp_path: Path) -> None:
     assert "max_per_hour = 2" in out.stdout
 
 
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    """systemd-analyze verify accepts the shipped unit (with ExecStart pointed at this install)."""
-    unit = (ROOT / "systemd/wasupd.service").read_text()
-    exe = shutil.which("wasupd") or str(Path(sys.executable).with_name("wasupd"))
-    (tmp_path / "wasupd.service").write_text(unit.replace("/usr/bin/wasupd", exe))
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts the shipped units (ExecStart pointed at this install)."""
+    exe = Path(shutil.which("wasupd") or Path(sys.executable).with_name("wasupd"))
+    for name in ("wasupd.service", "wasupd-backup.service", "wasupd-backup.timer"):
+        unit = (ROOT / "systemd" / name).read_text()
+        unit = unit.replace("/usr/bin/wasupd", str(exe))
+        unit = unit.replace("/usr/bin/wasupctl", str(exe.with_name("wasupctl")))
+        (tmp_path / name).write_text(unit)
     out = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / "wasupd.service")],
+        ["systemd-analyze", "verify", *(str(p) for p in sorted(tmp_path.iterdir()))],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "Unknown key" not in out.stderr
+    assert "Unknown key" not in out.stderr and "Unknown section" not in out.stderr, out.stderr
 
 
 def test_sd_notify_ready_watchdog_status_stopping(daemon_factory: Any) -> None:
