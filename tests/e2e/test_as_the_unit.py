@@ -1,0 +1,100 @@
+"""The daemon as the shipped systemd unit runs it: an unprivileged user, no paths in the config,
+the directories and the key credential that systemd hands over in the environment, and real
+Chromium with its own sandbox on. (No systemd here: its environment is reproduced.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.helpers.daemon import make_dirs
+from tests.helpers.sim import wait_until
+from wasupd.errors import WasupError
+from wasupd.profiles.keys import generate_key_file
+from wasupd.rpc.client import Client
+
+NOBODY = 65534
+
+
+def call(sock: Path, method: str, **params: Any) -> Any:
+    """One RPC call as root (always allowed on the socket)."""
+    with Client(sock, timeout=30) as c:
+        return c.call(method, **params)
+
+
+def answers(sock: Path) -> bool:
+    """Whether a daemon answers on `sock` yet."""
+    try:
+        call(sock, "daemon.status")
+    except WasupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as another user")
+def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factory: Any) -> None:
+    """RuntimeDirectory/StateDirectory/ConfigurationDirectory/LoadCredential decide every path,
+    the socket and profiles belong to the service user, its Chromium keeps its sandbox, and
+    SIGTERM leaves nothing running and the profile sealed."""
+    sim = sim_factory()
+    root = make_dirs()[0]
+    root.chmod(0o755)
+    etc, run, state, creds = (root / n for n in ("etc", "run-unit", "state-unit", "creds"))
+    for d, mode in ((etc, 0o755), (run, 0o750), (state, 0o700), (creds, 0o700)):
+        d.mkdir(mode=mode)
+        os.chown(d, NOBODY, NOBODY)
+    (etc / "wasupd.toml").write_text(f'[daemon]\nsocket_group = ""\n[browser]\nurl = "{sim.url}"\n')
+    generate_key_file(creds / "profile-key")
+    os.chown(creds / "profile-key", NOBODY, NOBODY)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(state),
+        "CONFIGURATION_DIRECTORY": str(etc),
+        "RUNTIME_DIRECTORY": str(run),
+        "STATE_DIRECTORY": str(state),
+        "CREDENTIALS_DIRECTORY": str(creds),
+    }
+    log = open(root / "daemon.log", "wb")
+    as_service_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    daemon = subprocess.Popen(
+        [*as_service_user, sys.executable, "-m", "wasupd.daemon"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd="/",
+    )
+    log.close()
+    sock = run / "wasupd.sock"
+    try:
+        wait_until(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
+        assert os.stat(sock).st_uid == NOBODY
+        call(sock, "session.create", name="svc")
+        info = wait_until(
+            lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
+            90,
+            "a QR from the unprivileged daemon",
+        )
+        browser = psutil.Process(info["pid"])
+        assert browser.uids().effective == NOBODY
+        assert "--no-sandbox" not in browser.cmdline()
+        assert any(a == f"--user-data-dir={run / 'profiles' / 'svc'}" for a in browser.cmdline())
+        assert "sandbox_disabled" not in (root / "daemon.log").read_text()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+    assert code == 0, (root / "daemon.log").read_text()[-3000:]
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(info["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the browser was reaped by the daemon; its pid vanishes at once
+    assert not psutil.pid_exists(info["pid"])
+    assert (state / "profiles" / "svc.wasup").stat().st_uid == NOBODY
+    assert not any((run / "profiles").iterdir()), "no plaintext profile left after stop"
+    subprocess.run(["rm", "-rf", str(root)], check=True)
