@@ -371,3 +371,20 @@ def _swap_in(staging: Path, state_dir: Path, aside: Path, owner: os.stat_result)
     os.replace(staging / DB_NAME, state_dir / DB_NAME)
     fsync_dir(state_dir)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def keys_in_use(state_dir: Path) -> dict[str, list[str]]:
+    """key id -> the archives (`profiles/NAME.wasup`) and backups (`backups/wasupd-...`) that
+    need it: what retiring that key would make unreadable. Archive headers are read without
+    the key (enough to know which key they name)."""
+    used: dict[str, list[str]] = {}
+    profiles = state_dir / "profiles"
+    if profiles.is_dir():
+        for path in sorted(profiles.glob(f"*{archive.SUFFIX}")):
+            with contextlib.suppress(WasupError, OSError):  # a damaged header needs no key
+                used.setdefault(archive.inspect(path).key_id, []).append(f"profiles/{path.name}")
+    for backup in complete_backups(backups_dir(state_dir)):
+        with contextlib.suppress(OSError, ValueError):
+            for key in json.loads((backup / MANIFEST).read_text()).get("key_ids", []):
+                used.setdefault(str(key), []).append(f"backups/{backup.name}")
+    return used

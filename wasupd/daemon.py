@@ -187,7 +187,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     kg = sub.add_parser("keygen", help="create a profile key file (0600) and exit")
     kg.add_argument("path", nargs="?", help="key file (default: profiles.key_file)")
-    kg.add_argument("--add", action="store_true", help="add a new current key to an existing file")
+    how = kg.add_mutually_exclusive_group()
+    how.add_argument("--add", action="store_true", help="add a new current key to an existing file")
+    how.add_argument(
+        "--retire",
+        action="store_true",
+        help="remove every key but the current one, once no archive or backup needs them",
+    )
+    kg.add_argument(
+        "--force", action="store_true", help="with --retire: even if backups still need them"
+    )
     rs = sub.add_parser(
         "restore",
         help="replace the database and sealed profiles with a backup made by `wasupctl backup`"
@@ -218,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(configmod.to_toml(config))
         return 0
     if args.command == "keygen":
+        if args.retire:
+            return _retire_keys(config, args.path, force=args.force)
         return _keygen(config, args.path, add=args.add)
     if args.command == "restore":
         return _restore(config, Path(args.backup))
@@ -284,6 +295,42 @@ def _keygen(config: Config, path: str | None, *, add: bool) -> int:
         print(f"wasupd: {exc.message}", file=sys.stderr)
         return 1
     print(f"wasupd: wrote key {key_id} to {target}")
+    return 0
+
+
+def _retire_keys(config: Config, path: str | None, *, force: bool) -> int:
+    """Rotation, last step. Refused while a sealed profile still names an old key (that is a
+    `profiles rekey` still to run), and while a backup needs one unless `force`."""
+    from wasupd.backup import keys_in_use
+    from wasupd.profiles.keys import load_keyring, retire_keys
+
+    target = Path(path or config.profiles.key_file)
+    try:
+        ring = load_keyring(target)
+    except WasupError as exc:
+        print(f"wasupd: {exc.message}", file=sys.stderr)
+        return 1
+    used = keys_in_use(config.state_path)
+    old = [k for k in ring.keys if k != ring.current_id]
+    profiles = [f for k in old for f in used.get(k, []) if f.startswith("profiles/")]
+    backups = sorted({f for k in old for f in used.get(k, []) if f.startswith("backups/")})
+    if profiles:
+        print(
+            f"wasupd: not retiring: {', '.join(profiles)} still sealed under an old key;"
+            " run `wasupctl profiles rekey` first (after `systemctl restart wasupd` if the"
+            " daemon reads the key as a systemd credential)",
+            file=sys.stderr,
+        )
+        return 1
+    if backups and not force:
+        print(
+            f"wasupd: not retiring: {', '.join(backups)} need an old key; keep a copy of the"
+            " key file with them, then run again with --force",
+            file=sys.stderr,
+        )
+        return 1
+    removed = retire_keys(target)
+    print(f"wasupd: removed {len(removed)} old key(s) from {target}: {', '.join(removed) or '-'}")
     return 0
 
 

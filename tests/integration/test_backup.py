@@ -208,3 +208,35 @@ def test_restore_refuses_symlinks_and_a_damaged_database(
     assert "Traceback" not in out.stderr
     assert (d.state_dir / "wasupd.db").read_bytes() == db_bytes
     assert not list(d.state_dir.glob("replaced-*"))
+
+
+def test_retiring_old_keys_waits_for_rekey_and_guards_backups(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """`keygen --retire` is refused while an archive is under an old key (rekey first) and while
+    a backup needs one (unless --force); then only the current key is left."""
+    d = with_archives(daemon_factory, tmp_path, ("alice",))
+    backup = Path(ctl(d, "backup").stdout.strip())
+    key = Path(d.config["profiles"]["key_file"])
+
+    def keygen(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*WASUPD, "--config", str(d.config_path), "keygen", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert keygen("--add").returncode == 0
+    old, new = list(load_keyring(key).keys)[1], load_keyring(key).current_id
+    out = keygen("--retire")
+    assert (
+        out.returncode == 1 and "profiles/alice.wasup still sealed under an old key" in out.stderr
+    )
+    assert d.call("profiles.rekey")["resealed"] == ["alice"]
+    out = keygen("--retire")
+    assert out.returncode == 1 and f"backups/{backup.name} need an old key" in out.stderr
+    assert len(load_keyring(key).keys) == 2
+    out = keygen("--retire", "--force")
+    assert out.returncode == 0 and old in out.stdout, out.stderr
+    assert list(load_keyring(key).keys) == [new]
