@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import socket
@@ -376,3 +377,28 @@ def test_help_is_fast() -> None:
         times.append(time.perf_counter() - t0)
         assert out.returncode == 0
     assert min(times) < 0.5, times
+
+
+def test_socket_group_member_is_served_through_the_file_permissions(daemon_factory: Any) -> None:
+    """A different uid that is a member of `daemon.socket_group` passes the 0750 directory, the
+    0660 socket and SO_PEERCRED: what a sysadmin in the `wasupd` group relies on."""
+    group = grp.getgrnam("users")  # present on every Debian system
+    d = daemon_factory(daemon={"socket_group": group.gr_name})
+    os.chmod(d.root, 0o755)  # the test's temp root; /run is world-searchable
+    assert os.stat(d.socket).st_gid == group.gr_gid
+    assert os.stat(d.socket.parent).st_gid == group.gr_gid
+    script = (
+        'use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect: $!";'
+        ' print $s qq({"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n); print scalar <$s>;'
+    )
+    member = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={group.gr_gid}"]
+    out = subprocess.run(
+        [*member, "perl", "-e", script, str(d.socket)], capture_output=True, timeout=30, text=True
+    )
+    assert out.stdout, out.stderr
+    assert json.loads(out.stdout)["result"]["pid"] == d.proc.pid  # type: ignore[union-attr]
+    stranger = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    out = subprocess.run(
+        [*stranger, "perl", "-e", script, str(d.socket)], capture_output=True, timeout=30, text=True
+    )
+    assert "Permission denied" in out.stderr  # stopped by the directory's mode already
