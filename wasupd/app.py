@@ -29,6 +29,7 @@ from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.peer import Authorizer
 from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
+from wasupd.store import retention as retentionmod
 from wasupd.store.db import Database
 from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
@@ -102,6 +103,9 @@ class App:
                 )
                 await self.server.start()
                 reaper = asyncio.ensure_future(OrphanReaper().run())
+                retention = asyncio.ensure_future(
+                    retentionmod.run(self.db, lambda: self.config.daemon.retention_days)
+                )
                 try:
                     self.manager.restore()
                     yield self
@@ -109,7 +113,8 @@ class App:
                     await self.server.close(drain_timeout=5.0)
                     self.bus.close_all()
                     reaper.cancel()
-                    await asyncio.gather(reaper, return_exceptions=True)
+                    retention.cancel()
+                    await asyncio.gather(reaper, retention, return_exceptions=True)
                     await self.messaging.__aexit__(None, None, None)
         finally:
             await self.db.close()
@@ -181,6 +186,7 @@ def _live_sections(old: Config, new: Config) -> dict[str, Any]:
         log_level=new.daemon.log_level,
         allow_users=new.daemon.allow_users,
         allow_groups=new.daemon.allow_groups,
+        retention_days=new.daemon.retention_days,
     )
     return {
         "daemon": daemon,

@@ -49,6 +49,7 @@ class DaemonConfig:
     max_message_bytes: int = 1024 * 1024
     shutdown_timeout: float = 30.0
     start_stagger: float = 0.5
+    retention_days: float = 90.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,7 +187,7 @@ class Config:
 
 # Keys SIGHUP can change in a running daemon; everything else needs a restart.
 LIVE_RELOADABLE = frozenset(
-    {"daemon.log_level", "daemon.allow_users", "daemon.allow_groups"}
+    {"daemon.log_level", "daemon.allow_users", "daemon.allow_groups", "daemon.retention_days"}
     | {f"limits.{f.name}" for f in dataclasses.fields(LimitsConfig)}
     | {f"restart.{f.name}" for f in dataclasses.fields(RestartConfig)}
     | {f"health.{f.name}" for f in dataclasses.fields(HealthConfig)}
@@ -269,6 +270,12 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.send.jitter_min > cfg.send.jitter_max:
         raise ConfigError("send.jitter_min: must not exceed send.jitter_max", key="send.jitter_min")
+    if cfg.daemon.retention_days != 0 and cfg.daemon.retention_days < 2:
+        raise ConfigError(
+            "daemon.retention_days: must be 0 (keep everything) or at least 2 (pacing counts"
+            " the last day of sends)",
+            key="daemon.retention_days",
+        )
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(
             "restart.backoff_factor: must be at least 1", key="restart.backoff_factor"

@@ -36,6 +36,7 @@ def test_documented_file_matches_the_defaults() -> None:
         ({"restart": {"backoff_max": -1}}, "restart.backoff_max: must not be negative"),
         ({"health": {"self_ping": "yes"}}, "health.self_ping: expected a boolean"),
         ({"daemon": 3}, "daemon: expected a table"),
+        ({"daemon": {"retention_days": 1}}, "daemon.retention_days: must be 0 (keep everything)"),
     ],
 )
 def test_bad_values_name_the_key(doc: dict[str, object], fragment: str) -> None:

@@ -1,0 +1,120 @@
+"""Retention on a real SQLite store: finished and old records go, anything in flight or recent
+stays, and each session keeps its newest state history."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from wasupd.store import retention
+from wasupd.store.db import Database
+
+NOW = 1_000_000_000.0
+OLD, RECENT = NOW - 100 * retention.DAY, NOW - 1 * retention.DAY
+CUTOFF = NOW - 90 * retention.DAY
+
+
+async def fill(db: Database) -> None:
+    """Old and recent rows in every table, in every state."""
+    for i, state in enumerate(
+        ["queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
+    ):
+        for age, tag in ((OLD, "old"), (RECENT, "new")):
+            await db.execute(
+                "INSERT INTO outbox (id, from_spec, chat_id, body, state, created_at, updated_at)"
+                " VALUES (?, 'auto', 'c', 'b', ?, ?, ?)",
+                (f"{tag}-{state}-{i}", state, age, age),
+            )
+    for age, tag in ((OLD, "old"), (RECENT, "new")):
+        await db.execute(
+            "INSERT INTO inbox (session, wa_id, chat_id, sender, body, t, received_at)"
+            " VALUES ('a', ?, 'c', 's', 'b', ?, ?)",
+            (tag, age, age),
+        )
+        await db.execute(
+            "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, 'a', ?)", (tag, age)
+        )
+        for state in ("pending", "delivered", "failed"):
+            await db.execute(
+                "INSERT INTO webhook_deliveries (id, url, event, payload, state, created_at,"
+                " updated_at) VALUES (?, 'u', 'e', '{}', ?, ?, ?)",
+                (f"{tag}-{state}", state, age, age),
+            )
+    for session, n in (("busy", 30), ("quiet", 3)):
+        for k in range(n):
+            await db.execute(
+                "INSERT INTO session_history (session, at, from_state, to_state)"
+                " VALUES (?, ?, 'qr', 'qr')",
+                (session, OLD + k),
+            )
+
+
+async def ids(db: Database, sql: str) -> list[str]:
+    return sorted(str(r[0]) for r in await db.fetchall(sql))
+
+
+async def test_prune_keeps_in_flight_recent_and_the_last_history(tmp_path: Path) -> None:
+    """Only finished, old rows go; batches smaller than the work still finish the job."""
+    db = await Database.open(tmp_path / "w.db")
+    try:
+        await fill(db)
+        counts = await retention.prune(db, CUTOFF, batch=4)
+        outbox = await ids(db, "SELECT id FROM outbox")
+        assert outbox == sorted(
+            ["old-queued-0", "old-sending-1"] + [o for o in outbox if o.startswith("new-")]
+        )
+        assert len([o for o in outbox if o.startswith("new-")]) == 7
+        assert await ids(db, "SELECT wa_id FROM inbox") == ["new"]
+        assert await ids(db, "SELECT chat_id FROM contacts") == ["new"]
+        assert await ids(db, "SELECT id FROM webhook_deliveries") == [
+            "new-delivered",
+            "new-failed",
+            "new-pending",
+            "old-pending",
+        ]
+        history = await db.fetchall(
+            "SELECT session, count(*) FROM session_history GROUP BY session ORDER BY session"
+        )
+        assert [tuple(r) for r in history] == [("busy", retention.HISTORY_KEPT), ("quiet", 3)]
+        newest = await db.fetchone("SELECT min(at) FROM session_history WHERE session = 'busy'")
+        assert newest is not None and newest[0] == OLD + 10  # the 20 newest of 30 stayed
+        assert counts == {
+            "outbox": 5,
+            "inbox": 1,
+            "webhook_deliveries": 2,
+            "contacts": 1,
+            "session_history": 10,
+        }
+        assert await retention.prune(db, CUTOFF) == dict.fromkeys(counts, 0)
+    finally:
+        await db.close()
+
+
+async def test_the_loop_follows_the_configured_days(tmp_path: Path) -> None:
+    """`run` prunes with the current setting each round; 0 keeps everything."""
+    db = await Database.open(tmp_path / "w.db")
+    days, rounds = [0.0], [0]
+
+    def setting() -> float:
+        rounds[0] += 1
+        return days[0]
+
+    try:
+        await fill(db)
+        task = asyncio.ensure_future(
+            retention.run(db, setting, first_delay=0, interval=0.01, clock=lambda: NOW)
+        )
+        try:
+            async with asyncio.timeout(10):
+                while rounds[0] < 3:  # rounds that ran with retention off
+                    await asyncio.sleep(0.01)
+            assert len(await ids(db, "SELECT wa_id FROM inbox")) == 2
+            days[0] = 90.0
+            async with asyncio.timeout(10):
+                while len(await ids(db, "SELECT wa_id FROM inbox")) != 1:
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await db.close()

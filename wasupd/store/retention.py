@@ -1,0 +1,86 @@
+"""Retention: what a daemon that runs for months must forget, so the database stays small.
+
+Every `RETENTION_INTERVAL`, records that are finished and older than `daemon.retention_days`
+are deleted: outgoing messages in a final state, received messages, webhook deliveries that
+were delivered or given up, reply-stickiness contacts, and state history (the newest
+`HISTORY_KEPT` transitions of each session stay, however old). Nothing in flight is touched:
+queued and sending messages, pending deliveries. Deletes go in batches of `BATCH` rows, each its
+own short transaction, so a send or an ack never waits long behind them.
+
+What forgetting means for callers: `message.get` of a pruned id says not found, and an
+idempotency key is remembered for `retention_days` (a repeat after that is a new message).
+Pacing needs the last day of sends, hence the minimum of 2 days (config validation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from wasupd.store.db import Database
+
+log = structlog.get_logger("wasupd.store")
+
+DAY = 86400.0
+BATCH = 2000
+HISTORY_KEPT = 20
+FIRST_DELAY = 300.0  # not during the start-up stampede of a restore
+RETENTION_INTERVAL = 6 * 3600.0
+
+# table -> which of its rows are finished and older than :cutoff
+RULES: dict[str, str] = {
+    "outbox": "state IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
+    " AND updated_at < :cutoff",
+    "inbox": "received_at < :cutoff",
+    "webhook_deliveries": "state IN ('delivered', 'failed') AND updated_at < :cutoff",
+    "contacts": "last_at < :cutoff",
+    "session_history": "at < :cutoff AND id NOT IN (SELECT h.id FROM session_history AS h"
+    " WHERE h.session = session_history.session ORDER BY h.id DESC LIMIT :kept)",
+}
+
+
+async def prune(db: Database, cutoff: float, batch: int = BATCH) -> dict[str, int]:
+    """Delete what `RULES` select with `cutoff` (unix time); rows deleted per table."""
+    counts: dict[str, int] = {}
+    for table, where in RULES.items():
+        total = 0
+        while True:
+            # Table names and conditions are the constants above; values go as parameters.
+            sql = f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where}"  # noqa: S608
+            n = await db.execute(
+                sql + " LIMIT :batch)",
+                {"cutoff": cutoff, "batch": batch, "kept": HISTORY_KEPT},
+            )
+            total += n
+            if n < batch:
+                break
+            await asyncio.sleep(0)  # writers queued behind the lock go first
+        counts[table] = total
+    return counts
+
+
+async def run(
+    db: Database,
+    days: Callable[[], float],
+    *,
+    first_delay: float = FIRST_DELAY,
+    interval: float = RETENTION_INTERVAL,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Prune every `interval` seconds with the current `days()` (0: keep everything), until
+    cancelled. A failed round is logged and retried at the next one."""
+    await asyncio.sleep(first_delay)
+    while True:
+        keep = days()
+        if keep > 0:
+            try:
+                counts = await prune(db, clock() - keep * DAY)
+            except Exception:
+                log.exception("retention_failed")
+            else:
+                if any(counts.values()):
+                    log.info("retention_pruned", days=keep, **counts)
+        await asyncio.sleep(interval)
