@@ -373,18 +373,25 @@ def _swap_in(staging: Path, state_dir: Path, aside: Path, owner: os.stat_result)
     shutil.rmtree(staging, ignore_errors=True)
 
 
+UNKNOWN_KEY = "?"
+
+
 def keys_in_use(state_dir: Path) -> dict[str, list[str]]:
-    """key id -> the archives (`profiles/NAME.wasup`) and backups (`backups/wasupd-...`) that
-    need it: what retiring that key would make unreadable. Archive headers are read without
-    the key (enough to know which key they name)."""
+    """key id -> the archives that need it, named relative to `state_dir`: the live ones
+    (`profiles/`), those in backups, in the `replaced-*` dirs a restore keeps, and pinned
+    exports. Headers are read without the key, which is enough to know which key they name; an
+    archive whose header cannot be read is listed under `UNKNOWN_KEY`, since it may need any."""
     used: dict[str, list[str]] = {}
-    profiles = state_dir / "profiles"
-    if profiles.is_dir():
-        for path in sorted(profiles.glob(f"*{archive.SUFFIX}")):
-            with contextlib.suppress(WasupError, OSError):  # a damaged header needs no key
-                used.setdefault(archive.inspect(path).key_id, []).append(f"profiles/{path.name}")
-    for backup in complete_backups(backups_dir(state_dir)):
-        with contextlib.suppress(OSError, ValueError):
-            for key in json.loads((backup / MANIFEST).read_text()).get("key_ids", []):
-                used.setdefault(str(key), []).append(f"backups/{backup.name}")
+    places = [state_dir / "profiles", state_dir / "exports"]
+    places += [p / "profiles" for p in sorted(state_dir.glob("replaced-*"))]
+    places += [p / "profiles" for p in complete_backups(backups_dir(state_dir))]
+    for place in places:
+        if not place.is_dir():
+            continue
+        for path in sorted(place.glob(f"*{archive.SUFFIX}")):
+            try:
+                key = archive.inspect(path).key_id
+            except (WasupError, OSError):
+                key = UNKNOWN_KEY
+            used.setdefault(key, []).append(str(path.relative_to(state_dir)))
     return used

@@ -32,15 +32,18 @@ TICK = 1.0
 
 
 class InstanceLock:
-    """An exclusive flock on `<runtime_dir>/wasupd.lock`: one daemon per runtime dir."""
+    """An exclusive flock on `<directory>/wasupd.lock`. The daemon holds one in its runtime dir
+    and one in its state dir: one daemon per socket and per database. `wasupd restore` takes
+    the state dir's, which exists even while systemd has removed the runtime dir."""
 
-    def __init__(self, runtime_dir: Path) -> None:
-        self.path = runtime_dir / "wasupd.lock"
+    def __init__(self, directory: Path, mode: int = 0o750) -> None:
+        self.path = directory / "wasupd.lock"
+        self.mode = mode
         self.fd = -1
 
     def acquire(self) -> None:
         """Take the lock or raise `Busy` naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=self.mode)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,8 +51,8 @@ class InstanceLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise Busy(
-                f"another wasupd (pid {holder}) is already running with runtime dir"
-                f" {self.path.parent}; stop it first (systemctl stop wasupd)"
+                f"another wasupd (pid {holder}) is already running with {self.path.parent};"
+                " stop it first (systemctl stop wasupd)"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -102,11 +105,17 @@ class Daemon:
         main = asyncio.current_task()
         assert main is not None
         asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
-        lock = InstanceLock(self.config.runtime_path)
+        locks = [
+            InstanceLock(self.config.runtime_path),
+            InstanceLock(self.config.state_path, mode=0o700),
+        ]
         try:
-            lock.acquire()
+            for lock in locks:
+                lock.acquire()
         except Busy as exc:
             log.error("already_running", error=exc.message)
+            for lock in locks:
+                lock.release()
             return 1
         try:
             self._install_signals(main)
@@ -115,7 +124,8 @@ class Daemon:
             await _force_cleanup(self.config)
             return 130
         finally:
-            lock.release()
+            for lock in locks:
+                lock.release()
 
     async def _serve(self) -> int:
         from wasupd.app import App
@@ -213,7 +223,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `wasupd`."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "keygen" and args.force and not args.retire:
+        parser.error("--force goes with --retire")
     path = configmod.config_file_from_env(args.config)
     try:
         config = configmod.load_config(path, missing_ok=args.config is None)
@@ -243,44 +256,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _restore(config: Config, backup: Path) -> int:
-    import shutil
     import time
 
     from wasupd.backup import restore_backup
     from wasupd.profiles.keys import load_keyring
 
-    runtime = config.runtime_path
-    lock = InstanceLock(runtime)
-    made_dir, made_lock = not runtime.exists(), not lock.path.exists()
+    state = config.state_path
+    lock = InstanceLock(state, mode=0o700)  # the daemon holds it while it runs
+    made_lock = not lock.path.exists()
     try:
-        lock.acquire()  # no daemon may run on this state while it is replaced
+        lock.acquire()
         try:
             keyring = load_keyring(Path(config.profiles.key_file))
             aside = restore_backup(
                 backup.resolve(),
-                config.state_path,
-                runtime / "profiles",
+                state,
+                config.runtime_path / "profiles",
                 keyring,
                 now=time.time(),
             )
         finally:
             lock.release()
-            # Leave no root-owned lock or runtime dir for the daemon's user to trip over.
-            if made_dir:
-                shutil.rmtree(runtime, ignore_errors=True)
-            elif made_lock:
+            if made_lock:  # run as root, a root-owned lock would lock the daemon's user out
                 lock.path.unlink(missing_ok=True)
     except WasupError as exc:
         print(f"wasupd: {exc.message}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(
-            f"wasupd: restore failed: {exc}; files already replaced (if any) are in"
-            f" {config.state_path}/replaced-*",
-            file=sys.stderr,
-        )
+        print(f"wasupd: restore failed, nothing was replaced: {exc}", file=sys.stderr)
         return 1
-    print(f"wasupd: restored {backup} into {config.state_path}; the previous files are in {aside}")
+    print(f"wasupd: restored {backup} into {state}; the previous files are in {aside}")
     print("wasupd: start the daemon (systemctl start wasupd); sessions resume as recorded")
     return 0
 
@@ -294,6 +299,9 @@ def _keygen(config: Config, path: str | None, *, add: bool) -> int:
     except WasupError as exc:
         print(f"wasupd: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"wasupd: cannot write {target}: {exc.strerror}; run as root", file=sys.stderr)
+        return 1
     print(f"wasupd: wrote key {key_id} to {target}")
     return 0
 
@@ -301,35 +309,41 @@ def _keygen(config: Config, path: str | None, *, add: bool) -> int:
 def _retire_keys(config: Config, path: str | None, *, force: bool) -> int:
     """Rotation, last step. Refused while a sealed profile still names an old key (that is a
     `profiles rekey` still to run), and while a backup needs one unless `force`."""
-    from wasupd.backup import keys_in_use
+    from wasupd.backup import UNKNOWN_KEY, keys_in_use
     from wasupd.profiles.keys import load_keyring, retire_keys
 
     target = Path(path or config.profiles.key_file)
     try:
-        ring = load_keyring(target)
+        ring = load_keyring(target, admin=True)
     except WasupError as exc:
         print(f"wasupd: {exc.message}", file=sys.stderr)
         return 1
     used = keys_in_use(config.state_path)
     old = [k for k in ring.keys if k != ring.current_id]
-    profiles = [f for k in old for f in used.get(k, []) if f.startswith("profiles/")]
-    backups = sorted({f for k in old for f in used.get(k, []) if f.startswith("backups/")})
+    needed = [f for k in [*old, UNKNOWN_KEY] for f in used.get(k, [])]
+    profiles = [f for f in needed if f.startswith("profiles/")]
+    others = [f for f in needed if not f.startswith("profiles/")]
     if profiles:
         print(
-            f"wasupd: not retiring: {', '.join(profiles)} still sealed under an old key;"
-            " run `wasupctl profiles rekey` first (after `systemctl restart wasupd` if the"
-            " daemon reads the key as a systemd credential)",
+            f"wasupd: not retiring: {', '.join(profiles)} still sealed under an old key (or"
+            " unreadable); run `wasupctl profiles rekey` first (after `systemctl restart"
+            " wasupd` if the daemon reads the key as a systemd credential)",
             file=sys.stderr,
         )
         return 1
-    if backups and not force:
+    if others and not force:
         print(
-            f"wasupd: not retiring: {', '.join(backups)} need an old key; keep a copy of the"
-            " key file with them, then run again with --force",
+            f"wasupd: not retiring: {', '.join(others)} may need an old key (backups, kept"
+            " files, exports); keep a copy of the key file with them, then run again with"
+            " --force",
             file=sys.stderr,
         )
         return 1
-    removed = retire_keys(target)
+    try:
+        removed = retire_keys(target)
+    except OSError as exc:
+        print(f"wasupd: cannot rewrite {target}: {exc.strerror}; run as root", file=sys.stderr)
+        return 1
     print(f"wasupd: removed {len(removed)} old key(s) from {target}: {', '.join(removed) or '-'}")
     return 0
 

@@ -93,13 +93,23 @@ def default_socket() -> Path:
 
 
 def client_socket(system_socket: Path = SYSTEM_RUNTIME_DIR / SOCKET_NAME) -> Path:
-    """The socket `wasupctl` uses by default: this user's own daemon's when it exists, else the
-    system daemon's (a socket-group member runs no daemon of their own)."""
+    """The socket `wasupctl` uses by default: this user's own daemon's when it exists in a
+    directory only this user controls, else the system daemon's (a socket-group member runs no
+    daemon of their own). Without `$XDG_RUNTIME_DIR` the own path is under /tmp, where another
+    user could plant a socket to catch messages: such a socket is not trusted."""
     own = default_socket()
-    if own == system_socket or _exists(own, unknown=False):
+    if own == system_socket or (_exists(own, unknown=False) and _private_dir(own.parent)):
         return own
     # /run/wasupd is 0750: for a user not yet in the group, connecting says why.
     return system_socket if _exists(system_socket, unknown=True) else own
+
+
+def _private_dir(path: Path) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _exists(path: Path, *, unknown: bool) -> bool:

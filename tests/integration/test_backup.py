@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers.daemon import DaemonProcess
 from wasupd.profiles import archive
 from wasupd.profiles.keys import load_keyring
@@ -235,8 +237,46 @@ def test_retiring_old_keys_waits_for_rekey_and_guards_backups(
     )
     assert d.call("profiles.rekey")["resealed"] == ["alice"]
     out = keygen("--retire")
-    assert out.returncode == 1 and f"backups/{backup.name} need an old key" in out.stderr
+    assert out.returncode == 1
+    assert f"backups/{backup.name}/profiles/alice.wasup may need an old key" in out.stderr
     assert len(load_keyring(key).keys) == 2
     out = keygen("--retire", "--force")
     assert out.returncode == 0 and old in out.stdout, out.stderr
     assert list(load_keyring(key).keys) == [new]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the service user")
+def test_restore_as_the_service_user_while_systemd_removed_the_runtime_dir(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The documented `runuser -u wasupd -- wasupd restore DIR` after `systemctl stop`: the
+    runtime dir is gone and the user may not create it; the restore locks the state dir."""
+    d = with_archives(daemon_factory, tmp_path, ("alice",))
+    backup = Path(ctl(d, "backup").stdout.strip())
+    assert d.stop() == 0
+    subprocess.run(["rm", "-rf", str(d.runtime_dir)], check=True)
+    subprocess.run(["chown", "-R", "65534:65534", str(d.state_dir)], check=True)
+    os.chown(d.config["profiles"]["key_file"], 65534, -1)
+    d.root.chmod(0o755)
+    d.config_path.chmod(0o644)
+    d.runtime_dir.parent.chmod(0o755)  # the service user cannot create the runtime dir in it
+    service_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    out = subprocess.run(
+        [*service_user, *WASUPD, "--config", str(d.config_path), "restore", str(backup)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (d.state_dir / "wasupd.db").stat().st_uid == 65534
+    assert not d.runtime_dir.exists()
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon_factory: Any) -> None:
+    """Two daemons with different sockets must still never share one database."""
+    d: DaemonProcess = daemon_factory()
+    twin: DaemonProcess = daemon_factory(start=False, daemon={"state_dir": str(d.state_dir)})
+    with pytest.raises(AssertionError, match="daemon exited with 1"):
+        twin.start()
+    assert f"already running with {d.state_dir}" in twin.log()
+    assert d.call("daemon.status")["pid"] == d.proc.pid  # type: ignore[union-attr]

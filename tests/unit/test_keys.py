@@ -63,6 +63,22 @@ def test_another_owner_is_refused_with_the_chown_to_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_root_rotates_the_service_users_key_and_it_stays_theirs(tmp_path: Path) -> None:
+    """keygen --add/--retire as root on a key owned by the service user: allowed, and the
+    rewritten file keeps its owner; a daemon (not an admin command) still refuses it."""
+    path = tmp_path / "profile.key"
+    first = generate_key_file(path)
+    os.chown(path, 65534, 65534)
+    second = add_key(path)
+    assert os.stat(path).st_uid == 65534 and os.stat(path).st_gid == 65534
+    assert retire_keys(path) == [first]
+    assert os.stat(path).st_uid == 65534 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert list(load_keyring(path, admin=True).keys) == [second]
+    with pytest.raises(KeyUnavailable, match="owned by uid 65534"):
+        load_keyring(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 def test_a_systemd_credential_owned_by_root_is_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,7 +74,8 @@ def test_wasupctl_falls_back_to_the_system_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A user with no daemon of their own reaches the system daemon; their own daemon, once it
-    runs, comes first; with neither, the own path is named (the error says how to start)."""
+    runs, comes first, but only from a directory no one else can write; with neither, the own
+    path is named (the error says how to start)."""
     monkeypatch.setattr(paths, "system_mode", lambda *a: False)
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "user"))
@@ -89,3 +90,5 @@ def test_wasupctl_falls_back_to_the_system_socket(
         with socket.socket(socket.AF_UNIX) as mine:
             mine.bind(str(own))
             assert paths.client_socket(system) == own
+            own.parent.chmod(0o777)  # like /tmp: anyone could have put that socket there
+            assert paths.client_socket(system) == system

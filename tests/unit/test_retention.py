@@ -118,3 +118,22 @@ async def test_the_loop_follows_the_configured_days(tmp_path: Path) -> None:
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await db.close()
+
+
+async def test_each_rule_finds_old_rows_through_a_time_index(tmp_path: Path) -> None:
+    """The plan of every batch searches an index on the time column: a batch's cost does not
+    grow with the number of recent rows."""
+    db = await Database.open(tmp_path / "w.db")
+    try:
+        for table, where in retention.RULES.items():
+            sql = f"SELECT rowid FROM {table} WHERE {where} LIMIT 10"
+            plan = " | ".join(
+                str(r[3])
+                for r in await db.fetchall(
+                    "EXPLAIN QUERY PLAN " + sql, {"cutoff": NOW, "kept": retention.HISTORY_KEPT}
+                )
+            )
+            assert plan.startswith(f"SEARCH {table} USING"), plan
+            assert "<?)" in plan.split(" | ")[0], plan  # a range on the time column
+    finally:
+        await db.close()

@@ -65,7 +65,7 @@ def _from_credentials(path: Path) -> bool:
     return bool(creds) and path.parent.resolve() == Path(creds).resolve()
 
 
-def _check_permissions(path: Path, st: os.stat_result) -> None:
+def _check_permissions(path: Path, st: os.stat_result, *, admin: bool = False) -> None:
     if st.st_mode & 0o077:
         raise KeyUnavailable(
             f"key file {path} has mode {stat.S_IMODE(st.st_mode):04o}: group and others must not"
@@ -73,7 +73,9 @@ def _check_permissions(path: Path, st: os.stat_result) -> None:
             path=str(path),
         )
     # systemd owns the credentials it hands us (0400 in a private dir): only the mode matters.
-    if st.st_uid != os.geteuid() and not _from_credentials(path):
+    # Root rotating the service user's key (`admin`) need not own it; a daemon must.
+    root_admin = admin and os.geteuid() == 0
+    if st.st_uid != os.geteuid() and not root_admin and not _from_credentials(path):
         raise KeyUnavailable(
             f"key file {path} is owned by uid {st.st_uid}, not by the daemon's user (uid"
             f" {os.geteuid()}); run `chown {os.geteuid()} {path}`",
@@ -92,7 +94,7 @@ def _missing(path: Path) -> KeyUnavailable:
     )
 
 
-def _read_key_file(path: Path) -> str:
+def _read_key_file(path: Path, *, admin: bool = False) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -104,7 +106,7 @@ def _read_key_file(path: Path) -> str:
             path=str(path),
         ) from None
     with os.fdopen(fd, "rb") as fh:
-        _check_permissions(path, os.fstat(fh.fileno()))
+        _check_permissions(path, os.fstat(fh.fileno()), admin=admin)
         return fh.read(1 << 16).decode("ascii", errors="replace")
 
 
@@ -127,10 +129,11 @@ def _parse_line(path: Path, n: int, line: str) -> bytes:
     return key
 
 
-def load_keyring(path: Path) -> Keyring:
-    """Read and check the key file; `KeyUnavailable` saying what to do when it cannot be used."""
+def load_keyring(path: Path, *, admin: bool = False) -> Keyring:
+    """Read and check the key file; `KeyUnavailable` saying what to do when it cannot be used.
+    With `admin` (key rotation commands) root may read a key owned by the service user."""
     keys: dict[str, bytes] = {}
-    for n, line in enumerate(_read_key_file(path).splitlines(), 1):
+    for n, line in enumerate(_read_key_file(path, admin=admin).splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             key = _parse_line(path, n, line)
             keys.setdefault(key_id(key), key)
@@ -168,14 +171,19 @@ def generate_key_file(path: Path) -> str:
 
 
 def _rewrite(path: Path, keys: list[bytes]) -> None:
+    """Replace the key file atomically, keeping its owner (root rotating the service user's
+    key must not leave a file that user cannot read)."""
+    st = path.stat()
     with atomic_file(path) as fh:
+        if os.geteuid() == 0:
+            os.fchown(fh.fileno(), st.st_uid, st.st_gid)
         fh.write("".join(_line(k) for k in keys).encode())
 
 
 def add_key(path: Path) -> str:
     """Rotation, step 1: put a fresh key first in an existing key file (the old ones stay
     accepted); its id. Then re-seal (`profiles rekey`), then `retire_keys`."""
-    ring = load_keyring(path)
+    ring = load_keyring(path, admin=True)
     key = secrets.token_bytes(KEY_BYTES)
     _rewrite(path, [key, *ring.keys.values()])
     return key_id(key)
@@ -184,7 +192,7 @@ def add_key(path: Path) -> str:
 def retire_keys(path: Path) -> list[str]:
     """Rotation, last step: keep only the current key in the key file; the ids removed.
     Only after every archive was re-sealed: archives under a retired key cannot be opened."""
-    ring = load_keyring(path)
+    ring = load_keyring(path, admin=True)
     old = [k for k in ring.keys if k != ring.current_id]
     if old:
         _rewrite(path, [ring.current])

@@ -103,6 +103,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_by_session_sent ON outbox(session, sent_at);
     CREATE INDEX outbox_by_chat ON outbox(chat_id, created_at);
     """,
+    # 3: indexes for retention (wasupd.store.retention): each batch finds old rows by time
+    # instead of scanning every recent one.
+    """
+    CREATE INDEX outbox_by_updated ON outbox(updated_at);
+    CREATE INDEX inbox_by_received ON inbox(received_at);
+    CREATE INDEX webhook_deliveries_by_updated ON webhook_deliveries(updated_at);
+    CREATE INDEX contacts_by_last ON contacts(last_at);
+    CREATE INDEX session_history_by_at ON session_history(at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,12 +30,14 @@ HISTORY_KEPT = 20
 FIRST_DELAY = 300.0  # not during the start-up stampede of a restore
 RETENTION_INTERVAL = 6 * 3600.0
 
-# table -> which of its rows are finished and older than :cutoff
+# table -> which of its rows are finished and older than :cutoff. Each is found through an index
+# on its time column (schema 3); the unary `+` keeps SQLite from walking the state index
+# instead, which would rescan every recent finished row at each batch.
 RULES: dict[str, str] = {
-    "outbox": "state IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
+    "outbox": "+state IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
     " AND updated_at < :cutoff",
     "inbox": "received_at < :cutoff",
-    "webhook_deliveries": "state IN ('delivered', 'failed') AND updated_at < :cutoff",
+    "webhook_deliveries": "+state IN ('delivered', 'failed') AND updated_at < :cutoff",
     "contacts": "last_at < :cutoff",
     "session_history": "at < :cutoff AND id NOT IN (SELECT h.id FROM session_history AS h"
     " WHERE h.session = session_history.session ORDER BY h.id DESC LIMIT :kept)",
