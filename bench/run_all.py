@@ -21,6 +21,7 @@ FULL = [
     ["messaging.py"],
     ["outbox.py", "--sessions", "50", "--minutes", "5"],
     ["flags.py"],
+    ["retention.py"],
     ["sessions.py", "--capacity", "50", "--hold", "600"],
 ]
 QUICK = [
@@ -29,6 +30,7 @@ QUICK = [
     ["messaging.py", "--sessions", "2", "--messages", "20", "--budget", "60"],
     ["outbox.py", "--sessions", "2", "--minutes", "0.5", "--enqueue", "1000"],
     ["flags.py", "--runs", "1", "--budget", "60"],
+    ["retention.py", "--rows", "20000", "--runs", "1"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
 ]
 
