@@ -37,7 +37,7 @@ from typing import Any
 from wasupd import __version__
 from wasupd.errors import InvalidArgument, InvalidState, StoreError, WasupError
 from wasupd.profiles import archive
-from wasupd.profiles.fsutil import fsync_dir, remove_tree
+from wasupd.profiles.fsutil import fsync_dir, fsync_file, remove_tree
 from wasupd.profiles.keys import Keyring
 from wasupd.store.db import SCHEMA_VERSION
 
@@ -77,8 +77,13 @@ def backups_dir(state_dir: Path) -> Path:
     return state_dir / "backups"
 
 
+def _stamp(now: float) -> str:
+    """UTC time as used in backup and `replaced-*` directory names."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
 def _new_name(root: Path, now: float) -> str:
-    base = "wasupd-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    base = "wasupd-" + _stamp(now)
     name, n = base, 1
     while (root / name).exists():  # two backups in one second
         n += 1
@@ -86,18 +91,10 @@ def _new_name(root: Path, now: float) -> str:
     return name
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _snapshot_db(db: Path, dest: Path) -> None:
     with contextlib.closing(sqlite3.connect(db, timeout=30.0)) as conn:
         conn.execute("VACUUM INTO ?", (str(dest),))
-    _fsync_file(dest)
+    fsync_file(dest)
 
 
 def _link_or_copy(src: Path, dest: Path) -> bool:
@@ -111,7 +108,7 @@ def _link_or_copy(src: Path, dest: Path) -> bool:
             shutil.copy2(src, dest)
         except FileNotFoundError:
             return False
-        _fsync_file(dest)
+        fsync_file(dest)
     return True
 
 
@@ -171,7 +168,7 @@ def write_backup(
             "files": files,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _fsync_file(work / MANIFEST)
+        fsync_file(work / MANIFEST)
         fsync_dir(work / "profiles")
         fsync_dir(work)
         os.rename(work, root / name)
@@ -317,7 +314,7 @@ def restore_backup(
     for rel in manifest["files"]:
         if rel.startswith("profiles/"):
             archive.verify(backup / rel, keyring, Path(rel).name.removesuffix(archive.SUFFIX))
-    aside = state_dir / ("replaced-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)))
+    aside = state_dir / ("replaced-" + _stamp(now))
     if aside.exists():
         raise InvalidState(f"{aside} already exists; wait a second and run the restore again")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,13 +12,23 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename or unlink in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that a rename or unlink in it survives a power cut."""
+    _fsync(path, os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file written by someone else (SQLite, a copy) by path, not following a
+    symlink, so its content survives a power cut."""
+    _fsync(path, os.O_NOFOLLOW)
 
 
 def temp_name(dest: Path, tag: str) -> Path:
