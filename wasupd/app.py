@@ -1,14 +1,19 @@
 """App: the daemon's parts built from the configuration, with their lifetimes nested in order.
 
-Start: store -> sessions (runners loaded) -> RPC socket -> restore running sessions.
-Stop:  RPC stops accepting -> sessions stop in parallel under the deadline -> store closes.
+This is the composition root: the one place that knows every part. Each part is handed the
+few collaborators it uses (no part reaches back into the App).
+
+Start: store -> sessions (runners loaded) -> webhooks -> messaging -> profile admin ->
+background loops (reaper, retention) -> metrics listener -> RPC socket -> restore sessions.
+Stop, in reverse: RPC stops accepting -> event streams end -> background loops are cancelled ->
+messaging and webhooks finish what is in flight -> sessions stop in parallel -> store closes.
+If a step of the start fails, everything started before it is closed the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -18,18 +23,24 @@ from typing import Any
 import structlog
 
 from wasupd import config as configmod
-from wasupd import logs
+from wasupd import exporter, logs
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
+from wasupd.loops import keep_running
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
+from wasupd.metrics import DaemonFacts, Metrics
 from wasupd.profiles.admin import ProfilesAdmin
 from wasupd.rpc.dispatch import Dispatcher
+from wasupd.rpc.methods import register_methods
+from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.messages import MessageMethods
+from wasupd.rpc.methods.sessions import SessionMethods
 from wasupd.rpc.peer import Authorizer
 from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
-from wasupd.store import retention as retentionmod
+from wasupd.store import retention
 from wasupd.store.db import Database
 from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
@@ -54,70 +65,104 @@ class App:
         self.config_path = config_path
         self.services = services
         self.bus = EventBus()
-        self.started_at = time.time()
-        self.fd_limit = raise_fd_limit()
-        self.dispatcher = Dispatcher()
-        self.db: Database
-        self.sessions_repo: SessionRepo
+        self.facts = DaemonFacts(started_at=time.time(), fd_limit=raise_fd_limit())
         self.manager: SessionManager
+        self.messaging: Messaging
         self.server: RpcServer
-        self.extensions: list[Any] = []
-        # Extra metric families (e.g. the outbox's), each a callable yielding metric families.
-        self.metric_sources: list[Any] = []
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[App]:
-        """Open the store, load sessions, bind the socket, restore sessions; undo in reverse."""
-        self.config.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = await Database.open(self.config.state_path / "wasupd.db")
-        try:
-            self.sessions_repo = SessionRepo(self.db)
-            self.manager = SessionManager(
-                config=self.config,
-                repo=self.sessions_repo,
-                bus=self.bus,
-                services=self.services,
-                on_report=self._on_report,
+        """Start every part in order, serve, and undo in reverse (also when a start fails)."""
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            yield self
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        config = self.config
+        config.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = await Database.open(config.state.database)
+        stack.push_async_callback(db.close)
+        sessions_repo, messages = SessionRepo(db), MessageRepo(db)
+        self.manager = manager = await stack.enter_async_context(
+            SessionManager(
+                config=config, repo=sessions_repo, bus=self.bus, services=self.services
             )
-            self.messages = MessageRepo(self.db)
-            async with self.manager, Webhooks(self.config.webhooks, self.db) as self.webhooks:
-                self.messaging = Messaging(
-                    config=self.config,
-                    repo=self.messages,
-                    manager=self.manager,
-                    bus=self.bus,
-                    webhooks=self.webhooks,
+        )
+        webhooks = await stack.enter_async_context(Webhooks(config.webhooks, db))
+        self.messaging = messaging = await stack.enter_async_context(
+            Messaging(
+                config=config, repo=messages, sessions=manager, bus=self.bus, webhooks=webhooks
+            )
+        )
+        manager.route_reports_to(messaging.on_report)
+        admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))
+        await stack.enter_async_context(self._background(db))
+        dispatcher = Dispatcher()
+        self.server = server = RpcServer(
+            path=config.socket_path,
+            dispatcher=dispatcher,
+            authorizer=self._authorizer(),
+            mode=config.daemon.socket_mode,
+            group=config.daemon.socket_group,
+            max_message_bytes=config.daemon.max_message_bytes,
+        )
+        metrics = Metrics(facts=self.facts, sessions=manager, rpc=server, outbox=messages)
+        if config.metrics.listen:
+            await stack.enter_async_context(
+                exporter.serving(config.metrics.listen, metrics.exposition)
+            )
+        register_methods(
+            dispatcher,
+            DaemonMethods(
+                config=lambda: self.config,
+                config_path=self.config_path,
+                facts=self.facts,
+                sessions=manager,
+                bus=self.bus,
+                subscribers=server.subscriber_count,
+                admin=admin,
+                metrics=metrics,
+                reload=self.reload_config,
+            ),
+            SessionMethods(sessions=manager, repo=sessions_repo, admin=admin),
+            MessageMethods(
+                config=lambda: self.config,
+                sessions=manager,
+                messaging=messaging,
+                repo=messages,
+                webhooks=webhooks,
+            ),
+        )
+        await server.start()
+        stack.push_async_callback(self._stop_serving)
+        manager.restore()
+
+    @contextlib.asynccontextmanager
+    async def _background(self, db: Database) -> AsyncIterator[None]:
+        """The daemon-wide loops, in a TaskGroup of their own, cancelled at shutdown."""
+        group = asyncio.TaskGroup()
+        await group.__aenter__()
+        tasks = [
+            group.create_task(keep_running("reaper", OrphanReaper().run)),
+            group.create_task(
+                keep_running(
+                    "retention",
+                    lambda: retention.run(db, lambda: self.config.daemon.retention_days),
                 )
-                await self.messaging.__aenter__()
-                self.extensions.append(self.messaging)
-                self.metric_sources.append(self._outbox_metrics)
-                self.profiles_admin = ProfilesAdmin(self)
-                self._register_methods()
-                self.server = RpcServer(
-                    path=self.config.socket_path,
-                    dispatcher=self.dispatcher,
-                    authorizer=self._authorizer(),
-                    mode=self.config.daemon.socket_mode,
-                    group=self.config.daemon.socket_group,
-                    max_message_bytes=self.config.daemon.max_message_bytes,
-                )
-                await self.server.start()
-                reaper = asyncio.ensure_future(OrphanReaper().run())
-                retention = asyncio.ensure_future(
-                    retentionmod.run(self.db, lambda: self.config.daemon.retention_days)
-                )
-                try:
-                    self.manager.restore()
-                    yield self
-                finally:
-                    await self.server.close(drain_timeout=5.0)
-                    self.bus.close_all()
-                    reaper.cancel()
-                    retention.cancel()
-                    await asyncio.gather(reaper, retention, return_exceptions=True)
-                    await self.messaging.__aexit__(None, None, None)
+            ),
+        ]
+        try:
+            yield
         finally:
-            await self.db.close()
+            for task in tasks:
+                task.cancel()
+            # Not handed the exception that ends the daemon: it would come back wrapped in an
+            # ExceptionGroup; the loops themselves never raise (keep_running).
+            await group.__aexit__(None, None, None)
+
+    async def _stop_serving(self) -> None:
+        await self.server.close(drain_timeout=5.0)
+        self.bus.close_all()
 
     def _authorizer(self) -> Authorizer:
         d = self.config.daemon
@@ -125,34 +170,14 @@ class App:
             socket_group=d.socket_group, allow_users=d.allow_users, allow_groups=d.allow_groups
         )
 
-    async def _on_report(self, name: str, report: Any) -> None:
-        for ext in self.extensions:
-            await ext.on_report(name, report)
-
-    def _register_methods(self) -> None:
-        from wasupd.rpc.methods import register_all
-
-        register_all(self.dispatcher, self)
-
-    _outbox_counts: dict[str, int] = {}
-
-    def _outbox_metrics(self) -> Any:
-        from prometheus_client.core import GaugeMetricFamily
-
-        fam = GaugeMetricFamily(
-            "wasupd_outbox_messages", "Outbox messages by state", labels=["state"]
-        )
-        for state, n in self._outbox_counts.items():
-            fam.add_metric([state], n)
-        yield fam
-
     def summary(self) -> str:
         """One line for sd_notify STATUS=."""
         counts: dict[str, int] = {}
         for runner in self.manager.runners.values():
             counts[runner.state.value] = counts.get(runner.state.value, 0) + 1
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no sessions"
-        return f"{len(self.manager.runners)} sessions: {parts}"
+        n = len(self.manager.runners)
+        return f"{n} session{'' if n == 1 else 's'}: {parts}"
 
     def reload_config(self) -> dict[str, Any]:
         """Re-read the config file; apply the live keys, report the ones that need a restart."""
@@ -165,34 +190,10 @@ class App:
         live = [k for k in changed if k in LIVE_RELOADABLE]
         need_restart = [k for k in changed if k not in LIVE_RELOADABLE]
         if live:
-            self.config = configmod.Config(
-                **{
-                    **{f: getattr(self.config, f) for f in self.config.__dataclass_fields__},
-                    **_live_sections(self.config, new),
-                }
-            )
+            self.config = configmod.apply_live(self.config, new)
             self.manager.update_config(self.config)
             self.messaging.update_config(self.config)
             logs.set_level(self.config.daemon.log_level)
             self.server.authorizer = self._authorizer()
         log.info("config_reloaded", applied=live, need_restart=need_restart)
         return {"applied": live, "need_restart": need_restart}
-
-
-def _live_sections(old: Config, new: Config) -> dict[str, Any]:
-    """The sections of `new` whose keys all reload live; daemon keeps its restart-only keys."""
-    daemon = dataclasses.replace(
-        old.daemon,
-        log_level=new.daemon.log_level,
-        allow_users=new.daemon.allow_users,
-        allow_groups=new.daemon.allow_groups,
-        retention_days=new.daemon.retention_days,
-    )
-    return {
-        "daemon": daemon,
-        "limits": new.limits,
-        "restart": new.restart,
-        "health": new.health,
-        "qr": new.qr,
-        "send": new.send,
-    }

@@ -36,6 +36,7 @@ from typing import Any
 
 from wasupd import __version__
 from wasupd.errors import InvalidArgument, InvalidState, StoreError, WasupError
+from wasupd.paths import StateLayout
 from wasupd.profiles import archive
 from wasupd.profiles.fsutil import fsync_dir, fsync_file, remove_tree
 from wasupd.profiles.keys import Keyring
@@ -74,7 +75,7 @@ class BackupResult:
 
 def backups_dir(state_dir: Path) -> Path:
     """Where `daemon.backup` writes: `<state_dir>/backups`."""
-    return state_dir / "backups"
+    return StateLayout(state_dir).backups
 
 
 def _stamp(now: float) -> str:
@@ -379,8 +380,9 @@ def keys_in_use(state_dir: Path) -> dict[str, list[str]]:
     exports. Headers are read without the key, which is enough to know which key they name; an
     archive whose header cannot be read is listed under `UNKNOWN_KEY`, since it may need any."""
     used: dict[str, list[str]] = {}
-    places = [state_dir / "profiles", state_dir / "exports"]
-    places += [p / "profiles" for p in sorted(state_dir.glob("replaced-*"))]
+    layout = StateLayout(state_dir)
+    places = [layout.archives, layout.exports]
+    places += [p / "profiles" for p in layout.replaced()]
     places += [p / "profiles" for p in complete_backups(backups_dir(state_dir))]
     for place in places:
         if not place.is_dir():

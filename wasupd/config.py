@@ -156,6 +156,13 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """[metrics]: an HTTP endpoint for Prometheus (off unless `listen` is set)."""
+
+    listen: str = ""  # "HOST:PORT", e.g. "127.0.0.1:9464" or "[::1]:9464"; empty: off
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; build it with `load_config`."""
 
@@ -168,6 +175,7 @@ class Config:
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
     send: SendConfig = field(default_factory=SendConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -184,16 +192,38 @@ class Config:
         """Directory of the socket and live profiles (resolved)."""
         return Path(self.daemon.runtime_dir)
 
+    @property
+    def state(self) -> paths.StateLayout:
+        """The files and directories under the state directory."""
+        return paths.StateLayout(self.state_path)
 
-# Keys SIGHUP can change in a running daemon; everything else needs a restart.
+    @property
+    def runtime(self) -> paths.RuntimeLayout:
+        """The files and directories under the runtime directory."""
+        return paths.RuntimeLayout(self.runtime_path)
+
+
+# What SIGHUP can change in a running daemon (everything else needs a restart): these whole
+# sections, and these keys of [daemon]. `LIVE_RELOADABLE` and `apply_live` are derived from it.
+LIVE_SECTIONS = ("limits", "restart", "health", "qr", "send")
+LIVE_DAEMON_KEYS = ("log_level", "allow_users", "allow_groups", "retention_days")
 LIVE_RELOADABLE = frozenset(
-    {"daemon.log_level", "daemon.allow_users", "daemon.allow_groups", "daemon.retention_days"}
-    | {f"limits.{f.name}" for f in dataclasses.fields(LimitsConfig)}
-    | {f"restart.{f.name}" for f in dataclasses.fields(RestartConfig)}
-    | {f"health.{f.name}" for f in dataclasses.fields(HealthConfig)}
-    | {f"qr.{f.name}" for f in dataclasses.fields(QrConfig)}
-    | {f"send.{f.name}" for f in dataclasses.fields(SendConfig)}
+    {f"daemon.{key}" for key in LIVE_DAEMON_KEYS}
+    | {
+        f"{section}.{f.name}"
+        for section in LIVE_SECTIONS
+        for f in dataclasses.fields(typing.get_type_hints(Config)[section])
+    }
 )
+
+
+def apply_live(old: Config, new: Config) -> Config:
+    """`old` with the live-reloadable parts of `new` (the rest waits for a restart)."""
+    daemon = dataclasses.replace(
+        old.daemon, **{key: getattr(new.daemon, key) for key in LIVE_DAEMON_KEYS}
+    )
+    sections = {section: getattr(new, section) for section in LIVE_SECTIONS}
+    return dataclasses.replace(old, daemon=daemon, **sections)
 
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
@@ -276,10 +306,25 @@ def _validate(cfg: Config) -> None:
             " the last day of sends)",
             key="daemon.retention_days",
         )
+    if cfg.metrics.listen:
+        listen_address(cfg.metrics.listen)  # raises ConfigError naming the key
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(
             "restart.backoff_factor: must be at least 1", key="restart.backoff_factor"
         )
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` for IPv6) of `metrics.listen`; ConfigError when malformed."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"metrics.listen: expected HOST:PORT such as '127.0.0.1:9464' or '[::1]:9464',"
+            f" got {value!r}",
+            key="metrics.listen",
+        )
+    return host, int(port)
 
 
 def parse_config(data: dict[str, Any]) -> Config:

@@ -120,6 +120,9 @@ class Daemon:
         try:
             self._install_signals(main)
             return await self._serve()
+        except ConfigError as exc:  # found only when starting (a listen address in use, say)
+            log.error("daemon_start_failed", error=exc.message, key=exc.data.get("key"))
+            return 2
         except asyncio.CancelledError:
             await _force_cleanup(self.config)
             return 130
@@ -271,7 +274,7 @@ def _restore(config: Config, backup: Path) -> int:
             aside = restore_backup(
                 backup.resolve(),
                 state,
-                config.runtime_path / "profiles",
+                config.runtime.live_profiles,
                 keyring,
                 now=time.time(),
             )

@@ -1,54 +1,107 @@
-"""`metrics.get`: Prometheus text exposition of the daemon and every session.
+"""Prometheus text exposition of the daemon, every session and the outbox.
 
-A custom collector reads the live state at scrape time (no counters to keep in step);
-prometheus_client renders the exposition format.
+Served by `metrics.get` on the control socket and, when `[metrics] listen` is set, over HTTP
+(`wasupd.exporter`). A custom collector reads the live state at scrape time (no counters to
+keep in step); prometheus_client renders the exposition format.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState
-
-if TYPE_CHECKING:
-    from wasupd.app import App
 
 _SELF = psutil.Process()
 
 
-class WasupCollector(Collector):
-    """Collects from the App at scrape time."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonFacts:
+    """What is known of the daemon process from its start."""
 
-    def __init__(self, app: App, extra: list[Callable[[], Iterator[Any]]]) -> None:
-        self.app = app
-        self.extra = extra
+    started_at: float
+    fd_limit: int
+
+
+class RequestCounter(Protocol):
+    """The RPC server's count of answered requests."""
+
+    @property
+    def requests_served(self) -> int:
+        """Requests answered so far."""
+        ...
+
+
+class OutboxCounts(Protocol):
+    """The outbox store's count of messages by state."""
+
+    async def counts(self) -> dict[str, int]:
+        """Messages per state."""
+        ...
+
+
+class Metrics:
+    """Renders the exposition from the collaborators it reads; one instance per daemon."""
+
+    def __init__(
+        self,
+        *,
+        facts: DaemonFacts,
+        sessions: SessionManager,
+        rpc: RequestCounter,
+        outbox: OutboxCounts,
+    ) -> None:
+        self.facts, self.sessions, self.rpc, self.outbox = facts, sessions, rpc, outbox
+
+    async def exposition(self) -> str:
+        """The Prometheus text format for the current state."""
+        collector = WasupCollector(self, await self.outbox.counts())
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        return generate_latest(registry).decode()
+
+
+class WasupCollector(Collector):
+    """One scrape: the live state read through `Metrics`, the outbox counts read before."""
+
+    def __init__(self, metrics: Metrics, outbox_counts: dict[str, int]) -> None:
+        self.metrics = metrics
+        self.outbox_counts = outbox_counts
 
     def collect(self) -> Iterator[Any]:
         yield from self._daemon()
         yield from self._sessions()
-        for fn in self.extra:
-            yield from fn()
+        yield from self._outbox()
+
+    def _outbox(self) -> Iterator[Any]:
+        fam = GaugeMetricFamily(
+            "wasupd_outbox_messages", "Outbox messages by state", labels=["state"]
+        )
+        for state, n in self.outbox_counts.items():
+            fam.add_metric([state], n)
+        yield fam
 
     def _daemon(self) -> Iterator[Any]:
-        app = self.app
+        m = self.metrics
         yield GaugeMetricFamily("wasupd_up", "1 while the daemon answers", value=1)
         yield GaugeMetricFamily(
             "wasupd_uptime_seconds",
             "Seconds since the daemon started",
-            value=time.time() - app.started_at,
+            value=time.time() - m.facts.started_at,
         )
         yield GaugeMetricFamily(
             "wasupd_daemon_fds", "Open file descriptors of the daemon", value=_SELF.num_fds()
         )
         yield GaugeMetricFamily(
-            "wasupd_daemon_fd_limit", "RLIMIT_NOFILE of the daemon", value=app.fd_limit
+            "wasupd_daemon_fd_limit", "RLIMIT_NOFILE of the daemon", value=m.facts.fd_limit
         )
         yield GaugeMetricFamily(
             "wasupd_daemon_rss_bytes",
@@ -56,18 +109,18 @@ class WasupCollector(Collector):
             value=_SELF.memory_info().rss,
         )
         yield CounterMetricFamily(
-            "wasupd_rpc_requests", "RPC requests answered", value=app.server.requests_served
+            "wasupd_rpc_requests", "RPC requests answered", value=m.rpc.requests_served
         )
         by_state = GaugeMetricFamily("wasupd_sessions", "Sessions by state", labels=["state"])
         counts = {s.value: 0 for s in SessionState}
-        for runner in app.manager.runners.values():
+        for runner in m.sessions.runners.values():
             counts[runner.state.value] += 1
         for state, n in counts.items():
             by_state.add_metric([state], n)
         yield by_state
 
     def _sessions(self) -> Iterator[Any]:
-        manager = self.app.manager
+        manager = self.metrics.sessions
         state = GaugeMetricFamily(
             "wasupd_session_state", "1 for the state the session is in", labels=["session", "state"]
         )
@@ -119,9 +172,3 @@ class WasupCollector(Collector):
         yield from gauges.values()
         yield from storage.values()
 
-
-def exposition(app: App, extra: list[Callable[[], Iterator[Any]]] | None = None) -> str:
-    """The Prometheus text format for the current state."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(WasupCollector(app, extra or []))
-    return generate_latest(registry).decode()

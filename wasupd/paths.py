@@ -4,7 +4,7 @@
    `ConfigurationDirectory=` export `$RUNTIME_DIRECTORY`, `$STATE_DIRECTORY`,
    `$CONFIGURATION_DIRECTORY`): the shipped unit runs the daemon as the unprivileged `wasupd`
    user, and it must still use /run/wasupd, /var/lib/wasupd and /etc/wasupd;
-2. the system paths of DESIGN.md for root, and for the service user itself (the owner of
+2. the system paths (/etc/wasupd, /run/wasupd, /var/lib/wasupd) for root, and for the service user itself (the owner of
    /var/lib/wasupd), so that `runuser -u wasupd -- wasupd check|restore` looks where the
    service does;
 3. the XDG paths for everyone else (a user's own daemon).
@@ -16,6 +16,7 @@ when the user runs no daemon of their own, which is the case of a socket-group m
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 APP = "wasupd"
@@ -125,3 +126,70 @@ def default_key_file() -> Path:
     if creds and (Path(creds) / "profile-key").exists():
         return Path(creds) / "profile-key"
     return config_dir() / "profile.key"
+
+
+# -- the layout inside the state and runtime directories -------------------------------------
+# One home for every directory name the daemon, `wasupd restore` and `wasupd check` agree on.
+
+ARCHIVE_SUFFIX = ".wasup"
+
+
+@dataclass(frozen=True, slots=True)
+class StateLayout:
+    """What lives under the state directory (`daemon.state_dir`, /var/lib/wasupd)."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database."""
+        return self.root / "wasupd.db"
+
+    @property
+    def archives(self) -> Path:
+        """Sealed profile archives, one `<session>.wasup` each."""
+        return self.root / "profiles"
+
+    def archive(self, session: str) -> Path:
+        """The sealed archive of `session`."""
+        return self.archives / f"{session}{ARCHIVE_SUFFIX}"
+
+    @property
+    def imports(self) -> Path:
+        """Archives being uploaded by `session.import`."""
+        return self.root / "imports"
+
+    @property
+    def exports(self) -> Path:
+        """Archives pinned while `session.export` streams them."""
+        return self.root / "exports"
+
+    @property
+    def backups(self) -> Path:
+        """Where `daemon.backup` writes `wasupd-<UTC time>` directories."""
+        return self.root / "backups"
+
+    def replaced(self) -> list[Path]:
+        """The `replaced-<time>` directories a restore moved the old state into, oldest first."""
+        return sorted(self.root.glob("replaced-*"))
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLayout:
+    """What lives under the runtime directory (`daemon.runtime_dir`, /run/wasupd)."""
+
+    root: Path
+
+    @property
+    def live_profiles(self) -> Path:
+        """Decrypted profiles of running sessions, one directory each (0700)."""
+        return self.root / "profiles"
+
+    def live_profile(self, session: str) -> Path:
+        """The live profile directory of `session`."""
+        return self.live_profiles / session
+
+    @property
+    def browser_logs(self) -> Path:
+        """Chromium's stderr, one file per session."""
+        return self.root / "logs"

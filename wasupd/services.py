@@ -22,16 +22,6 @@ from wasupd.supervision.seams import LaunchRequest, PageDriver, ProfileHooks, Sy
 log = structlog.get_logger("wasupd.services")
 
 
-def live_root(config: Config) -> Path:
-    """Where live (decrypted) profiles live while their session runs."""
-    return config.runtime_path / "profiles"
-
-
-def archive_root(config: Config) -> Path:
-    """Where sealed profile archives are kept."""
-    return config.state_path / "profiles"
-
-
 def build_request(
     config: Config, name: str, profile_dir: Path, options: SessionOptions
 ) -> LaunchRequest:
@@ -74,7 +64,7 @@ def make_driver(config: Config, name: str, options: SessionOptions) -> PageDrive
 def build_services(config: Config) -> Services:
     """The production collaborators of every session runner."""
     return Services(
-        launcher=ChromiumLauncher(config.runtime_path / "logs"),
+        launcher=ChromiumLauncher(config.runtime.browser_logs),
         driver_factory=lambda name, options: make_driver(config, name, options),
         profiles_factory=lambda name: make_profiles(config, name),
         build_request=lambda name, d, options: build_request(config, name, d, options),
@@ -85,7 +75,7 @@ def build_services(config: Config) -> Services:
 async def prepare_host(config: Config) -> None:
     """Daemon start: become a child subreaper, kill leftovers, recover leftover live profiles."""
     reaper.become_subreaper()
-    root = live_root(config)
+    root = config.runtime.live_profiles
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     for profile in sorted(p for p in root.iterdir() if p.is_dir()):
         killed = await asyncio.to_thread(sweep_profile, profile)
@@ -98,7 +88,7 @@ async def prepare_host(config: Config) -> None:
 
 async def kill_all_browsers(config: Config) -> None:
     """Forced shutdown: SIGKILL every browser using a live profile of this daemon."""
-    root = live_root(config)
+    root = config.runtime.live_profiles
     if root.is_dir():
         for profile in root.iterdir():
             await asyncio.to_thread(sweep_profile, profile, 2.0)

@@ -30,6 +30,7 @@ from wasupd.supervision.seams import (
     DriverReport,
     Launcher,
     LaunchRequest,
+    MessagePort,
     PageDriver,
     ProfileHooks,
 )
@@ -133,7 +134,8 @@ class SessionManager:
 
     def restore(self) -> None:
         """Start, staggered, every session that should be running (desired = running)."""
-        self._restore_task = asyncio.ensure_future(self._restore())
+        assert self._group is not None
+        self._restore_task = self._group.create_task(self._restore(), name="sessions:restore")
 
     async def _restore(self) -> None:
         for record in await self.repo.all():
@@ -152,6 +154,10 @@ class SessionManager:
             self._restore_task.cancel()
             await asyncio.gather(self._restore_task, return_exceptions=True)
         await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
+
+    def route_reports_to(self, sink: ReportSink) -> None:
+        """Hand every page report (after the manager's own handling) to `sink` (messaging)."""
+        self.on_report_hook = sink
 
     def update_config(self, config: Config) -> None:
         """SIGHUP: hand the live-reloadable parts to every runner."""
@@ -240,6 +246,34 @@ class SessionManager:
             await self.on_report_hook(name, report)
         if report.kind in ("qr", "code"):
             self.bus.publish(report.kind, session=name, **report.data)
+
+    # -- what messaging sees (messaging.seams.SessionDirectory) ------------------------------
+
+    def names(self) -> list[str]:
+        """Every session's name."""
+        return list(self.runners)
+
+    def state_of(self, name: str) -> SessionState | None:
+        """The session's state; None for an unknown name."""
+        runner = self.runners.get(name)
+        return runner.state if runner is not None else None
+
+    def port(self, name: str) -> MessagePort | None:
+        """The session's page when it is connected, else None."""
+        runner = self.runners.get(name)
+        if runner is None or runner.state is not SessionState.CONNECTED:
+            return None
+        return runner.driver
+
+    def options_of(self, name: str) -> dict[str, Any]:
+        """The session's stored options; {} for an unknown name."""
+        record = self.records.get(name)
+        return record.options if record is not None else {}
+
+    def linked_at(self, name: str) -> float | None:
+        """When the session's number was first linked."""
+        record = self.records.get(name)
+        return record.linked_at if record is not None else None
 
     # -- admission -------------------------------------------------------------------------
 
@@ -332,9 +366,15 @@ class SessionManager:
                 )
             await runner.stop()
         await runner.close()
-        task = self._tasks.pop(name, None)
+        task = self._tasks.get(name)
         if task is not None:
             await asyncio.wait({task}, timeout=self.config.browser.stop_timeout + 10)
+            if not task.done():  # its browser may still use the profile: never wipe under it
+                raise Busy(
+                    f"session {name!r} did not stop in time; its profile was kept, try again",
+                    session=name,
+                )
+        self._tasks.pop(name, None)
         self.runners.pop(name, None)
         self.records.pop(name, None)
         profiles = self.profiles.pop(name)

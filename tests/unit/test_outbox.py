@@ -79,7 +79,8 @@ class FakeRecord:
 
 
 class FakeManager:
-    """What Messaging reads from the SessionManager: runners (state, driver) and records."""
+    """The sessions as Messaging sees them (`messaging.seams.SessionDirectory`), from dicts the
+    tests change: runners (state, page) and records (options, linked_at)."""
 
     def __init__(self) -> None:
         self.runners: dict[str, FakeRunner] = {}
@@ -90,6 +91,27 @@ class FakeManager:
         self.runners[name] = FakeRunner(state, page)
         self.records[name] = FakeRecord(options)
         return page
+
+    def names(self) -> list[str]:
+        return list(self.runners)
+
+    def state_of(self, name: str) -> SessionState | None:
+        runner = self.runners.get(name)
+        return runner.state if runner else None
+
+    def port(self, name: str) -> Any:
+        runner = self.runners.get(name)
+        if runner is None or runner.state is not SessionState.CONNECTED:
+            return None
+        return runner.driver
+
+    def options_of(self, name: str) -> dict[str, Any]:
+        record = self.records.get(name)
+        return record.options if record else {}
+
+    def linked_at(self, name: str) -> float | None:
+        record = self.records.get(name)
+        return record.linked_at if record else None
 
 
 @dataclass
@@ -111,7 +133,7 @@ class Env:
         ms = Messaging(
             config=self.config,
             repo=self.repo,
-            manager=self.manager,  # type: ignore[arg-type]
+            sessions=self.manager,
             bus=self.bus,
             rng=random.Random(seed),
         )

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 
+from wasupd.config import SendConfig
 from wasupd.errors import NotOnWhatsApp, WasupError
 from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
-from wasupd.store.messages import QUEUED, SENDING, SENT
+from wasupd.store.messages import QUEUED, SENDING, SENT, MessageRepo
 from wasupd.supervision.seams import MessagePort
-
-if TYPE_CHECKING:
-    from wasupd.messaging.service import Messaging
 
 log = structlog.get_logger("wasupd.messaging")
 
@@ -31,10 +31,46 @@ ATTEMPT_TIMEOUT = 60.0
 IDLE_MAX = 120.0
 
 
+class SendContext(Protocol):
+    """What a sender needs of the outbox around it (`Messaging` is the one implementation)."""
+
+    repo: MessageRepo
+    rng: random.Random
+    clock: Callable[[], float]
+
+    def port(self, name: str) -> MessagePort | None:
+        """The session's page when it is connected, else None."""
+        ...
+
+    def send_config(self, name: str) -> SendConfig:
+        """`[send]` with the session's overrides."""
+        ...
+
+    def linked_at(self, name: str) -> float | None:
+        """When the number was first linked (its age sets the day cap)."""
+        ...
+
+    def note_failure(self, name: str) -> None:
+        """A send attempt failed (the pool trusts the session less for a while)."""
+        ...
+
+    async def changed(self, row: dict[str, Any], reason: str) -> None:
+        """Publish an outbox state change."""
+        ...
+
+    async def fail(self, msg: dict[str, Any], why: str, attempts: int | None = None) -> None:
+        """Give up on a message, with the reason."""
+        ...
+
+    async def hook(self, event: str, session: str, data: dict[str, Any]) -> None:
+        """Queue a webhook delivery."""
+        ...
+
+
 class Sender:
     """Sends one session's messages; `run()` is its task for as long as the daemon runs."""
 
-    def __init__(self, ms: Messaging, name: str) -> None:
+    def __init__(self, ms: SendContext, name: str) -> None:
         self.ms = ms
         self.name = name
         self.wake = asyncio.Event()
@@ -44,14 +80,14 @@ class Sender:
         self._gap = 0.0
 
     async def run(self) -> None:
-        """Loop forever: look for due work, pace it, send it; otherwise wait to be woken."""
+        """Loop forever: look for due work, pace it, send it; otherwise wait to be woken.
+
+        A fault (the store briefly failing, say) ends this call; the owner runs it through
+        `loops.keep_running`, which logs it, pauses and calls `run()` again.
+        """
         log.info("sender_started", session=self.name)
         while True:
-            try:
-                await self.step()
-            except Exception:  # e.g. the store briefly failing: log, pause, carry on
-                log.exception("sender_error", session=self.name)
-                await self._idle(1.0)
+            await self.step()
 
     async def step(self) -> None:
         """One look at the store and at most one attempt."""

@@ -15,23 +15,22 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from wasupd.config import Config, SendConfig
 from wasupd.errors import InvalidArgument, InvalidState, WasupError
-from wasupd.events import EventBus
+from wasupd.events import EventBus, Subscription
+from wasupd.loops import keep_running
 from wasupd.messaging import pool
 from wasupd.messaging.pacing import with_overrides
+from wasupd.messaging.seams import SessionDirectory
 from wasupd.messaging.sender import Sender
+from wasupd.messaging.webhooks import Webhooks
 from wasupd.store.messages import CANCELLED, FAILED, QUEUED, MessageRepo
 from wasupd.supervision.seams import DriverReport, MessagePort
 from wasupd.supervision.states import SessionState
-
-if TYPE_CHECKING:
-    from wasupd.messaging.webhooks import Webhooks
-    from wasupd.sessions import SessionManager
 
 log = structlog.get_logger("wasupd.messaging")
 # Group commit needs no timer: calls that arrive while a transaction commits form the next one.
@@ -41,6 +40,7 @@ MAX_BATCH = 1000
 HEALTH_WINDOW = 600.0
 # States after which a session's queued `auto` messages go back to the pool.
 DROPPED = (SessionState.LOGGED_OUT.value, SessionState.FAILED.value)
+FOLLOWED = ("state", "deleted")
 
 
 class Messaging:
@@ -51,7 +51,7 @@ class Messaging:
         *,
         config: Config,
         repo: MessageRepo,
-        manager: SessionManager,
+        sessions: SessionDirectory,
         bus: EventBus,
         webhooks: Webhooks | None = None,
         rng: random.Random | None = None,
@@ -59,7 +59,7 @@ class Messaging:
     ) -> None:
         self.config = config
         self.repo = repo
-        self.manager = manager
+        self.sessions = sessions
         self.bus = bus
         self.webhooks = webhooks
         self.rng = rng or random.Random()
@@ -72,12 +72,14 @@ class Messaging:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # senders by session
         self._watch: asyncio.Task[None] | None = None
         self._flush: asyncio.Task[None] | None = None
+        # The follower's first subscription, taken at entry so that no event is missed.
+        self._sub: Subscription | None = None
 
     async def __aenter__(self) -> Messaging:
         await self._group.__aenter__()
-        sub = self.bus.subscribe(types=["state", "deleted"])
-        self._watch = self._group.create_task(self._follow_states(sub))
+        self._sub = self.bus.subscribe(types=FOLLOWED)
         self._sync_senders()
+        self._watch = self._group.create_task(keep_running("state_follower", self._follow_states))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,8 +97,7 @@ class Messaging:
 
     def send_config(self, name: str) -> SendConfig:
         """`[send]` with the session's `send` option applied (bad overrides are ignored, logged)."""
-        record = self.manager.records.get(name)
-        overrides = record.options.get("send") if record else None
+        overrides = self.sessions.options_of(name).get("send")
         try:
             return with_overrides(self.config.send, overrides)
         except InvalidArgument as exc:
@@ -107,15 +108,11 @@ class Messaging:
 
     def linked_at(self, name: str) -> float | None:
         """When the number was first linked (its age sets the day cap)."""
-        record = self.manager.records.get(name)
-        return record.linked_at if record else None
+        return self.sessions.linked_at(name)
 
     def port(self, name: str) -> MessagePort | None:
         """The session's page when it is connected, else None."""
-        runner = self.manager.runners.get(name)
-        if runner is None or runner.state is not SessionState.CONNECTED or runner.driver is None:
-            return None
-        return runner.driver  # type: ignore[return-value]
+        return self.sessions.port(name)
 
     def note_failure(self, name: str) -> None:
         """A send attempt failed: the pool trusts this session a little less for a while."""
@@ -156,7 +153,7 @@ class Messaging:
     async def pick_session(self, chat_id: str) -> str | None:
         """For `auto`: the session the contact last talked to when it is connected; else a
         connected one weighted by remaining capacity and health; None when none is connected."""
-        connected = [n for n in self.manager.runners if self.port(n) is not None]
+        connected = [n for n in self.sessions.names() if self.port(n) is not None]
         if not connected:
             return None
         last = await self.repo.last_session_for(chat_id)
@@ -212,24 +209,38 @@ class Messaging:
         `webhook_url`), if any."""
         if self.webhooks is None:
             return
-        record = self.manager.records.get(session)
-        extra = record.options.get("webhook_url") if record else None
+        extra = self.sessions.options_of(session).get("webhook_url")
         await self.webhooks.enqueue(event, {"session": session, **data}, extra_url=extra)
 
     # -- sessions coming and going ---------------------------------------------------------
 
-    async def _follow_states(self, sub: Any) -> None:
+    async def _follow_states(self) -> None:
+        """Apply session state changes to senders and the pool, for the daemon's lifetime.
+
+        When the subscription overflows, or the loop is entered again after a fault, it
+        resubscribes and catches up from the sessions' current states.
+        """
+        sub, self._sub = self._sub, None
         while True:
-            async for event in sub:
-                with contextlib.suppress(WasupError):
-                    await self._on_state(event)
-            # The subscription overflowed (or the bus closed): resubscribe and catch up.
-            sub = self.bus.subscribe(types=["state", "deleted"])
-            self._sync_senders()
-            for name, runner in list(self.manager.runners.items()):
-                if runner.state.value in DROPPED:
-                    await self.repo.release_to_pool(name)
-            self._poke(None)
+            if sub is None:
+                sub = self.bus.subscribe(types=FOLLOWED)
+                await self._catch_up()
+            try:
+                async for event in sub:
+                    with contextlib.suppress(WasupError):
+                        await self._on_state(event)
+            finally:
+                sub.close()  # a fault or an overflow: this one is done, the next catches up
+            sub = None
+
+    async def _catch_up(self) -> None:
+        """Events may have been missed: senders for connected sessions, dropped ones' pool work."""
+        self._sync_senders()
+        for name in list(self.sessions.names()):
+            state = self.sessions.state_of(name)
+            if state is not None and state.value in DROPPED:
+                await self.repo.release_to_pool(name)
+        self._poke(None)
 
     async def _on_state(self, event: dict[str, Any]) -> None:
         name = event.get("session")
@@ -259,8 +270,8 @@ class Messaging:
             self.bus.publish("outbox", id=mid, session=name, state=FAILED, reason="deleted")
 
     def _sync_senders(self) -> None:
-        for name, runner in list(self.manager.runners.items()):
-            if runner.state is SessionState.CONNECTED:
+        for name in list(self.sessions.names()):
+            if self.sessions.state_of(name) is SessionState.CONNECTED:
                 self._start_sender(name)
 
     def _start_sender(self, name: str) -> None:
@@ -269,7 +280,7 @@ class Messaging:
             self.senders[name].wake.set()
             return
         self.senders[name] = sender = Sender(self, name)
-        self._tasks[name] = self._group.create_task(sender.run())
+        self._tasks[name] = self._group.create_task(keep_running(f"sender:{name}", sender.run))
 
     def _poke(self, session: str | None) -> None:
         """Wake one session's sender, or every sender (pool work)."""

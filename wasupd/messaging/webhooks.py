@@ -24,7 +24,9 @@ import structlog
 
 from wasupd.config import WebhooksConfig
 from wasupd.errors import ConfigError
+from wasupd.loops import keep_running
 from wasupd.store.db import Database
+from wasupd.store.webhooks import DELIVERED, FAILED, PENDING, WebhookRepo
 
 log = structlog.get_logger("wasupd.webhooks")
 
@@ -66,14 +68,15 @@ def retry_delay(cfg: WebhooksConfig, attempts: int, rng: random.Random) -> float
 
 
 class Webhooks:
-    """Queues events durably and delivers them in the background."""
+    """Queues events durably and delivers them in the background, inside `async with`."""
 
     def __init__(self, cfg: WebhooksConfig, db: Database, rng: random.Random | None = None) -> None:
         self.cfg = cfg
-        self.db = db
+        self.repo = WebhookRepo(db)
         self.rng = rng or random.Random()
         self.secret = read_secret(cfg.secret_file)
         self._wake = asyncio.Event()
+        self._group = asyncio.TaskGroup()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
@@ -82,7 +85,8 @@ class Webhooks:
         # Always running: a session may have its own URL even when the daemon has none, and
         # deliveries queued before a restart must still go out.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout))
-        self._task = asyncio.ensure_future(self._loop())
+        await self._group.__aenter__()
+        self._task = self._group.create_task(keep_running("webhook_worker", self._loop))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -94,7 +98,7 @@ class Webhooks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), self.cfg.timeout + 1)
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._group.__aexit__(None, None, None)
         if self._http is not None:
             await self._http.close()
 
@@ -110,26 +114,18 @@ class Webhooks:
         for url in urls:
             did = secrets.token_hex(12)
             body = {"id": did, "event": event, "at": now, "data": data}
-            rows.append((did, url, event, json.dumps(body, separators=(",", ":")), now, now))
-        async with self.db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO webhook_deliveries (id, url, event, payload, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            rows.append((did, url, event, json.dumps(body, separators=(",", ":"))))
+        await self.repo.add(rows, now)
         self._wake.set()
 
     async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()  # before reading, so an enqueue during the read still wakes us
-            due = await self.db.fetchall(
-                "SELECT * FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? ORDER BY created_at LIMIT 50",
-                (time.time(),),
-            )
+            due = await self.repo.due(time.time())
             for row in due:
                 if self._stopping:
                     return
-                await self._deliver(dict(row))
+                await self._deliver(row)
             if not due:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(await self._idle_for()):
@@ -137,12 +133,10 @@ class Webhooks:
 
     async def _idle_for(self) -> float:
         """Seconds until the next pending retry is due (at most `IDLE_MAX`)."""
-        row = await self.db.fetchone(
-            "SELECT MIN(next_at) FROM webhook_deliveries WHERE state = 'pending'"
-        )
-        if row is None or row[0] is None:
+        due = await self.repo.next_due_at()
+        if due is None:
             return IDLE_MAX
-        return float(min(max(row[0] - time.time(), 0.0), IDLE_MAX))
+        return float(min(max(due - time.time(), 0.0), IDLE_MAX))
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         assert self._http is not None
@@ -165,25 +159,21 @@ class Webhooks:
         attempts = row["attempts"] + 1
         now = time.time()
         if status is not None and 200 <= status < 300:
-            state, next_at = "delivered", 0.0
+            state, next_at = DELIVERED, 0.0
         elif (status is not None and not retryable(status)) or attempts >= self.cfg.max_attempts:
-            state, next_at = "failed", 0.0
+            state, next_at = FAILED, 0.0
         else:
-            state, next_at = "pending", now + retry_delay(self.cfg, attempts, self.rng)
-        await self.db.execute(
-            "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ?,"
-            " updated_at = ? WHERE id = ?",
-            (
-                state,
-                attempts,
-                next_at,
-                status,
-                error or (f"HTTP {status}" if status and state != "delivered" else ""),
-                now,
-                row["id"],
-            ),
+            state, next_at = PENDING, now + retry_delay(self.cfg, attempts, self.rng)
+        await self.repo.record_attempt(
+            row["id"],
+            state=state,
+            attempts=attempts,
+            next_at=next_at,
+            status=status,
+            error=error or (f"HTTP {status}" if status and state != DELIVERED else ""),
+            now=now,
         )
-        if state != "delivered":
+        if state != DELIVERED:
             log.warning(
                 "webhook_not_delivered", id=row["id"], status=status, error=error, state=state
             )
@@ -191,23 +181,8 @@ class Webhooks:
     async def retry(self, ids: list[str] | None) -> tuple[list[str], list[str]]:
         """Send failed deliveries again from scratch (attempts reset, due now): those in `ids`,
         or every failed one when `ids` is None. (requeued ids, ids that are not failed)."""
-        if ids is None:
-            rows = await self.db.fetchall(
-                "SELECT id FROM webhook_deliveries WHERE state = 'failed' ORDER BY created_at"
-            )
-            wanted = [r[0] for r in rows]
-        else:
-            wanted = list(dict.fromkeys(ids))
-        requeued: list[str] = []
-        skipped: list[str] = []
-        async with self.db.transaction() as conn:
-            for did in wanted:
-                cur = await conn.execute(
-                    "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_at = 0,"
-                    " updated_at = ? WHERE id = ? AND state = 'failed'",
-                    (time.time(), did),
-                )
-                (requeued if cur.rowcount else skipped).append(did)
+        wanted = await self.repo.failed_ids() if ids is None else list(dict.fromkeys(ids))
+        requeued, skipped = await self.repo.requeue(wanted)
         if requeued:
             log.info("webhooks_requeued", count=len(requeued))
             self._wake.set()
@@ -215,9 +190,4 @@ class Webhooks:
 
     async def list(self, state: str, limit: int) -> list[dict[str, Any]]:
         """Deliveries in `state`, newest first."""
-        rows = await self.db.fetchall(
-            "SELECT id, url, event, state, attempts, next_at, last_status, last_error, created_at FROM webhook_deliveries"
-            " WHERE state = ? ORDER BY created_at DESC LIMIT ?",
-            (state, limit),
-        )
-        return [dict(r) for r in rows]
+        return await self.repo.in_state(state, limit)

@@ -14,19 +14,18 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from wasupd.backup import write_backup
+from wasupd.config import Config
 from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound, WasupError
 from wasupd.profiles import archive
 from wasupd.profiles.keys import Keyring, load_keyring
-from wasupd.profiles.lifecycle import archive_path_for
 from wasupd.profiles.transfer import import_archive, rekey_archives
+from wasupd.sessions import SessionManager, check_name
 from wasupd.supervision.states import IDLE_STATES
-
-if TYPE_CHECKING:
-    from wasupd.app import App
 
 log = structlog.get_logger("wasupd.profiles")
 
@@ -34,29 +33,43 @@ MAX_CHUNK = 768 * 1024
 
 
 class ProfilesAdmin:
-    """`session.export`, `session.import` and `profiles.rekey`."""
+    """`session.export`, `session.import`, `profiles.rekey` and `daemon.backup`.
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.imports = app.config.state_path / "imports"
-        self.exports = app.config.state_path / "exports"
-        self._backup: asyncio.Future[dict[str, Any]] | None = None
+    Lives inside `async with`: a backup being written is its task, finished before it closes.
+    """
+
+    def __init__(self, *, config: Config, sessions: SessionManager) -> None:
+        self.layout = config.state
+        self.key_file = Path(config.profiles.key_file)
+        self.sessions = sessions
+        self.imports = self.layout.imports
+        self.exports = self.layout.exports
+        self._group = asyncio.TaskGroup()
+        self._backup: asyncio.Task[dict[str, Any] | Exception] | None = None
+
+    async def __aenter__(self) -> ProfilesAdmin:
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # A backup's thread cannot be stopped: let it finish (the shutdown deadline bounds it).
+        await self._group.__aexit__(None, None, None)
 
     def _archive(self, name: str) -> Path:
-        return archive_path_for(self.app.config, name)
+        return self.layout.archive(name)
 
     def _keyring(self) -> Keyring:
-        return load_keyring(Path(self.app.config.profiles.key_file))
+        return load_keyring(self.key_file)
 
     async def export(self, name: str, offset: int, size: int) -> dict[str, Any]:
         """A chunk of `name`'s archive. At offset 0 a running session is checkpointed and the
         archive is pinned (hard link): later chunks come from that same file even if a
         checkpoint replaces the archive meanwhile."""
-        runner = self.app.manager.runner(name)
+        runner = self.sessions.runner(name)
         pinned = self.exports / f"{name}{archive.SUFFIX}"
         if offset == 0:
             if runner.state not in IDLE_STATES:
-                await self.app.manager.profiles[name].checkpoint()  # export what it has now
+                await self.sessions.profiles[name].checkpoint()  # export what it has now
             await asyncio.to_thread(self._pin, self._archive(name), pinned)
         elif not pinned.exists():
             raise InvalidArgument(f"no export of {name!r} in progress: start again at offset 0")
@@ -88,8 +101,6 @@ class ProfilesAdmin:
         self, name: str, data: str, offset: int, final: bool, token: str | None, replace: bool
     ) -> dict[str, Any]:
         """Receive one base64 chunk; on the final one verify and install the archive."""
-        from wasupd.sessions import check_name
-
         check_name(name)
         self.imports.mkdir(parents=True, exist_ok=True, mode=0o700)
         token = token or secrets.token_hex(8)
@@ -111,7 +122,7 @@ class ProfilesAdmin:
     async def _install(self, name: str, part: Path, replace: bool) -> dict[str, Any]:
         keyring = self._keyring()
         sealed_for = (await asyncio.to_thread(archive.verify, part, keyring)).session
-        manager = self.app.manager
+        manager = self.sessions
         exists = name in manager.runners
         if exists:
             if not replace:
@@ -146,16 +157,23 @@ class ProfilesAdmin:
             raise InvalidArgument("keep must be 0 (keep every backup) or more")
         if self._backup is not None and not self._backup.done():
             raise Busy("a backup is already being written; wait for it to finish")
-        self._backup = asyncio.ensure_future(self._write_backup(keep))
-        # Retrieved here too, so a backup whose caller left does not log "never retrieved".
-        self._backup.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return await asyncio.shield(self._backup)
+        self._backup = self._group.create_task(self._write_backup(keep), name="backup")
+        outcome = await asyncio.shield(self._backup)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    async def _write_backup(self, keep: int) -> dict[str, Any]:
-        from wasupd.backup import write_backup
+    async def _write_backup(self, keep: int) -> dict[str, Any] | Exception:
+        """The backup task. A failure is its result, handed to the caller: raised in the
+        group, it would cancel the group (and a caller that left would never see it)."""
+        try:
+            return await self._checkpoint_and_write(keep)
+        except Exception as exc:
+            return exc
 
+    async def _checkpoint_and_write(self, keep: int) -> dict[str, Any]:
         keyring = self._keyring()
-        manager = self.app.manager
+        manager = self.sessions
         stale: dict[str, str] = {}
         for name, runner in list(manager.runners.items()):
             hooks = manager.profiles.get(name)
@@ -167,7 +185,7 @@ class ProfilesAdmin:
         archives = {name: self._archive(name) for name in manager.runners}
         result = await asyncio.to_thread(
             write_backup,
-            self.app.config.state_path,
+            self.layout.root,
             archives,
             keyring,
             now=time.time(),
@@ -181,7 +199,7 @@ class ProfilesAdmin:
     async def rekey(self) -> dict[str, Any]:
         """Re-seal every archive under the current key."""
         keyring = self._keyring()
-        root = self.app.config.state_path / "profiles"
+        root = self.layout.archives
         report = await asyncio.to_thread(rekey_archives, root, keyring)
         return {
             "current_key": report.current_key,

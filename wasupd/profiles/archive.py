@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from wasupd.errors import KeyUnavailable, ProfileError
+from wasupd.paths import ARCHIVE_SUFFIX
 from wasupd.profiles.fsutil import atomic_file, flocked, temp_name
 from wasupd.profiles.keys import Keyring
 from wasupd.profiles.selection import essential_files
@@ -39,7 +40,7 @@ from wasupd.profiles.stream import (
     reencrypt,
 )
 
-SUFFIX = ".wasup"
+SUFFIX = ARCHIVE_SUFFIX
 _U16 = struct.Struct(">H")
 _META = struct.Struct(">QQ")
 _COPY = 1 << 20

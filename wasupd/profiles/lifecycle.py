@@ -39,13 +39,13 @@ STORAGE = ("Default/IndexedDB", "Default/Local Storage")
 
 
 def archive_path_for(config: Config, session: str) -> Path:
-    """`<state>/profiles/<session>.wasup` (DESIGN.md)."""
-    return config.state_path / "profiles" / f"{session}{archive.SUFFIX}"
+    """`<state>/profiles/<session>.wasup`."""
+    return config.state.archive(session)
 
 
 def live_dir_for(config: Config, session: str) -> Path:
-    """`<runtime>/profiles/<session>/` (DESIGN.md)."""
-    return config.runtime_path / "profiles" / session
+    """`<runtime>/profiles/<session>/`."""
+    return config.runtime.live_profile(session)
 
 
 def has_storage(files: list[Path]) -> bool:
@@ -383,8 +383,8 @@ async def recover_leftovers(config: Config) -> list[str]:
     """`recover_all` for the configured dirs, in a thread; the sessions whose profile was sealed."""
     outcomes = await asyncio.to_thread(
         recover_all,
-        config.runtime_path / "profiles",
-        config.state_path / "profiles",
+        config.runtime.live_profiles,
+        config.state.archives,
         keyring_loader(Path(config.profiles.key_file)),
     )
     return [name for name, outcome in outcomes.items() if outcome == "sealed"]

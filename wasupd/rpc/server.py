@@ -206,6 +206,10 @@ class RpcServer:
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self.on_connection: Callable[[PeerCred], None] | None = None
 
+    def subscriber_count(self) -> int:
+        """Event subscriptions open on all connections."""
+        return sum(len(c.subscriptions) for c in self.connections)
+
     async def start(self) -> None:
         """Bind the socket and start accepting connections."""
         sock = bind_socket(self.path, mode=self.mode, group=self.group)

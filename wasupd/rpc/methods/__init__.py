@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from wasupd.rpc.dispatch import Dispatcher, Handler
+from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.messages import MessageMethods
+from wasupd.rpc.methods.sessions import SessionMethods
 
-if TYPE_CHECKING:
-    from wasupd.app import App
 
-
-def register_all(d: Dispatcher, app: App | Any) -> None:
-    """Register every method of DESIGN.md's contract (and a few more) on `d`."""
-    from wasupd.rpc.methods.daemon import DaemonMethods
-    from wasupd.rpc.methods.messages import MessageMethods
-    from wasupd.rpc.methods.sessions import SessionMethods
-
-    dm, sm, mm = DaemonMethods(app), SessionMethods(app), MessageMethods(app)
-    table: dict[str, Handler] = {
+def method_table(dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods) -> dict[str, Handler]:
+    """Every method of the control socket, by its name (the names are the contract)."""
+    return {
         "daemon.status": dm.status,
         "daemon.health": dm.health,
         "daemon.reload": dm.reload,
@@ -45,12 +38,23 @@ def register_all(d: Dispatcher, app: App | Any) -> None:
         "webhooks.list": mm.webhooks,
         "webhooks.retry": mm.webhooks_retry,
     }
-    for name, handler in table.items():
+
+
+def register_methods(
+    d: Dispatcher, dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods
+) -> Dispatcher:
+    """Register every method of `method_table` on `d`; returns `d`."""
+    for name, handler in method_table(dm, sm, mm).items():
         d.register(name, handler)
+    return d
 
 
 def documented_dispatcher() -> Dispatcher:
-    """A dispatcher with every method registered (no daemon behind it), for docs and tests."""
-    d = Dispatcher()
-    register_all(d, object())
-    return d
+    """Every method registered for its signature and docstring only (no daemon behind it:
+    the handler objects are never initialised), for docs and tests."""
+    return register_methods(
+        Dispatcher(),
+        DaemonMethods.__new__(DaemonMethods),
+        SessionMethods.__new__(SessionMethods),
+        MessageMethods.__new__(MessageMethods),
+    )

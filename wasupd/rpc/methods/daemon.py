@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psutil
 
 from wasupd import __version__
+from wasupd.config import Config
+from wasupd.events import EventBus
+from wasupd.metrics import DaemonFacts, Metrics
+from wasupd.profiles.admin import ProfilesAdmin
 from wasupd.rpc.server import Context
+from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState
-
-if TYPE_CHECKING:
-    from wasupd.app import App
 
 # Health verdicts, monitoring-plugin convention (wasupctl health exit codes).
 OK, WARNING, CRITICAL = "OK", "WARNING", "CRITICAL"
@@ -55,8 +59,22 @@ def session_health(state: SessionState) -> str:
 class DaemonMethods:
     """`daemon.*`, `events.subscribe` and `metrics.get`."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Config],
+        config_path: Path,
+        facts: DaemonFacts,
+        sessions: SessionManager,
+        bus: EventBus,
+        subscribers: Callable[[], int],
+        admin: ProfilesAdmin,
+        metrics: Metrics,
+        reload: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.config, self.config_path, self.facts = config, config_path, facts
+        self.sessions, self.bus, self.subscribers = sessions, bus, subscribers
+        self.admin, self._metrics, self._reload = admin, metrics, reload
 
     async def backup(self, ctx: Context, keep: int = 0) -> dict[str, Any]:
         """Write a consistent backup while sessions run: every running session is checkpointed,
@@ -66,27 +84,27 @@ class DaemonMethods:
         `files`, `bytes`, `pruned`, `not_checkpointed` (session -> why its previous archive
         was used) and `damaged` (session -> why its archive failed authentication and was
         left out). `Busy` while another backup is being written."""
-        return await self.app.profiles_admin.backup(keep)
+        return await self.admin.backup(keep)
 
     def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
-        app = self.app
-        sessions = app.manager.described()
+        sessions = self.sessions.described()
+        config = self.config()
         by_state: dict[str, int] = {}
         for s in sessions:
             by_state[s["state"]] = by_state.get(s["state"], 0) + 1
         return {
             "version": __version__,
             "pid": os.getpid(),
-            "started_at": app.started_at,
-            "uptime": time.time() - app.started_at,
-            "socket": app.config.daemon.socket,
-            "config_file": str(app.config_path),
-            "state_dir": app.config.daemon.state_dir,
+            "started_at": self.facts.started_at,
+            "uptime": time.time() - self.facts.started_at,
+            "socket": config.daemon.socket,
+            "config_file": str(self.config_path),
+            "state_dir": config.daemon.state_dir,
             "fds": _open_fds(),
-            "fd_limit": app.fd_limit,
+            "fd_limit": self.facts.fd_limit,
             "sessions_by_state": by_state,
-            "subscribers": sum(len(c.subscriptions) for c in app.server.connections),
+            "subscribers": self.subscribers(),
             "sessions": sessions,
         }
 
@@ -96,9 +114,9 @@ class DaemonMethods:
         A session is OK when connected (or deliberately stopped), WARNING while starting,
         waiting for a QR scan, degraded or backing off, CRITICAL when failed or logged out.
         """
-        runners = self.app.manager.runners
+        runners = self.sessions.runners
         if session is not None:
-            self.app.manager.runner(session)  # SessionNotFound for unknown names
+            self.sessions.runner(session)  # SessionNotFound for unknown names
             names = [session]
         else:
             names = sorted(runners)
@@ -127,17 +145,14 @@ class DaemonMethods:
         Filters: `types` (state, qr, code, message, ack, sent, deleted...) and `sessions`; empty
         means all. Each event carries `type`, `seq`, `at` and its own fields.
         """
-        sub = self.app.bus.subscribe(types or (), sessions or ())
+        sub = self.bus.subscribe(types or (), sessions or ())
         ctx.conn.stream(sub)
         return {"subscribed": True, "types": types or [], "sessions": sessions or []}
 
     async def metrics(self, ctx: Context) -> dict[str, Any]:
         """Prometheus text exposition (`text`) of daemon and per-session metrics."""
-        from wasupd.metrics import exposition
-
-        self.app._outbox_counts = await self.app.messages.counts()
-        return {"text": exposition(self.app, self.app.metric_sources)}
+        return {"text": await self._metrics.exposition()}
 
     async def reload(self, ctx: Context) -> dict[str, Any]:
         """Re-read the config file (like SIGHUP); says which changed keys need a restart."""
-        return self.app.reload_config()
+        return self._reload()

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from wasupd.browser.driver import chat_id_for
+from wasupd.config import Config
 from wasupd.errors import InvalidArgument
+from wasupd.messaging.service import Messaging
+from wasupd.messaging.webhooks import Webhooks
 from wasupd.rpc.server import Context
-
-if TYPE_CHECKING:
-    from wasupd.app import App
+from wasupd.sessions import SessionManager
+from wasupd.store.messages import MessageRepo
 
 
 class MessageMethods:
     """Sending, inspecting and cancelling messages; the inbox; webhook deliveries."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Config],
+        sessions: SessionManager,
+        messaging: Messaging,
+        repo: MessageRepo,
+        webhooks: Webhooks,
+    ) -> None:
+        self.config, self.sessions, self.messaging = config, sessions, messaging
+        self.repo, self._webhooks = repo, webhooks
 
     async def send(
         self,
@@ -33,25 +45,23 @@ class MessageMethods:
         (the contact's last session when connected, else by remaining capacity). A repeated
         `idempotency_key` returns the first message and never sends twice.
         """
-        app = self.app
         if not text:
             raise InvalidArgument("the message text is empty")
-        size = len(text.encode("utf-8"))
-        if size > app.config.send.max_text_bytes:
+        size, limit = len(text.encode("utf-8")), self.config().send.max_text_bytes
+        if size > limit:
             raise InvalidArgument(
-                f"the message is {size} bytes; the limit is {app.config.send.max_text_bytes}"
-                " (send.max_text_bytes)"
+                f"the message is {size} bytes; the limit is {limit} (send.max_text_bytes)"
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidArgument("idempotency_key must be 1 to 200 characters")
         chat_id = chat_id_for(to)
         assigned: str | None
         if session == "auto":
-            assigned = await app.messaging.pick_session(chat_id)
+            assigned = await self.messaging.pick_session(chat_id)
         else:
-            app.manager.runner(session)  # SessionNotFound for unknown names
+            self.sessions.runner(session)  # SessionNotFound for unknown names
             assigned = session
-        msg = await app.messaging.enqueue(
+        msg = await self.messaging.enqueue(
             {
                 "session": assigned,
                 "from_spec": session,
@@ -67,7 +77,7 @@ class MessageMethods:
         """Say why a queued message waits when its session cannot send (not stored: it changes)."""
         name = msg.get("session")
         if msg["state"] in ("queued", "sending") and name and not msg["wait_reason"]:
-            runner = self.app.manager.runners.get(name)
+            runner = self.sessions.runners.get(name)
             if runner is None:
                 msg["wait_reason"] = f"session {name} does not exist"
             elif runner.state.value != "connected":
@@ -77,17 +87,17 @@ class MessageMethods:
     async def get(self, ctx: Context, id: str) -> dict[str, Any]:
         """One outgoing message: state (queued, sending, sent, delivered, read, failed, cancelled),
         attempts, why and until when it waits, timestamps."""
-        return self._explain(await self.app.messages.get(id))
+        return self._explain(await self.repo.get(id))
 
     async def cancel(self, ctx: Context, id: str) -> dict[str, Any]:
         """Cancel a message that is still queued."""
-        return await self.app.messaging.cancel(id)
+        return await self.messaging.cancel(id)
 
     async def outbox(
         self, ctx: Context, session: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Outgoing messages, newest first; queued ones say why and until when they wait."""
-        rows = await self.app.messages.outbox(
+        rows = await self.repo.outbox(
             session=session, state=state, limit=max(1, min(limit, 10000))
         )
         return [self._explain(m) for m in rows]
@@ -96,7 +106,7 @@ class MessageMethods:
         self, ctx: Context, session: str | None = None, limit: int = 50, after_id: int | None = None
     ) -> list[dict[str, Any]]:
         """Received messages, oldest first (the latest `limit`, or those after `after_id`)."""
-        return await self.app.messages.inbox(
+        return await self.repo.inbox(
             session=session, limit=max(1, min(limit, 10000)), after_id=after_id
         )
 
@@ -107,7 +117,7 @@ class MessageMethods:
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """Webhook deliveries in a state (failures by default), newest first."""
-        return await self.app.webhooks.list(state, max(1, min(limit, 10000)))
+        return await self._webhooks.list(state, max(1, min(limit, 10000)))
 
     async def webhooks_retry(
         self, ctx: Context, ids: list[str] | None = None, all: bool = False
@@ -117,5 +127,5 @@ class MessageMethods:
         that are not failed deliveries (unknown, pending or already delivered)."""
         if bool(ids) == all:
             raise InvalidArgument("give the delivery ids to retry, or all=true (not both)")
-        requeued, skipped = await self.app.webhooks.retry(None if all else ids)
+        requeued, skipped = await self._webhooks.retry(None if all else ids)
         return {"requeued": requeued, "skipped": skipped}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wasupd.errors import InvalidArgument, InvalidState
+from wasupd.profiles.admin import ProfilesAdmin
 from wasupd.rpc.server import Context
+from wasupd.sessions import SessionManager, normalize_phone
+from wasupd.store.sessions import SessionRepo
 from wasupd.supervision.states import SessionState
-
-if TYPE_CHECKING:
-    from wasupd.app import App
 
 _OPTION_KEYS = {
     "proxy",
@@ -26,12 +26,12 @@ _OPTION_KEYS = {
 class SessionMethods:
     """Create, inspect, start, stop, restart, log out and delete sessions."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, *, sessions: SessionManager, repo: SessionRepo, admin: ProfilesAdmin) -> None:
+        self.sessions, self.repo, self.admin = sessions, repo, admin
 
     async def _get(self, name: str) -> dict[str, Any]:
-        self.app.manager.runner(name)  # SessionNotFound for unknown names
-        return self.app.manager.describe(self.app.manager.records[name])
+        self.sessions.runner(name)  # SessionNotFound for unknown names
+        return self.sessions.describe(self.sessions.records[name])
 
     async def create(
         self,
@@ -54,17 +54,17 @@ class SessionMethods:
             )
         if opts.get("build") not in (None, "full", "headless-shell"):
             raise InvalidArgument("option build must be 'full' or 'headless-shell'")
-        await self.app.manager.create(name, phone=phone, options=opts, start=start)
+        await self.sessions.create(name, phone=phone, options=opts, start=start)
         return await self._get(name)
 
     def list(self, ctx: Context) -> list[dict[str, Any]]:
         """Every session with its state, pid, resource use and restart count."""
-        return self.app.manager.described()
+        return self.sessions.described()
 
     async def get(self, ctx: Context, name: str, history: int = 20) -> dict[str, Any]:
         """One session, with its latest `history` state transitions."""
         out = await self._get(name)
-        entries = await self.app.sessions_repo.history(name, max(0, min(history, 1000)))
+        entries = await self.repo.history(name, max(0, min(history, 1000)))
         out["history"] = [
             {"at": e.at, "from": e.from_state, "to": e.to_state, "reason": e.reason}
             for e in entries
@@ -73,27 +73,27 @@ class SessionMethods:
 
     async def start(self, ctx: Context, name: str) -> dict[str, Any]:
         """Start a stopped, failed or logged-out session (refused past max_sessions)."""
-        await self.app.manager.start(name)
+        await self.sessions.start(name)
         return await self._get(name)
 
     async def stop(self, ctx: Context, name: str) -> dict[str, Any]:
         """Stop a session; returns once its browser tree is gone."""
-        await self.app.manager.stop(name)
+        await self.sessions.stop(name)
         return await self._get(name)
 
     async def restart(self, ctx: Context, name: str) -> dict[str, Any]:
         """Stop the browser and start it again."""
-        await self.app.manager.restart(name)
+        await self.sessions.restart(name)
         return await self._get(name)
 
     async def logout(self, ctx: Context, name: str) -> dict[str, Any]:
         """Unlink this device from the phone; the profile is wiped after the browser exits."""
-        await self.app.manager.logout(name)
+        await self.sessions.logout(name)
         return await self._get(name)
 
     async def delete(self, ctx: Context, name: str, force: bool = False) -> dict[str, Any]:
         """Delete a session and its profile archive (a running one only with `force`)."""
-        await self.app.manager.delete(name, force=force)
+        await self.sessions.delete(name, force=force)
         return {"deleted": name}
 
     async def qr(self, ctx: Context, name: str, wait: float = 0.0) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class SessionMethods:
 
         With `wait` > 0, waits up to that many seconds for a QR to be on offer.
         """
-        runner = self.app.manager.runner(name)
+        runner = self.sessions.runner(name)
         if runner.qr is None or runner.state is not SessionState.QR:
             if wait > 0:
                 await runner.wait_qr(timeout=min(wait, 300.0))
@@ -118,9 +118,7 @@ class SessionMethods:
         self, ctx: Context, name: str, phone: str, notify: bool = True
     ) -> dict[str, Any]:
         """Link by pairing code instead of QR: returns the 8-character code to type on the phone."""
-        from wasupd.sessions import normalize_phone
-
-        runner = self.app.manager.runner(name)
+        runner = self.sessions.runner(name)
         number = normalize_phone(phone)
         if runner.state is not SessionState.QR or runner.driver is None:
             raise InvalidState(
@@ -140,7 +138,7 @@ class SessionMethods:
     ) -> dict[str, Any]:
         """A chunk of the session's sealed (still encrypted) archive: base64 `data`, `total`,
         `done`. A running session is checkpointed first (at offset 0)."""
-        return await self.app.profiles_admin.export(name, offset, size)
+        return await self.admin.export(name, offset, size)
 
     async def import_(
         self,
@@ -154,8 +152,8 @@ class SessionMethods:
     ) -> dict[str, Any]:
         """Upload an exported archive in base64 chunks (pass back `token`); on the `final` chunk
         it is verified with the daemon's key and installed as session `name` (created stopped)."""
-        return await self.app.profiles_admin.import_(name, data, offset, final, token, replace)
+        return await self.admin.import_(name, data, offset, final, token, replace)
 
     async def rekey(self, ctx: Context) -> dict[str, Any]:
         """Re-seal every archive under the current (first) key of the key file."""
-        return await self.app.profiles_admin.rekey()
+        return await self.admin.rekey()

@@ -1,0 +1,95 @@
+"""`[metrics] listen`: Prometheus scrapes the daemon over HTTP, the same text as `metrics.get`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+from prometheus_client import CONTENT_TYPE_LATEST
+import tomli_w
+
+from tests.helpers.daemon import base_config, make_dirs
+from wasupd.profiles.keys import generate_key_file
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(url: str) -> tuple[str, str]:
+    """(Content-Type, body) of one GET."""
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL
+        return resp.headers["Content-Type"], resp.read().decode()
+
+
+def names(text: str) -> set[str]:
+    """The metric family names of an exposition."""
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def test_metrics_are_served_over_http(daemon_factory: Any) -> None:
+    """GET /metrics answers in the Prometheus text format with the families of `metrics.get`,
+    live figures included (a session just created appears; the outbox counts are there)."""
+    port = free_port()
+    d = daemon_factory(metrics={"listen": f"127.0.0.1:{port}"})
+    d.call("session.create", name="shop", start=False)
+    ctype, body = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert ctype == CONTENT_TYPE_LATEST  # the version generate_latest writes
+    assert 'wasupd_session_state{session="shop",state="stopped"} 1.0' in body
+    assert "wasupd_outbox_messages" in names(body)
+    assert names(body) == names(d.call("metrics.get")["text"])
+    assert '"metrics_listening"' in d.log()
+    assert scrape(f"http://127.0.0.1:{port}/")[1].startswith("wasupd exporter")
+
+
+def test_without_listen_no_port_is_opened(daemon_factory: Any) -> None:
+    """Off by default: the daemon opens no TCP socket at all."""
+    d = daemon_factory()
+    assert d.proc is not None
+    assert psutil.Process(d.proc.pid).net_connections(kind="tcp") == []
+
+
+def test_a_port_in_use_stops_the_start_with_the_key_named() -> None:
+    """An address that cannot be bound: the daemon exits 2 at start and says which key."""
+    root, runtime, state = make_dirs()
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            cfg = base_config(runtime, state, metrics={"listen": f"127.0.0.1:{port}"})
+            path = root / "wasupd.toml"
+            path.write_text(tomli_w.dumps(cfg))
+            generate_key_file(Path(cfg["profiles"]["key_file"]))
+            out = subprocess.run(
+                [sys.executable, "-m", "wasupd.daemon", "--config", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+    assert out.returncode == 2, out.stderr
+    assert "metrics.listen" in out.stderr and "daemon_start_failed" in out.stderr
+
+
+def test_a_malformed_listen_address_is_a_config_error(tmp_path: Path) -> None:
+    """`--check-config` names the key and the expected form."""
+    path = tmp_path / "wasupd.toml"
+    path.write_text('[metrics]\nlisten = "9464"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "wasupd.daemon", "--config", str(path), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "metrics.listen" in out.stderr and "127.0.0.1:9464" in out.stderr
