@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check wasupd wasupctl tests bench scripts
 	$(VENV)/bin/ruff format --check wasupd wasupctl tests bench scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) system-deps lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -31,7 +31,7 @@ from wasupd.loops import keep_running
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.metrics import DaemonFacts, Metrics
-from wasupd.profiles.admin import ProfilesAdmin
+from wasupd.admin import ProfilesAdmin
 from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.methods import register_methods
 from wasupd.rpc.methods.daemon import DaemonMethods

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-# CLI exit statuses (DESIGN.md "CLI").
+# CLI exit statuses (listed in docs/cli.md; scripts depend on them).
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

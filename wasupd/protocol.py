@@ -21,7 +21,7 @@ from wasupd.errors import (
 MAX_MESSAGE_BYTES = 1024 * 1024
 JSONRPC = "2.0"
 
-# Method names are the contract (DESIGN.md "Control socket").
+# Method names are the contract (docs/rpc.md lists them; scripts depend on them).
 METHODS = (
     "daemon.status",
     "daemon.health",

@@ -43,7 +43,7 @@ ReportSink = Callable[[str, DriverReport], Awaitable[None]]
 
 
 def check_name(name: str) -> str:
-    """Validate a session name against DESIGN.md's pattern."""
+    """Validate a session name: 1-63 of a-z, 0-9, `_`, `-`, starting with a letter or digit."""
     if not NAME_RE.match(name):
         raise InvalidArgument(
             f"invalid session name {name!r}: use 1-63 characters of a-z, 0-9, '_' and '-',"

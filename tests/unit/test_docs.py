@@ -1,4 +1,4 @@
-"""The generated references stay in step with the code, and the method names match DESIGN.md."""
+"""The generated references stay in step with the code, and every method of the contract is served."""
 
 from __future__ import annotations
 

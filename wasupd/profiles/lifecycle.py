@@ -152,7 +152,7 @@ class SealedProfiles:
 
     @classmethod
     def from_config(cls, config: Config, session: str) -> SealedProfiles:
-        """The paths of DESIGN.md and `[profiles]` for `session`."""
+        """The paths of `session` (wasupd.paths layouts) and its `[profiles]` settings."""
         return cls(
             session,
             archive_path=archive_path_for(config, session),

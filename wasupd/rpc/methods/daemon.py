@@ -14,7 +14,7 @@ from wasupd import __version__
 from wasupd.config import Config
 from wasupd.events import EventBus
 from wasupd.metrics import DaemonFacts, Metrics
-from wasupd.profiles.admin import ProfilesAdmin
+from wasupd.admin import ProfilesAdmin
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wasupd.errors import InvalidArgument, InvalidState
-from wasupd.profiles.admin import ProfilesAdmin
+from wasupd.admin import ProfilesAdmin
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager, normalize_phone
 from wasupd.store.sessions import SessionRepo
