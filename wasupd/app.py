@@ -24,6 +24,7 @@ import structlog
 
 from wasupd import config as configmod
 from wasupd import exporter, logs
+from wasupd.admin import ProfilesAdmin
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
@@ -31,7 +32,6 @@ from wasupd.loops import keep_running
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.metrics import DaemonFacts, Metrics
-from wasupd.admin import ProfilesAdmin
 from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.methods import register_methods
 from wasupd.rpc.methods.daemon import DaemonMethods
@@ -84,9 +84,7 @@ class App:
         stack.push_async_callback(db.close)
         sessions_repo, messages = SessionRepo(db), MessageRepo(db)
         self.manager = manager = await stack.enter_async_context(
-            SessionManager(
-                config=config, repo=sessions_repo, bus=self.bus, services=self.services
-            )
+            SessionManager(config=config, repo=sessions_repo, bus=self.bus, services=self.services)
         )
         webhooks = await stack.enter_async_context(Webhooks(config.webhooks, db))
         self.messaging = messaging = await stack.enter_async_context(

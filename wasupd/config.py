@@ -225,6 +225,7 @@ def apply_live(old: Config, new: Config) -> Config:
     sections = {section: getattr(new, section) for section in LIVE_SECTIONS}
     return dataclasses.replace(old, daemon=daemon, **sections)
 
+
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
 

@@ -171,4 +171,3 @@ class WasupCollector(Collector):
         yield restarts
         yield from gauges.values()
         yield from storage.values()
-

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from prometheus_client import CONTENT_TYPE_LATEST
 import tomli_w
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tests.helpers.daemon import base_config, make_dirs
 from wasupd.profiles.keys import generate_key_file
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def scrape(url: str) -> tuple[str, str]:
     """(Content-Type, body) of one GET."""
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.headers["Content-Type"], resp.read().decode()
 
 

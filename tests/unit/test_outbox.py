@@ -18,7 +18,7 @@ from wasupd.errors import BrowserError, InvalidState, NotOnWhatsApp
 from wasupd.events import EventBus
 from wasupd.messaging.service import Messaging
 from wasupd.store.db import Database
-from wasupd.store.messages import MessageRepo
+from wasupd.store.messages import MessageRepo, NewMessage
 from wasupd.supervision.seams import DriverReport
 from wasupd.supervision.states import SessionState
 
@@ -166,21 +166,17 @@ async def until(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
             await asyncio.sleep(0.01)
 
 
-def item(body: str, session: str | None = "a", key: str | None = None) -> dict[str, Any]:
-    return {
-        "session": session,
-        "from_spec": session or "auto",
-        "chat_id": BOB,
-        "body": body,
-        "idempotency_key": key,
-    }
+def item(body: str, session: str | None = "a", key: str | None = None) -> NewMessage:
+    return NewMessage(
+        session=session, from_spec=session or "auto", chat_id=BOB, body=body, idempotency_key=key
+    )
 
 
 async def reaches(env: Env, mid: str, state: str, timeout: float = 10.0) -> None:
     """Wait (bounded) until the stored message is in `state`."""
 
     async def check() -> bool:
-        return bool((await env.repo.get(mid))["state"] == state)
+        return bool((await env.repo.get(mid)).state == state)
 
     await until(check, timeout)
 
@@ -202,7 +198,7 @@ async def test_send_commits_before_reply_in_shared_transactions(env: Env) -> Non
             rows = await asyncio.gather(*(ms.enqueue(item(f"m{i}")) for i in range(200)))
         with sqlite3.connect(env.db.path) as other:  # another connection sees them all
             stored = {r[0] for r in other.execute("SELECT id FROM outbox WHERE state = 'queued'")}
-    assert {r["id"] for r in rows} == stored and len(stored) == 200
+    assert {r.id for r in rows} == stored and len(stored) == 200
     assert commits <= 20, commits
 
 
@@ -214,10 +210,10 @@ async def test_idempotency_key_returns_the_first_message_across_restarts(env: En
         first, twin = await asyncio.gather(
             ms.enqueue(item("hello", key="k1")), ms.enqueue(item("hello again", key="k1"))
         )
-        await reaches(env, first["id"], "sent")
+        await reaches(env, first.id, "sent")
     async with env.messaging() as ms:
         again = await ms.enqueue(item("hello", key="k1"))
-    assert first["id"] == twin["id"] == again["id"]
+    assert first.id == twin.id == again.id
     assert page.bodies() == ["hello"]
     assert (await env.repo.counts()) == {"sent": 1}
 
@@ -231,8 +227,8 @@ async def test_kill_mid_send_then_found_in_the_page_is_not_sent_again(env: Env) 
     async with env.messaging() as ms:
         msg = await ms.enqueue(item("once"))
         await until(lambda: account)
-    row = await env.repo.get(msg["id"])
-    assert row["state"] == "sending" and row["wa_id"] == account[0][2]
+    row = await env.repo.get(msg.id)
+    assert row.state == "sending" and row.wa_id == account[0][2]
     env.manager.add("a", FakePage(account))  # the restarted daemon's page, same account
     sub = env.bus.subscribe(types=["outbox"])
     async with env.messaging():
@@ -249,7 +245,7 @@ async def test_kill_before_the_page_sent_sends_once_with_the_stored_id(env: Env)
     page.gate = asyncio.Event()  # never opened: the send never reaches the page
     async with env.messaging() as ms:
         msg = await ms.enqueue(item("late"))
-        claimed = await until(lambda: _wa_id(env, msg["id"]))  # stored before sending
+        claimed = await until(lambda: _wa_id(env, msg.id))  # stored before sending
     env.manager.add("a", FakePage(account))
     async with env.messaging():
         await until(lambda: account)
@@ -257,7 +253,7 @@ async def test_kill_before_the_page_sent_sends_once_with_the_stored_id(env: Env)
 
 
 async def _wa_id(env: Env, mid: str) -> str | None:
-    return (await env.repo.get(mid))["wa_id"]  # type: ignore[no-any-return]
+    return (await env.repo.get(mid)).wa_id  # type: ignore[no-any-return]
 
 
 async def test_failures_retry_with_backoff_then_fail_with_the_reason(env: Env) -> None:
@@ -269,17 +265,15 @@ async def test_failures_retry_with_backoff_then_fail_with_the_reason(env: Env) -
     sub = env.bus.subscribe(types=["outbox"])
     async with env.messaging() as ms:
         ok = await ms.enqueue(item("third time lucky"))
-        await reaches(env, ok["id"], "sent")
+        await reaches(env, ok.id, "sent")
         page.failures = [BrowserError("send failed: boom")] * 3
         bad = await ms.enqueue(item("doomed"))
-        await reaches(env, bad["id"], "failed")
-    row = await env.repo.get(bad["id"])
-    assert (
-        row["attempts"] == 3 and row["last_error"] == "gave up after 3 attempts: send failed: boom"
-    )
+        await reaches(env, bad.id, "failed")
+    row = await env.repo.get(bad.id)
+    assert row.attempts == 3 and row.last_error == "gave up after 3 attempts: send failed: boom"
     assert page.bodies() == ["third time lucky"]
     events = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
-    assert {"id": bad["id"], "state": "failed"}.items() <= (events[-1] or {}).items()
+    assert {"id": bad.id, "state": "failed"}.items() <= (events[-1] or {}).items()
 
 
 async def test_not_on_whatsapp_fails_at_once(env: Env) -> None:
@@ -289,9 +283,9 @@ async def test_not_on_whatsapp_fails_at_once(env: Env) -> None:
     page.not_on_whatsapp.add(BOB)
     async with env.messaging() as ms:
         msg = await ms.enqueue(item("anyone there?"))
-        await reaches(env, msg["id"], "failed")
-    row = await env.repo.get(msg["id"])
-    assert row["attempts"] == 0 and "not on WhatsApp" in row["last_error"] and not page.sent
+        await reaches(env, msg.id, "failed")
+    row = await env.repo.get(msg.id)
+    assert row.attempts == 0 and "not on WhatsApp" in row.last_error and not page.sent
 
 
 async def test_cancel_only_while_queued(env: Env) -> None:
@@ -300,13 +294,13 @@ async def test_cancel_only_while_queued(env: Env) -> None:
     page = FakePage()
     async with env.messaging() as ms:
         waiting = await ms.enqueue(item("never"))
-        assert (await ms.cancel(waiting["id"]))["state"] == "cancelled"
+        assert (await ms.cancel(waiting.id)).state == "cancelled"
         done = await ms.enqueue(item("sent"))
         env.manager.add("a", page)
         env.bus.publish("state", session="a", **{"from": "syncing", "to": "connected"})
-        await reaches(env, done["id"], "sent")
+        await reaches(env, done.id, "sent")
         with pytest.raises(InvalidState, match="only a queued message can be cancelled"):
-            await ms.cancel(done["id"])
+            await ms.cancel(done.id)
     assert page.bodies() == ["sent"]
 
 
@@ -318,12 +312,12 @@ async def test_acks_move_messages_forward_never_back(env: Env) -> None:
     async with env.messaging() as ms:
         msg = await ms.enqueue(item("ack me"))
         await until(lambda: page.sent)
-        await reaches(env, msg["id"], "sent")
+        await reaches(env, msg.id, "sent")
         wa_id = page.sent[0][2]
         for ack in (2, 3, 1):
             await ms.on_report("a", DriverReport(kind="ack", data={"id": wa_id, "ack": ack}))
-    row = await env.repo.get(msg["id"])
-    assert row["state"] == "read" and row["delivered_at"] and row["read_at"]
+    row = await env.repo.get(msg.id)
+    assert row.state == "read" and row.delivered_at and row.read_at
     acks = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
     assert [(e or {}).get("state") for e in acks] == ["delivered", "read"]
 
@@ -360,15 +354,15 @@ async def test_pacing_holds_messages_and_says_why(env: Env) -> None:
     page = env.manager.add("a", FakePage(), send={"jitter_min": 0.3, "jitter_max": 0.4})
     assert page is not None
     async with env.messaging() as ms:
-        ids = [(await ms.enqueue(item(f"p{i}")))["id"] for i in range(4)]
+        ids = [(await ms.enqueue(item(f"p{i}"))).id for i in range(4)]
         held = await until(lambda: _held(env, ids[3]), timeout=15)
     rows = [await env.repo.get(i) for i in ids[:3]]
-    gaps = [b["sent_at"] - a["sent_at"] for a, b in itertools.pairwise(rows)]
+    gaps = [b.sent_at - a.sent_at for a, b in itertools.pairwise(rows)]
     # At least the session's override (not [send]'s 0.05-0.1 s); the upper bound only catches a
     # send held by something else, with room for a loaded machine.
     assert all(0.3 <= g < 2.0 for g in gaps), gaps
-    assert held["wait_reason"] == "3 per minute reached"
-    assert held["not_before"] == pytest.approx(rows[0]["sent_at"] + 60)
+    assert held.wait_reason == "3 per minute reached"
+    assert held.not_before == pytest.approx(rows[0].sent_at + 60)
     assert page.bodies() == ["p0", "p1", "p2"]
 
 
@@ -384,4 +378,4 @@ async def test_typing_is_shown_before_a_send_when_asked(env: Env) -> None:
 
 async def _held(env: Env, mid: str) -> dict[str, Any] | None:
     row = await env.repo.get(mid)
-    return row if row["wait_reason"] == "3 per minute reached" else None
+    return row if row.wait_reason == "3 per minute reached" else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from dataclasses import replace
 
 from tests.unit.test_outbox import BOB, Env, FakePage, env, item, reaches, until
 from wasupd.config import SendConfig
@@ -63,7 +64,7 @@ async def test_auto_spreads_over_connected_sessions_by_backlog(env: Env) -> None
         for i in range(150):
             to = f"1555{i:07d}@c.us"
             picks[name := await ms.pick_session(to)] += 1
-            await ms.enqueue({**item(f"m{i}", session=name), "from_spec": "auto", "chat_id": to})
+            await ms.enqueue(replace(item(f"m{i}", session=name), from_spec="auto", chat_id=to))
         for p in pages.values():
             p.gate.set()  # type: ignore[union-attr]
         await until(lambda: sum(len(p.sent) for p in pages.values()) == 150)
@@ -106,7 +107,7 @@ async def test_logged_out_session_hands_back_only_its_auto_messages(env: Env) ->
     env.manager.add("b", None)
     async with env.messaging() as ms:
         auto = [
-            await ms.enqueue({**item(f"auto{i}", session="a"), "from_spec": "auto"})
+            await ms.enqueue(replace(item(f"auto{i}", session="a"), from_spec="auto"))
             for i in range(5)
         ]
         pinned = await ms.enqueue(item("pinned", session="a"))
@@ -118,16 +119,16 @@ async def test_logged_out_session_hands_back_only_its_auto_messages(env: Env) ->
         await until(lambda: len(pb.sent) == 4)
         pa.failures = [BrowserError("page closed")]
         pa.gate.set()  # the cut-off send fails: it stays `sending`, with its page id
-        await until(lambda: _retried(env, auto[0]["id"]))
+        await until(lambda: _retried(env, auto[0].id))
     assert pb.bodies() == [f"auto{i}" for i in range(1, 5)] and pa.sent == []
-    first = await env.repo.get(auto[0]["id"])
-    assert first["session"] == "a" and first["state"] == "sending" and first["wa_id"]
-    still = await env.repo.get(pinned["id"])
-    assert still["session"] == "a" and still["state"] == "queued"
+    first = await env.repo.get(auto[0].id)
+    assert first.session == "a" and first.state == "sending" and first.wa_id
+    still = await env.repo.get(pinned.id)
+    assert still.session == "a" and still.state == "queued"
 
 
 async def _retried(env: Env, mid: str) -> bool:
-    return bool((await env.repo.get(mid))["attempts"] == 1)
+    return bool((await env.repo.get(mid)).attempts == 1)
 
 
 async def test_deleted_session_fails_its_pinned_messages(env: Env) -> None:
@@ -136,5 +137,5 @@ async def test_deleted_session_fails_its_pinned_messages(env: Env) -> None:
     async with env.messaging() as ms:
         msg = await ms.enqueue(item("orphan", session="a"))
         env.bus.publish("deleted", session="a")
-        await reaches(env, msg["id"], "failed")
-    assert (await env.repo.get(msg["id"]))["last_error"] == "session a was deleted"
+        await reaches(env, msg.id, "failed")
+    assert (await env.repo.get(msg.id)).last_error == "session a was deleted"

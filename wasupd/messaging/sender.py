@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ import structlog
 from wasupd.config import SendConfig
 from wasupd.errors import NotOnWhatsApp, WasupError
 from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
-from wasupd.store.messages import QUEUED, SENDING, SENT, MessageRepo
+from wasupd.store.messages import QUEUED, SENDING, SENT, MessageRepo, OutboxMessage
 from wasupd.supervision.seams import MessagePort
 
 log = structlog.get_logger("wasupd.messaging")
@@ -54,11 +55,11 @@ class SendContext(Protocol):
         """A send attempt failed (the pool trusts the session less for a while)."""
         ...
 
-    async def changed(self, row: dict[str, Any], reason: str) -> None:
+    async def changed(self, msg: OutboxMessage, reason: str) -> None:
         """Publish an outbox state change."""
         ...
 
-    async def fail(self, msg: dict[str, Any], why: str, attempts: int | None = None) -> None:
+    async def fail(self, msg: OutboxMessage, why: str, attempts: int | None = None) -> None:
         """Give up on a message, with the reason."""
         ...
 
@@ -100,7 +101,7 @@ class Sender:
         elif msg is None:
             due = await self.ms.repo.next_due(self.name)
             await self._idle(IDLE_MAX if due is None else due - now)
-        elif msg["state"] == QUEUED and (d := await self._pacing(now)).wait_until > now:
+        elif msg.state == QUEUED and (d := await self._pacing(now)).wait_until > now:
             await self._hold(msg, d, now)
         else:
             self.busy = True
@@ -126,13 +127,13 @@ class Sender:
             self._gap_for, self._gap = last, draw_gap(cfg, self.ms.rng)
         return decide(cfg, sent, self.ms.linked_at(self.name), now, self._gap)
 
-    async def _hold(self, msg: dict[str, Any], d: Decision, now: float) -> None:
+    async def _hold(self, msg: OutboxMessage, d: Decision, now: float) -> None:
         """Show why and until when the message waits; then wait (or until woken)."""
-        if msg["wait_reason"] != d.reason or msg["not_before"] != d.wait_until:
+        if msg.wait_reason != d.reason or msg.not_before != d.wait_until:
             # A pool message keeps not_before at 0: another session may send it sooner.
-            mine = msg["session"] == self.name
+            mine = msg.session == self.name
             await self.ms.repo.update(
-                msg["id"],
+                msg.id,
                 wait_reason=d.reason,
                 not_before=d.wait_until if mine else 0.0,
             )
@@ -140,29 +141,31 @@ class Sender:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    async def _attempt(self, port: MessagePort, msg: dict[str, Any]) -> None:
-        if msg["session"] != self.name and not await self.ms.repo.take(msg["id"], self.name):
+    async def _attempt(self, port: MessagePort, msg: OutboxMessage) -> None:
+        if msg.session != self.name and not await self.ms.repo.take(msg.id, self.name):
             return  # another sender of the pool took it first
-        claimed: str | None = msg["wa_id"] if msg["session"] == self.name else None
+        claimed: str | None = msg.wa_id if msg.session == self.name else None
         try:
             async with asyncio.timeout(ATTEMPT_TIMEOUT):
-                chat = await port.resolve_chat(msg["chat_id"])
+                chat = await port.resolve_chat(msg.chat_id)
                 if claimed and await port.message_exists(chat, claimed):
                     await self._sent(msg, chat, recovered=True)
                     return
                 claimed = claimed or await port.new_message_id()
-                await self.ms.repo.claim(msg["id"], self.name, claimed)
-                await self._typing(port, chat, msg["body"])
-                await port.send_text(chat, msg["body"], message_id=claimed)
+                await self.ms.repo.claim(msg.id, self.name, claimed)
+                await self._typing(port, chat, msg.body)
+                await port.send_text(chat, msg.body, message_id=claimed)
             await self._sent(msg, chat, recovered=False)
         except NotOnWhatsApp as exc:
             await self.ms.fail(msg, exc.message)
         except (WasupError, TimeoutError) as exc:
             why = exc.message if isinstance(exc, WasupError) else "the page did not answer in time"
-            await self._retry({**msg, "wa_id": claimed}, why)
+            await self._retry(dataclasses.replace(msg, wa_id=claimed), why)
         except Exception as exc:  # a driver bug must not stop this session's queue
-            log.exception("send_error", session=self.name, id=msg["id"])
-            await self._retry({**msg, "wa_id": claimed}, f"{type(exc).__name__}: {exc}")
+            log.exception("send_error", session=self.name, id=msg.id)
+            await self._retry(
+                dataclasses.replace(msg, wa_id=claimed), f"{type(exc).__name__}: {exc}"
+            )
 
     async def _typing(self, port: MessagePort, chat: str, body: str) -> None:
         """With `send.typing`: show "typing..." for a time that grows with the text (<= 3 s)."""
@@ -172,18 +175,18 @@ class Sender:
             await port.set_typing(chat, True)
             await asyncio.sleep(min(0.5 + len(body) / 50, 3.0))  # a human-looking pause
 
-    async def _sent(self, msg: dict[str, Any], chat: str, *, recovered: bool) -> None:
-        row = await self.ms.repo.mark_sent(msg["id"], self.name, chat)
+    async def _sent(self, msg: OutboxMessage, chat: str, *, recovered: bool) -> None:
+        row = await self.ms.repo.mark_sent(msg.id, self.name, chat)
         if recovered:
-            log.info("send_recovered", session=self.name, id=msg["id"], wa_id=msg["wa_id"])
+            log.info("send_recovered", session=self.name, id=msg.id, wa_id=msg.wa_id)
         reason = "found in the page after a restart" if recovered else ""
         await self.ms.changed(row, reason)
-        await self.ms.hook("sent", self.name, {"id": msg["id"], "chat_id": chat, "state": SENT})
+        await self.ms.hook("sent", self.name, {"id": msg.id, "chat_id": chat, "state": SENT})
 
-    async def _retry(self, msg: dict[str, Any], why: str) -> None:
+    async def _retry(self, msg: OutboxMessage, why: str) -> None:
         """Back off and try again; `failed` after send.max_attempts."""
         self.ms.note_failure(self.name)
-        attempts = int(msg["attempts"]) + 1
+        attempts = int(msg.attempts) + 1
         cfg = self.ms.send_config(self.name)
         if attempts >= cfg.max_attempts:
             await self.ms.fail(msg, f"gave up after {attempts} attempts: {why}", attempts)
@@ -191,11 +194,11 @@ class Sender:
         delay = cfg.retry_backoff * 2 ** (attempts - 1) * self.ms.rng.uniform(0.8, 1.2)
         # Keep the stored page id: the next attempt looks it up before sending again.
         await self.ms.repo.update(
-            msg["id"],
-            state=SENDING if msg["wa_id"] else QUEUED,
+            msg.id,
+            state=SENDING if msg.wa_id else QUEUED,
             attempts=attempts,
             last_error=why,
             not_before=self.ms.clock() + delay,
             wait_reason=f"retrying (attempt {attempts + 1} of {cfg.max_attempts})",
         )
-        log.warning("send_retry", session=self.name, id=msg["id"], attempts=attempts, error=why)
+        log.warning("send_retry", session=self.name, id=msg.id, attempts=attempts, error=why)

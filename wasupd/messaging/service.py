@@ -28,7 +28,14 @@ from wasupd.messaging.pacing import with_overrides
 from wasupd.messaging.seams import SessionDirectory
 from wasupd.messaging.sender import Sender
 from wasupd.messaging.webhooks import Webhooks
-from wasupd.store.messages import CANCELLED, FAILED, QUEUED, MessageRepo
+from wasupd.store.messages import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    MessageRepo,
+    NewMessage,
+    OutboxMessage,
+)
 from wasupd.supervision.seams import DriverReport, MessagePort
 from wasupd.supervision.states import SessionState
 
@@ -65,7 +72,7 @@ class Messaging:
         self.rng = rng or random.Random()
         self.clock = clock
         self.senders: dict[str, Sender] = {}
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._pending: list[tuple[NewMessage, asyncio.Future[tuple[OutboxMessage, bool]]]] = []
         self._failures: dict[str, collections.deque[float]] = {}
         self._warned: set[tuple[str, str]] = set()
         self._group = asyncio.TaskGroup()
@@ -120,19 +127,17 @@ class Messaging:
 
     # -- accepting -------------------------------------------------------------------------
 
-    async def enqueue(self, item: dict[str, Any]) -> dict[str, Any]:
+    async def enqueue(self, item: NewMessage) -> OutboxMessage:
         """Durably queue one message; returns once it is committed (sharing the transaction
         with concurrent callers). A repeated idempotency key returns the first message."""
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[OutboxMessage, bool]] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         if self._flush is None or self._flush.done():
             self._flush = self._group.create_task(self._flush_pending())
-        msg = await fut
-        if not msg.pop("duplicate", False):
-            self._poke(msg["session"])
-            self.bus.publish(
-                "outbox", id=msg["id"], session=msg["session"], state=QUEUED, reason=""
-            )
+        msg, duplicate = await fut
+        if not duplicate:
+            self._poke(msg.session)
+            self.bus.publish("outbox", id=msg.id, session=msg.session, state=QUEUED, reason="")
         return msg
 
     async def _flush_pending(self) -> None:
@@ -178,30 +183,28 @@ class Messaging:
 
     # -- state changes ---------------------------------------------------------------------
 
-    async def changed(self, row: dict[str, Any], reason: str) -> None:
+    async def changed(self, msg: OutboxMessage, reason: str) -> None:
         """Publish an outbox state change."""
         self.bus.publish(
-            "outbox", id=row["id"], session=row["session"], state=row["state"], reason=reason
+            "outbox", id=msg.id, session=msg.session, state=msg.state.value, reason=reason
         )
 
-    async def fail(self, msg: dict[str, Any], why: str, attempts: int | None = None) -> None:
+    async def fail(self, msg: OutboxMessage, why: str, attempts: int | None = None) -> None:
         """Give up on a message, with the reason."""
         await self.repo.update(
-            msg["id"], state=FAILED, last_error=why, attempts=attempts or msg["attempts"]
+            msg.id, state=FAILED, last_error=why, attempts=attempts or msg.attempts
         )
-        self.bus.publish("outbox", id=msg["id"], session=msg["session"], state=FAILED, reason=why)
-        log.warning("send_failed", id=msg["id"], session=msg["session"], reason=why)
+        self.bus.publish("outbox", id=msg.id, session=msg.session, state=FAILED, reason=why)
+        log.warning("send_failed", id=msg.id, session=msg.session, reason=why)
 
-    async def cancel(self, mid: str) -> dict[str, Any]:
+    async def cancel(self, mid: str) -> OutboxMessage:
         """Cancel a queued message; InvalidState once it is being sent or done."""
         msg = await self.repo.get(mid)
         if not await self.repo.cancel(mid):
             raise InvalidState(
-                f"message {mid} is {msg['state']}; only a queued message can be cancelled"
+                f"message {mid} is {msg.state}; only a queued message can be cancelled"
             )
-        self.bus.publish(
-            "outbox", id=mid, session=msg["session"], state=CANCELLED, reason="cancelled"
-        )
+        self.bus.publish("outbox", id=mid, session=msg.session, state=CANCELLED, reason="cancelled")
         return await self.repo.get(mid)
 
     async def hook(self, event: str, session: str, data: dict[str, Any]) -> None:
@@ -316,9 +319,10 @@ class Messaging:
             ack = int(data.get("ack") or 0)
         except (TypeError, ValueError):
             return
-        row = await self.repo.ack(wa_id, ack)
-        if row is None:
+        msg = await self.repo.ack(wa_id, ack)
+        if msg is None:
             return
-        await self.changed(row, "ack" if ack >= 0 else row["last_error"])
-        self.bus.publish("ack", session=name, id=row["id"], ack=ack, state=row["state"])
-        await self.hook("ack", name, {"id": row["id"], "ack": ack, "state": row["state"]})
+        await self.changed(msg, "ack" if ack >= 0 else msg.last_error)
+        state = msg.state.value
+        self.bus.publish("ack", session=name, id=msg.id, ack=ack, state=state)
+        await self.hook("ack", name, {"id": msg.id, "ack": ack, "state": state})

@@ -1,4 +1,4 @@
-"""Outbox, inbox and contacts in SQLite (webhook deliveries live in `messaging/webhooks.py`).
+"""Outbox, inbox and contacts in SQLite (webhook deliveries live in `store/webhooks.py`).
 
 Every timestamp comes from the injected clock, so pacing (which counts sends from this store)
 can be tested with a fake one.
@@ -6,9 +6,12 @@ can be tested with a fake one.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -16,27 +19,82 @@ import aiosqlite
 from wasupd.errors import MessageNotFound
 from wasupd.store.db import Database
 
-# Outbox states, in the order a message moves through them.
-QUEUED, SENDING, SENT, DELIVERED, READ, FAILED, CANCELLED = (
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "read",
-    "failed",
-    "cancelled",
-)
+
+class OutboxState(enum.StrEnum):
+    """An outgoing message's state, in the order a message moves through them (stored, and
+    shown by `message.get`, as the lower-case value)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # the page's message id is stored: look it up before sending again
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+QUEUED, SENDING, SENT = OutboxState.QUEUED, OutboxState.SENDING, OutboxState.SENT
+DELIVERED, READ = OutboxState.DELIVERED, OutboxState.READ
+FAILED, CANCELLED = OutboxState.FAILED, OutboxState.CANCELLED
 DONE = (SENT, DELIVERED, READ)
+WAITING = (QUEUED, SENDING)  # not yet sent: a sender will take it
+
+
+@dataclass(slots=True, kw_only=True)
+class OutboxMessage:
+    """One row of the outbox. `session` is None for a pool (`auto`) message not yet taken."""
+
+    id: str
+    session: str | None
+    from_spec: str  # what the caller asked for: a session name or "auto"
+    chat_id: str
+    body: str
+    idempotency_key: str | None
+    state: OutboxState
+    wa_id: str | None  # the page's message id, stored before the send (exactly once)
+    attempts: int
+    last_error: str
+    not_before: float  # unix time before which no sender takes it (pacing, retries)
+    wait_reason: str
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    delivered_at: float | None
+    read_at: float | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> OutboxMessage:
+        """The message stored in `row` (a `SELECT *` of outbox)."""
+        data = dict(row)
+        return cls(**{**data, "state": OutboxState(data["state"])})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message as RPC answers and webhooks carry it (states as strings)."""
+        return {**dataclasses.asdict(self), "state": self.state.value}
+
+
 ACK_STATE = {1: SENT, 2: DELIVERED, 3: READ, 4: READ}
 # An ack proves a message went out, even one given up on after a timeout: FAILED ranks lowest.
 _RANK = {FAILED: -1, QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, READ: 4}
 _AT = {SENT: "sent_at", DELIVERED: "delivered_at", READ: "read_at"}
 
 
-def _row(r: aiosqlite.Row | None) -> dict[str, Any]:
+def _message(r: aiosqlite.Row | None) -> OutboxMessage:
     if r is None:
         raise MessageNotFound("no such message (see `wasupctl outbox`)")
-    return dict(r)
+    return OutboxMessage.from_row(r)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """What `message.send` accepted, before the outbox gives it an id."""
+
+    session: str | None  # None: a pool message no session is connected to take yet
+    from_spec: str
+    chat_id: str
+    body: str
+    idempotency_key: str | None = None
+    wait_reason: str = ""
 
 
 class MessageRepo:
@@ -52,73 +110,76 @@ class MessageRepo:
 
     # -- outbox: accepting -----------------------------------------------------------------
 
-    async def enqueue_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def enqueue_many(self, items: list[NewMessage]) -> list[tuple[OutboxMessage, bool]]:
         """Insert messages in ONE transaction (group commit); a repeated idempotency key (in
-        the store or earlier in the batch) returns the first message instead of a second."""
+        the store or earlier in the batch) returns the first message instead of a second.
+        Per item: (the message, True when it is that earlier one)."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            known = await self._by_keys(conn, [it.get("idempotency_key") for it in items])
-            out, fresh = [], []
+            known = await self._by_keys(conn, [it.idempotency_key for it in items])
+            out: list[tuple[OutboxMessage, bool]] = []
+            fresh: list[OutboxMessage] = []
             for it in items:
-                key = it.get("idempotency_key")
+                key = it.idempotency_key
                 if key and key in known:
-                    out.append({**known[key], "duplicate": True})
+                    out.append((known[key], True))
                     continue
-                row = self._new_row(it, now)
+                msg = self._new_message(it, now)
                 if key:
-                    known[key] = row
-                fresh.append(row)
-                out.append(row)
+                    known[key] = msg
+                fresh.append(msg)
+                out.append((msg, False))
             if fresh:
-                cols = list(fresh[0])
+                rows = [m.as_dict() for m in fresh]
+                cols = list(rows[0])
                 await conn.executemany(
                     f"INSERT INTO outbox ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",  # noqa: S608
-                    [tuple(r.values()) for r in fresh],
+                    [tuple(r.values()) for r in rows],
                 )
         return out
 
     @staticmethod
     async def _by_keys(
         conn: aiosqlite.Connection, keys: list[str | None]
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, OutboxMessage]:
         wanted = sorted({k for k in keys if k})
         if not wanted:
             return {}
         marks = ", ".join("?" * len(wanted))
         sql = f"SELECT * FROM outbox WHERE idempotency_key IN ({marks})"  # noqa: S608
         async with conn.execute(sql, wanted) as cur:
-            return {r["idempotency_key"]: dict(r) for r in await cur.fetchall()}
+            return {r["idempotency_key"]: OutboxMessage.from_row(r) for r in await cur.fetchall()}
 
-    def _new_row(self, it: dict[str, Any], now: float) -> dict[str, Any]:
-        return {
-            "id": self.new_id(),
-            "session": it["session"],
-            "from_spec": it["from_spec"],
-            "chat_id": it["chat_id"],
-            "body": it["body"],
-            "idempotency_key": it.get("idempotency_key"),
-            "state": QUEUED,
-            "wa_id": None,
-            "attempts": 0,
-            "last_error": "",
-            "not_before": 0.0,
-            "wait_reason": it.get("wait_reason", ""),
-            "created_at": now,
-            "updated_at": now,
-            "sent_at": None,
-            "delivered_at": None,
-            "read_at": None,
-        }
+    def _new_message(self, it: NewMessage, now: float) -> OutboxMessage:
+        return OutboxMessage(
+            id=self.new_id(),
+            session=it.session,
+            from_spec=it.from_spec,
+            chat_id=it.chat_id,
+            body=it.body,
+            idempotency_key=it.idempotency_key,
+            state=QUEUED,
+            wa_id=None,
+            attempts=0,
+            last_error="",
+            not_before=0.0,
+            wait_reason=it.wait_reason,
+            created_at=now,
+            updated_at=now,
+            sent_at=None,
+            delivered_at=None,
+            read_at=None,
+        )
 
     # -- outbox: reading -------------------------------------------------------------------
 
-    async def get(self, mid: str) -> dict[str, Any]:
+    async def get(self, mid: str) -> OutboxMessage:
         """One outbox message; MessageNotFound if there is none with that id."""
-        return _row(await self.db.fetchone("SELECT * FROM outbox WHERE id = ?", (mid,)))
+        return _message(await self.db.fetchone("SELECT * FROM outbox WHERE id = ?", (mid,)))
 
     async def outbox(
         self, *, session: str | None, state: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[OutboxMessage]:
         """Latest messages first."""
         sql, args = "SELECT * FROM outbox WHERE 1=1", list[Any]()
         if session:
@@ -129,14 +190,14 @@ class MessageRepo:
             args.append(state)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [dict(r) for r in await self.db.fetchall(sql, tuple(args))]
+        return [OutboxMessage.from_row(r) for r in await self.db.fetchall(sql, tuple(args))]
 
     _MINE = (
         "((session = ? AND state IN ('queued', 'sending'))"
         " OR (session IS NULL AND state = 'queued' AND from_spec = 'auto'))"
     )
 
-    async def next_for(self, session: str, now: float) -> dict[str, Any] | None:
+    async def next_for(self, session: str, now: float) -> OutboxMessage | None:
         """The oldest message this session should handle now: its own (`sending` first, for
         recovery), then unassigned pool messages."""
         r = await self.db.fetchone(
@@ -144,7 +205,7 @@ class MessageRepo:
             " ORDER BY state = 'sending' DESC, created_at, id LIMIT 1",
             (session, now),
         )
-        return dict(r) if r else None
+        return OutboxMessage.from_row(r) if r else None
 
     async def next_due(self, session: str) -> float | None:
         """When this session's next held-back message becomes due (None: nothing waiting)."""
@@ -202,7 +263,7 @@ class MessageRepo:
         """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
         await self.update(mid, session=session, wa_id=wa_id, state=SENDING, wait_reason="")
 
-    async def mark_sent(self, mid: str, session: str, chat_id: str) -> dict[str, Any]:
+    async def mark_sent(self, mid: str, session: str, chat_id: str) -> OutboxMessage:
         """The page accepted the message (its send resolved, or it was found after a crash);
         never moves it back when an ack overtook the reply. Remembers the contact in the same
         commit. The message."""
@@ -216,9 +277,9 @@ class MessageRepo:
             )
             await conn.execute(_TOUCH, (chat_id, session, now))
             async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
-                return _row(await cur.fetchone())
+                return _message(await cur.fetchone())
 
-    async def ack(self, wa_id: str, ack: int) -> dict[str, Any] | None:
+    async def ack(self, wa_id: str, ack: int) -> OutboxMessage | None:
         """Move a message forward on an ack (never backwards; a negative ack fails a message
         not yet delivered); the message if it changed."""
         row = await self.db.fetchone("SELECT * FROM outbox WHERE wa_id = ?", (wa_id,))

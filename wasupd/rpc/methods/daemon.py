@@ -11,10 +11,10 @@ from typing import Any
 import psutil
 
 from wasupd import __version__
+from wasupd.admin import ProfilesAdmin
 from wasupd.config import Config
 from wasupd.events import EventBus
 from wasupd.metrics import DaemonFacts, Metrics
-from wasupd.admin import ProfilesAdmin
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState

@@ -12,7 +12,8 @@ from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager
-from wasupd.store.messages import MessageRepo
+from wasupd.store.messages import WAITING, MessageRepo, NewMessage, OutboxMessage
+from wasupd.supervision.states import SessionState
 
 
 class MessageMethods:
@@ -62,27 +63,29 @@ class MessageMethods:
             self.sessions.runner(session)  # SessionNotFound for unknown names
             assigned = session
         msg = await self.messaging.enqueue(
-            {
-                "session": assigned,
-                "from_spec": session,
-                "chat_id": chat_id,
-                "body": text,
-                "idempotency_key": idempotency_key,
-                "wait_reason": "" if assigned else "no session of the pool is connected",
-            }
+            NewMessage(
+                session=assigned,
+                from_spec=session,
+                chat_id=chat_id,
+                body=text,
+                idempotency_key=idempotency_key,
+                wait_reason="" if assigned else "no session of the pool is connected",
+            )
         )
         return self._explain(msg)
 
-    def _explain(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """Say why a queued message waits when its session cannot send (not stored: it changes)."""
-        name = msg.get("session")
-        if msg["state"] in ("queued", "sending") and name and not msg["wait_reason"]:
-            runner = self.sessions.runners.get(name)
-            if runner is None:
-                msg["wait_reason"] = f"session {name} does not exist"
-            elif runner.state.value != "connected":
-                msg["wait_reason"] = f"session {name} is {runner.state.value}"
-        return msg
+    def _explain(self, msg: OutboxMessage) -> dict[str, Any]:
+        """The message as answered, saying why a waiting message waits when its session cannot
+        send (not stored: it changes)."""
+        out = msg.as_dict()
+        name = msg.session
+        if msg.state in WAITING and name and not msg.wait_reason:
+            state = self.sessions.state_of(name)
+            if state is None:
+                out["wait_reason"] = f"session {name} does not exist"
+            elif state is not SessionState.CONNECTED:
+                out["wait_reason"] = f"session {name} is {state.value}"
+        return out
 
     async def get(self, ctx: Context, id: str) -> dict[str, Any]:
         """One outgoing message: state (queued, sending, sent, delivered, read, failed, cancelled),
@@ -91,15 +94,13 @@ class MessageMethods:
 
     async def cancel(self, ctx: Context, id: str) -> dict[str, Any]:
         """Cancel a message that is still queued."""
-        return await self.messaging.cancel(id)
+        return (await self.messaging.cancel(id)).as_dict()
 
     async def outbox(
         self, ctx: Context, session: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Outgoing messages, newest first; queued ones say why and until when they wait."""
-        rows = await self.repo.outbox(
-            session=session, state=state, limit=max(1, min(limit, 10000))
-        )
+        rows = await self.repo.outbox(session=session, state=state, limit=max(1, min(limit, 10000)))
         return [self._explain(m) for m in rows]
 
     async def inbox(

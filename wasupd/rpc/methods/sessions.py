@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.admin import ProfilesAdmin
+from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager, normalize_phone
 from wasupd.store.sessions import SessionRepo
@@ -26,7 +26,9 @@ _OPTION_KEYS = {
 class SessionMethods:
     """Create, inspect, start, stop, restart, log out and delete sessions."""
 
-    def __init__(self, *, sessions: SessionManager, repo: SessionRepo, admin: ProfilesAdmin) -> None:
+    def __init__(
+        self, *, sessions: SessionManager, repo: SessionRepo, admin: ProfilesAdmin
+    ) -> None:
         self.sessions, self.repo, self.admin = sessions, repo, admin
 
     async def _get(self, name: str) -> dict[str, Any]:
