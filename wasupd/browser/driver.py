@@ -25,8 +25,13 @@ import structlog
 from wasupd.browser import whatsapp as wa
 from wasupd.config import Config
 from wasupd.errors import BrowserError, InvalidArgument, NotOnWhatsApp
-from wasupd.supervision.runner import SessionOptions
-from wasupd.supervision.seams import BrowserHandle, DriverKind, DriverReport, Report
+from wasupd.supervision.seams import (
+    BrowserHandle,
+    DriverKind,
+    DriverReport,
+    Report,
+    SessionOptions,
+)
 
 log = structlog.get_logger("wasupd.driver")
 T = TypeVar("T")
