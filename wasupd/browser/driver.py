@@ -194,7 +194,7 @@ class WhatsAppDriver:
     # -- linking and logout ----------------------------------------------------------------
 
     async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
-        """Link by phone number instead of QR (reference §3): the 8-character code to type on
+        """Link by phone number instead of QR (docs/driver.md "Linking"): the 8-character code to type on
         the phone and its expiry; the page renews it every `qr.pairing_code_refresh` seconds."""
         refresh = self.config.qr.pairing_code_refresh
         self.reports.pairing = True
@@ -250,7 +250,7 @@ class WhatsAppDriver:
         return self._ids.pop()
 
     async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
-        """Send `body` with id `message_id` (reference §4b); the serialized key once WhatsApp's
+        """Send `body` with id `message_id` (docs/driver.md "Sending"); the serialized key once WhatsApp's
         server took it (`BrowserError` for any other result)."""
         return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
 
@@ -267,7 +267,7 @@ class WhatsAppDriver:
         return bool(await self._call("msgExists", wa.message_key(chat_id, message_id)))
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
-        """Presence is cosmetic and the reference names no module for it: nothing is shown."""
+        """Presence is cosmetic and no studied client names a module for it: nothing is shown."""
         return None
 
     # -- page calls ------------------------------------------------------------------------
