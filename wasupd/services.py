@@ -16,8 +16,13 @@ from wasupd.sessions import Services
 from wasupd.supervision import reaper
 from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.process import ChromiumLauncher, sweep_profile
-from wasupd.supervision.runner import SessionOptions
-from wasupd.supervision.seams import LaunchRequest, PageDriver, ProfileHooks, SystemClock
+from wasupd.supervision.seams import (
+    LaunchRequest,
+    PageDriver,
+    ProfileHooks,
+    SessionOptions,
+    SystemClock,
+)
 
 log = structlog.get_logger("wasupd.services")
 

@@ -24,7 +24,7 @@ from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
 from wasupd.events import EventBus
 from wasupd.store.sessions import SessionRecord, SessionRepo
 from wasupd.supervision.gate import StartGate, default_limit
-from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
+from wasupd.supervision.runner import SessionRunner, Transition
 from wasupd.supervision.seams import (
     Clock,
     DriverReport,
@@ -33,6 +33,7 @@ from wasupd.supervision.seams import (
     MessagePort,
     PageDriver,
     ProfileHooks,
+    SessionOptions,
 )
 from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STATES, SessionState
 

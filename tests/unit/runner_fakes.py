@@ -15,8 +15,15 @@ from typing import Any
 from wasupd.config import Config, parse_config
 from wasupd.errors import BrowserError
 from wasupd.supervision.gate import StartGate
-from wasupd.supervision.runner import SessionOptions, SessionRunner, Transition
-from wasupd.supervision.seams import DriverReport, LaunchRequest, Report, StopReport, TreeUsage
+from wasupd.supervision.runner import SessionRunner, Transition
+from wasupd.supervision.seams import (
+    DriverReport,
+    LaunchRequest,
+    Report,
+    SessionOptions,
+    StopReport,
+    TreeUsage,
+)
 from wasupd.supervision.states import SessionState, is_legal
 
 BOUND = 5.0  # real seconds any condition in a unit test may take
@@ -195,6 +202,13 @@ class FakeDriver:
 
     async def logout(self) -> None:
         self.log.append("unlink")
+
+    async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
+        self.log.append(f"pair:{phone}")
+        code = {"code": "ABCD1234", "expires_at": 0.0}
+        if self.report is not None:
+            self.report(DriverReport(kind="code", data=code))
+        return code
 
 
 class FakeProfiles:

@@ -15,8 +15,8 @@ import pytest
 
 from tests.unit.runner_fakes import BOUND, Harness, request_for, settle, until
 from wasupd.errors import Busy, InvalidState, KeyUnavailable, ProfileError
-from wasupd.supervision.runner import SessionOptions
-from wasupd.supervision.seams import LaunchRequest
+from wasupd.supervision.monitor import limits_for
+from wasupd.supervision.seams import LaunchRequest, SessionOptions
 from wasupd.supervision.states import SessionState
 
 S = SessionState
@@ -469,7 +469,7 @@ async def test_per_session_options_reach_the_limits(tmp_path: Path) -> None:
     """SessionOptions overrides (memory, fds, processes) take precedence over [limits]."""
     opts = SessionOptions(memory_mib=50, fds=7, processes=3)
     async with Harness(tmp_path, options=opts) as h:
-        lim = h.runner._limits()
+        lim = limits_for(h.config, h.runner.options)
         assert (lim.memory_mib, lim.fds, lim.processes) == (50, 7, 3)
 
 

@@ -122,7 +122,7 @@ async def test_new_limits_apply_live_after_update_config(tmp_path: Path) -> None
 
 async def test_per_session_memory_limit_trips(tmp_path: Path) -> None:
     """A session's own memory_mib override is what the watchdog enforces."""
-    from wasupd.supervision.runner import SessionOptions
+    from wasupd.supervision.seams import SessionOptions
 
     async with Harness(tmp_path, options=SessionOptions(memory_mib=80)) as h:
         await h.connected()

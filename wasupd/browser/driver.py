@@ -23,22 +23,30 @@ from typing import Any, TypeVar
 import structlog
 
 from wasupd.browser import whatsapp as wa
+from wasupd.browser.reports import PageReports, classify
 from wasupd.config import Config
 from wasupd.errors import BrowserError, InvalidArgument, NotOnWhatsApp
-from wasupd.supervision.runner import SessionOptions
-from wasupd.supervision.seams import BrowserHandle, DriverKind, DriverReport, Report
+from wasupd.supervision.seams import (
+    BrowserHandle,
+    DriverReport,
+    Report,
+    SessionOptions,
+)
 
+__all__ = [
+    "SELF_PING_TEXT",
+    "WhatsAppDriver",
+    "bounded",
+    "chat_id_for",
+    "classify",
+    "script_source",
+]
 log = structlog.get_logger("wasupd.driver")
 T = TypeVar("T")
 EVAL_TIMEOUT = 30.0  # one page call; sends wait for the server's ack within this
 RELOAD_QR_WAIT = 5.0  # for the reload button to appear once the refs ran out
 ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
 SELF_PING_TEXT = "wasupd liveness check"
-REASONS = {  # what the session history says for each state the page reports
-    "qr": "waiting for the QR to be scanned",
-    "syncing": "linked; WhatsApp is loading chats",
-    "connected": "WhatsApp Web is connected and synced",
-}
 _GONE = ("Target closed", "Session closed", "Connection closed")  # the page is gone for good
 
 
@@ -58,24 +66,6 @@ def chat_id_for(to: str) -> str:
             " or a chat id (...@c.us, ...@g.us)"
         )
     return f"{digits}@{wa.USER_SERVER}"
-
-
-def classify(state: str, synced: bool) -> str:
-    """What a WhatsApp state (`wa.STATES_*`) means for the session: a session state (`qr`,
-    `syncing`, `connected`, `degraded`), `idle` (refs ran out), `failed`, or "" (no change)."""
-    if state in wa.STATES_FATAL:
-        return "failed"
-    if state in wa.STATES_DEGRADED:
-        return "degraded"
-    if state == wa.STATE_CONNECTED:
-        return "connected" if synced else "syncing"
-    if state == wa.STATE_PAIRING:
-        return "syncing"
-    if state == wa.STATE_IDLE:
-        return "idle"
-    if state == wa.STATE_UNPAIRED:
-        return "qr"
-    return ""
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -104,22 +94,30 @@ class WhatsAppDriver:
     """Drives WhatsApp Web in one session's page (one instance per browser life)."""
 
     def __init__(self, session: str, *, config: Config, options: SessionOptions) -> None:
+        """`options` are accepted like every session seam's factory gets them; none applies to
+        the page (proxy and user agent are launch arguments)."""
         self.session, self.config, self.options = session, config, options
         self.page: Any = None
-        self.mode = "waiting"  # "modules", or "dom" when only the DOM fallback works
-        self.me: str | None = None
-        self.rotation = 0  # refs shown in the current QR generation
-        self.reloads = 0  # QR generations renewed after the refs ran out
-        self.pairing = False  # linking by phone number: refs running out are not our concern
         self._report: Report | None = None
         self._log = log.bind(session=session)
-        self._was_connected = False
+        self.reports = PageReports(
+            config, self._forward, renew_qr=self._renew_qr, crash=self._crash, log=self._log
+        )
         self._gone = False
-        self._last_ref: str | None = None
         self._chats: dict[str, str] = {}  # resolved chat ids, for this document
         self._ids: list[str] = []
         self._last_self_ping = -math.inf
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def mode(self) -> str:
+        """How the page is driven: "waiting", "modules", or "dom" (the DOM fallback)."""
+        return self.reports.mode
+
+    @property
+    def me(self) -> str | None:
+        """The account's own chat id, once the page reported it."""
+        return self.reports.me
 
     # -- PageDriver ------------------------------------------------------------------------
 
@@ -196,10 +194,10 @@ class WhatsAppDriver:
     # -- linking and logout ----------------------------------------------------------------
 
     async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
-        """Link by phone number instead of QR (reference §3): the 8-character code to type on
+        """Link by phone number instead of QR (docs/driver.md "Linking"): the 8-character code to type on
         the phone and its expiry; the page renews it every `qr.pairing_code_refresh` seconds."""
         refresh = self.config.qr.pairing_code_refresh
-        self.pairing = True
+        self.reports.pairing = True
         try:
             code = await self._call(
                 "pair",
@@ -210,14 +208,12 @@ class WhatsAppDriver:
                 step="requesting a pairing code",
             )
         except BrowserError:
-            self.pairing = False
+            self.reports.pairing = False
             raise
         code = str(code)
         if len(code) != wa.PAIRING_CODE_LENGTH or not set(code) <= set(wa.PAIRING_CODE_ALPHABET):
             raise BrowserError(f"WhatsApp returned an unexpected pairing code {code!r}")
-        data = {"code": code, "expires_at": time.time() + refresh}
-        self._emit("code", data=data)
-        return data
+        return self.reports.code_report(code)
 
     async def logout(self) -> None:
         """Unlink this device: the page tells WhatsApp's server (a requested logout)."""
@@ -254,7 +250,7 @@ class WhatsAppDriver:
         return self._ids.pop()
 
     async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
-        """Send `body` with id `message_id` (reference §4b); the serialized key once WhatsApp's
+        """Send `body` with id `message_id` (docs/driver.md "Sending"); the serialized key once WhatsApp's
         server took it (`BrowserError` for any other result)."""
         return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
 
@@ -271,7 +267,7 @@ class WhatsAppDriver:
         return bool(await self._call("msgExists", wa.message_key(chat_id, message_id)))
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
-        """Presence is cosmetic and the reference names no module for it: nothing is shown."""
+        """Presence is cosmetic and no studied client names a module for it: nothing is shown."""
         return None
 
     # -- page calls ------------------------------------------------------------------------
@@ -306,26 +302,21 @@ class WhatsAppDriver:
 
     # -- reports from the page -------------------------------------------------------------
 
-    def _emit(self, kind: DriverKind, value: str = "", data: dict[str, Any] | None = None) -> None:
+    def _forward(self, report: DriverReport) -> None:
         if self._report is not None:
-            self._report(DriverReport(kind=kind, value=value, data=data or {}))
+            self._report(report)
 
     def _crash(self, reason: str) -> None:
         if not self._gone:
             self._gone = True
-            self._emit("crash", data={"reason": reason})
+            self.reports.emit("crash", data={"reason": reason})
 
     def _on_binding(self, event: dict[str, Any]) -> None:
         if event.get("name") != wa.BINDING:
             self.page._onBindingCalled(event)
             return
         try:
-            msg = json.loads(event.get("payload") or "")
-            handler = getattr(self, f"_on_{msg.get('k')}", None)
-            if handler is None:
-                self._emit("activity")
-            else:
-                handler(msg)
+            self.reports.handle(json.loads(event.get("payload") or ""))
         except Exception:  # a bad report must never break pyppeteer's receive loop
             self._log.exception("page_report_failed", payload=str(event.get("payload"))[:200])
 
@@ -333,84 +324,11 @@ class WhatsAppDriver:
         if frame.parentFrame is not None:
             return
         # A new document: a new QR generation, its own chats and ids.
-        self.rotation, self._last_ref, self.mode, self.pairing = 0, None, "waiting", False
         self._chats.clear()
         self._ids.clear()
-        if wa.LOGOUT_URL_MARKER in (frame.url or ""):
-            self._emit("logout", data={"reason": "logged out by the phone"})
+        self.reports.new_document(frame.url or "")
 
-    def _on_attached(self, msg: dict[str, Any]) -> None:
-        self.mode = str(msg.get("mode"))
-        self._log.info(
-            "page_attached", mode=self.mode, version=msg.get("version"), why=msg.get("why")
-        )
-        self._emit("activity")
-
-    def _on_error(self, msg: dict[str, Any]) -> None:
-        self._crash(str(msg.get("message")))
-
-    def _on_error_soft(self, msg: dict[str, Any]) -> None:
-        self._log.warning("page_error", message=msg.get("message"))
-
-    def _on_logout(self, msg: dict[str, Any]) -> None:
-        self._emit("logout", data={"reason": f"logged out by the phone ({msg.get('reason')})"})
-
-    def _on_progress(self, msg: dict[str, Any]) -> None:
-        self._emit("activity", data={"progress": msg.get("percent")})
-
-    def _on_state(self, msg: dict[str, Any]) -> None:
-        state, synced = str(msg.get("state")), bool(msg.get("synced"))
-        if msg.get("me"):
-            self.me = str(msg["me"])
-        meaning = classify(state, synced)
-        data: dict[str, Any] = {"wa_state": state}
-        if meaning == "failed":
-            help_ = wa.STATE_HELP.get(state, "")
-            self._emit("failed", data={"reason": f"WhatsApp refused the session: {state}; {help_}"})
-        elif meaning == "qr" and self._was_connected:
-            # Linked in this page, then unpaired: the device was unlinked, whatever the URL.
-            self._emit("logout", data={"reason": "logged out by the phone (unpaired)"})
-        elif meaning == "idle":
-            self._on_idle()
-        elif meaning:
-            self._set_state(meaning, state, data)
-        else:
-            self._emit("activity", data=data)
-
-    def _set_state(self, meaning: str, state: str, data: dict[str, Any]) -> None:
-        if meaning == "connected":
-            self._was_connected, self.reloads = True, 0
-        if meaning in ("connected", "syncing") and self.me:
-            data["me"] = self.me
-        if meaning == "degraded":
-            data["reason"] = f"WhatsApp is {state}: {wa.STATE_HELP.get(state, '')}"
-        elif state == wa.STATE_PAIRING:
-            data["reason"] = "a phone is linking this device"
-        data.setdefault("reason", REASONS.get(meaning, ""))
-        self._emit("state", meaning, data)
-
-    def _on_qr(self, msg: dict[str, Any]) -> None:
-        ref, payload = msg.get("ref"), msg.get("payload")
-        if not payload or ref == self._last_ref or self.pairing:
-            return
-        self._last_ref = str(ref)
-        lifetime = wa.FIRST_REF_SECONDS if self.rotation == 0 else wa.NEXT_REF_SECONDS
-        data = {"payload": payload, "rotation": self.rotation, "expires_at": time.time() + lifetime}
-        self.rotation += 1
-        self._emit("qr", data=data)
-
-    def _on_idle(self) -> None:
-        """Refs ran out: renew the QR `qr.max_rotations` times, then give up."""
-        if self.pairing:
-            self._emit("activity")
-            return
-        limit = self.config.qr.max_rotations
-        if self.reloads >= limit:
-            why = f"QR not scanned ({self.reloads + 1} QR generations expired; qr.max_rotations = {limit})"
-            self._emit("failed", data={"reason": why})
-            return
-        self.reloads += 1
-        self.rotation, self._last_ref = 0, None
+    def _renew_qr(self) -> None:
         self._spawn(self._reload_qr())
 
     async def _reload_qr(self) -> None:
@@ -422,46 +340,6 @@ class WhatsAppDriver:
             how, error = None, exc.message
         else:
             error = ""
-        self._log.info("qr_reloaded", how=how, reloads=self.reloads, error=error)
+        self._log.info("qr_reloaded", how=how, reloads=self.reports.reloads, error=error)
         if how is None and self._report is not None:  # no button, no command: a fresh page
             await self.reload()
-
-    def _on_dom(self, msg: dict[str, Any]) -> None:
-        """The DOM fallback: the main screen, the reload button, or a QR payload."""
-        if msg.get("main"):
-            self._set_state(
-                "connected", "main screen (DOM)", {"reason": "WhatsApp Web's main screen is shown"}
-            )
-        elif msg.get("idle"):
-            self._on_idle()
-        elif msg.get("ref"):
-            self._on_qr({"ref": msg["ref"], "payload": msg["ref"]})
-        else:
-            self._emit("activity")
-
-    def _on_msg(self, msg: dict[str, Any]) -> None:
-        m = msg.get("msg") or {}
-        if m.get("from_me"):  # sent from the phone: not an inbound message
-            self._emit("activity")
-            return
-        fields = ("wa_id", "id", "chat_id", "sender", "body", "type", "t")
-        self._emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
-
-    def _on_ack(self, msg: dict[str, Any]) -> None:
-        m = msg.get("msg") or {}
-        if not m.get("from_me"):  # the phone read an inbound message: only a sign of life
-            self._emit("activity")
-            return
-        keys = ("wa_id", "id", "chat_id")
-        self._emit("ack", data={**{k: m.get(k) for k in keys}, "ack": msg.get("ack")})
-
-    def _on_code(self, msg: dict[str, Any]) -> None:
-        data = {
-            "code": str(msg.get("code")),
-            "expires_at": time.time() + self.config.qr.pairing_code_refresh,
-        }
-        self._emit("code", data=data)
-
-    def _on_code_exhausted(self, msg: dict[str, Any]) -> None:
-        n = msg.get("refreshes")
-        self._emit("failed", data={"reason": f"pairing code not entered ({n} codes expired)"})

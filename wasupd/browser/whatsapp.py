@@ -5,7 +5,10 @@ When WhatsApp Web changes, this is the one file to edit. The page side is `SURFA
 JavaScript accessor per WhatsApp concept (read the state, listen to new refs, send a message...).
 inject.js (reporting, the DOM fallback, timers) and driver.py call only those accessors and the
 names below, so neither holds a WhatsApp name of its own.
-Source: reference/whatsapp-web.md (the section is noted per group).
+Sources, noted per group: whatsapp-web.js v1.34.6 (github.com/pedroslopez/whatsapp-web.js; `src/Client.js`,
+`src/util/Constants.js`, `src/util/Injected/Utils.js`, `src/util/Injected/AuthStore/AuthStore.js`,
+`index.d.ts`), wa-js (github.com/wppconnect-team/wa-js, `src/conn/`) and Baileys
+(github.com/WhiskeySockets/Baileys); docs/driver.md says what each fact is used for.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# §1a, §9: modules are reached with window.require(name) (Meta's loader, which throws for an
-# unknown name) once window.Debug.VERSION exists.
+# Modules are reached with window.require(name) (Meta's loader, which throws for an unknown name)
+# once window.Debug.VERSION exists: whatsapp-web.js `src/Client.js` (inject) and
+# `src/util/Injected/AuthStore/AuthStore.js` (the auth modules).
 MODULES = {
     "socket": "WAWebSocketModel",  # .Socket: state, hasSynced, change:* (model, value), logout()
     "conn": "WAWebConnModel",  # .Conn: ref + change:ref, wid
@@ -27,7 +31,7 @@ MODULES = {
     "findChat": "WAWebFindChatAction",  # findOrCreateLatestChat(wid) -> {chat}
     "queryExists": "WAWebQueryExistsJob",  # queryWidExists(wid) -> {wid} | null (server trip)
     "ephemeral": "WAWebGetEphemeralFieldsMsgActionsUtils",  # getEphemeralFields(chat)
-    "altLinking": "WAWebAltDeviceLinkingApi",  # pairing by phone number (§3)
+    "altLinking": "WAWebAltDeviceLinkingApi",  # pairing by phone number (Client.js requestPairingCode)
     "base64": "WABase64",  # encodeB64
     "regClient": "WAWebCompanionRegClientUtils",  # DEVICE_PLATFORM
     "advSignature": "WAWebAdvSignatureApi",  # getADVSecretKey()
@@ -41,7 +45,7 @@ CORE_MODULES = ("socket", "conn", "cmd", "collections")
 # default); after that the DOM fallback reports what the page shows.
 MODULES_TIMEOUT_S = 30.0
 
-# §2a: Socket.state values.
+# Socket.state values: whatsapp-web.js `src/util/Constants.js` `WAState` (wa-js `SOCKET_STATE`).
 STATES_WAITING = ("OPENING", "UNLAUNCHED")  # the session stays `starting`
 STATE_PAIRING = "PAIRING"  # a phone scanned: `syncing`
 STATE_UNPAIRED = "UNPAIRED"
@@ -62,38 +66,44 @@ STATE_HELP = {
     "TIMEOUT": "the connection to WhatsApp timed out; the page reconnects by itself",
 }
 
-# §1c, §2c, §9: the DOM, for the QR fallback, the reload button and the main UI.
+# The DOM, for the QR fallback, the reload button and the main UI: whatsapp-web.js `src/Client.js`
+# and `src/util/Constants.js` before its internal-modules rewrite (PR #2816, parent commit
+# 24b11b7d), and wppconnect `src/api/helpers/scrape-img-qr.ts`.
 SELECTOR_QR_CONTAINER = "div[data-ref]"
 QR_ATTRIBUTE = "data-ref"  # holds the full QR payload
 SELECTOR_QR_RELOAD = "div[data-ref] button"  # older markup: div[data-ref] > span > button
 SELECTOR_MAIN_UI = "[data-icon='search'], [data-icon='chat']"
 
-# §2b: a logout navigates to a URL carrying this marker.
+# A logout navigates to a URL carrying this marker: whatsapp-web.js `src/Client.js` (framenavigated).
 LOGOUT_URL_MARKER = "post_logout=1"
 
-# §1b: server cadence of QR refs (seconds): the first lives 60 s, each later one 20 s.
+# Server cadence of QR refs (seconds): the first lives 60 s, each later one 20 s (Baileys
+# `src/Socket/socket.ts`, the pair-device refs).
 FIRST_REF_SECONDS = 60.0
 NEXT_REF_SECONDS = 20.0
 
-# §3: a pairing code is refreshed at most this many times (wa-js MAX_AUTO_REFRESHES).
+# A pairing code is refreshed at most this many times (wa-js `linkDeviceCodeLifecycle.ts`,
+# MAX_AUTO_REFRESHES); its alphabet is Baileys' `bytesToCrockford` (`src/Utils/generics.ts`).
 PAIRING_CODE_MAX_REFRESHES = 5
 PAIRING_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"  # Crockford without 0, I, O, U
 PAIRING_CODE_LENGTH = 8
 
-# §4a: chat ids and the serialized message key `<fromMe>_<remote>_<id>`.
+# Chat ids and the serialized message key `<fromMe>_<remote>_<id>` (whatsapp-web.js `index.d.ts`).
 USER_SERVER = "c.us"
 GROUP_SERVER = "g.us"
 
 
 def message_key(chat_id: str, message_id: str, *, from_me: bool = True) -> str:
-    """The serialized key `Msg.get()` takes (§4a)."""
+    """The serialized key `Msg.get()` takes (`<fromMe>_<remote>_<id>`)."""
     return f"{'true' if from_me else 'false'}_{chat_id}_{message_id}"
 
 
-# §4b: the only SendMsgResult that means sent.
+# The only SendMsgResult that means sent (wa-js `src/whatsapp/enums/`, SendMsgResult).
 SEND_OK = "OK"
 
-# The page surface (§1a-§4d): `W.<name>(...)` in inject.js. `R(key)` requires MODULES[key].
+# The page surface: `W.<name>(...)` in inject.js. `R(key)` requires MODULES[key]. The QR string,
+# the send path and the listeners follow whatsapp-web.js `src/Client.js` and
+# `src/util/Injected/Utils.js` (`window.WWebJS.sendMessage`).
 # Events are Backbone-style `(model, value)`; keys and wids are serialized with `_serialized`.
 SURFACE_JS = r"""
 const ser = (w) => (w === undefined || w === null ? null : String(w._serialized || w));
@@ -115,7 +125,7 @@ return {
   },
   ref: () => R("conn").Conn.ref,
   onRef: (fn) => R("conn").Conn.on("change:ref", (model, ref) => fn(ref)),
-  qrPayload: async (ref) => {  // ref, noise key, identity key, ADV secret, platform (§1a)
+  qrPayload: async (ref) => {  // ref, noise key, identity key, ADV secret, platform (as Client.js)
     const b64 = R("base64").encodeB64;
     const enc = (k) => (typeof k === "string" ? k : b64(k));
     const noise = await R("prefsInfo").waNoiseInfo.get();
@@ -130,7 +140,8 @@ return {
     let p = null; try { p = R("offline").OfflineMessageHandler.getOfflineDeliveryProgress(); } catch (e) { /* optional */ }
     fn(p);
   }),
-  // New messages from the server (not our own local sends); ciphertext waits for its type (§4c).
+  // New messages from the server (not our own local sends); ciphertext waits for its type
+  // (as Client.js attachEventListeners).
   onMessage: (fn) => R("collections").Msg.on("add", (msg) => {
     if (!msg.isNewMsg || msg.local) return;
     if (msg.type === "ciphertext" && msg.once) { msg.once("change:type", () => fn(serialize(msg))); return; }
@@ -144,7 +155,7 @@ return {
   },
   hasChat: (chatId) => !!R("collections").Chat.get(chatId),
   msgExists: (key) => !!R("collections").Msg.get(key),
-  send: async (chatId, body, id) => {  // as WhatsApp Web's own send path builds it (§4b)
+  send: async (chatId, body, id) => {  // as Utils.js window.WWebJS.sendMessage builds it
     const found = await R("findChat").findOrCreateLatestChat(R("widFactory").createWid(chatId));
     const chat = found && found.chat;
     if (!chat) return { error: `no chat with ${chatId}` };
@@ -159,7 +170,7 @@ return {
     const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
     return { key: ser(key), result: code };
   },
-  startPairing: async (phone, notify) => {  // §3
+  startPairing: async (phone, notify) => {  // as Client.js requestPairingCode
     const L = R("altLinking");
     L.setPairingType("ALT_DEVICE_LINKING");
     await L.initializeAltDeviceLinking();

@@ -1,9 +1,11 @@
 """The narrow seams between the session runner and the outside world.
 
 The runner (`wasupd.supervision.runner`) only talks to a browser through `Launcher` and
-`BrowserHandle`, to WhatsApp through `PageDriver`, and to time through `Clock`. Production
-implementations live in `wasupd.supervision.process` / `wasupd.browser`; unit tests pass fakes,
-so every state transition has a fast test (supervisor's `DummyOptions` habit).
+`BrowserHandle`, to WhatsApp through `PageDriver` (which includes `Linking`: logout and pairing by
+code), to the profile through `ProfileHooks` and to time through `Clock`. Production
+implementations live in `wasupd.supervision.process` / `wasupd.browser` / `wasupd.profiles`; unit
+tests pass fakes, so every state transition has a fast test (supervisor's `DummyOptions` habit).
+`SessionOptions` are the per-session overrides every factory of these seams is given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from wasupd.config import BrowserBuild
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    """Per-session overrides (None = use the config)."""
+
+    phone: str | None = None
+    proxy: str | None = None
+    user_agent: str | None = None
+    build: BrowserBuild | None = None
+    extra_args: tuple[str, ...] = ()
+    memory_mib: int | None = None
+    fds: int | None = None
+    processes: int | None = None
+    allow_auto: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +138,22 @@ class DriverReport:
 Report = Callable[[DriverReport], None]
 
 
-class PageDriver(Protocol):
+class Linking(Protocol):
+    """How a page links and unlinks this device, besides showing a QR.
+
+    A driver that cannot do one of these raises `BrowserError` saying so; the runner calls
+    `logout` before stopping the browser of a requested logout, `session.pair` calls
+    `request_pairing_code`.
+    """
+
+    async def logout(self) -> None:
+        """Unlink this device: the page tells WhatsApp's server (a requested logout)."""
+
+    async def request_pairing_code(self, phone: str, notify: bool = True) -> dict[str, Any]:
+        """Link by phone number: `{"code", "expires_at"}`, also reported as a `code` report."""
+
+
+class PageDriver(Linking, Protocol):
     """Drives WhatsApp Web in a ready browser page and reports what happens there."""
 
     async def attach(self, handle: BrowserHandle, report: Report) -> None:

@@ -1,4 +1,4 @@
-"""Session states (DESIGN.md "Sessions") and the one table of legal transitions.
+"""Session states (the values users see) and the one table of legal transitions.
 
 `check_transition` is the only place that decides whether a state change is legal; the
 session runner calls it before recording any change.
