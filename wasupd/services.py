@@ -18,8 +18,8 @@ from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.process import ChromiumLauncher, sweep_profile
 from wasupd.supervision.seams import (
     LaunchRequest,
-    PageDriver,
     ProfileHooks,
+    SessionDriver,
     SessionOptions,
     SystemClock,
 )
@@ -59,7 +59,7 @@ def make_profiles(config: Config, name: str) -> ProfileHooks:
     return SealedProfiles.from_config(config, name)
 
 
-def make_driver(config: Config, name: str, options: SessionOptions) -> PageDriver:
+def make_driver(config: Config, name: str, options: SessionOptions) -> SessionDriver:
     """The WhatsApp Web driver for session `name`."""
     from wasupd.browser.driver import WhatsAppDriver
 

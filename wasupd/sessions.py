@@ -31,8 +31,8 @@ from wasupd.supervision.seams import (
     Launcher,
     LaunchRequest,
     MessagePort,
-    PageDriver,
     ProfileHooks,
+    SessionDriver,
     SessionOptions,
 )
 from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STATES, SessionState
@@ -71,7 +71,7 @@ class Services:
     """The production (or fake) collaborators the runners are built from."""
 
     launcher: Launcher
-    driver_factory: Callable[[str, SessionOptions], PageDriver]
+    driver_factory: Callable[[str, SessionOptions], SessionDriver]
     profiles_factory: Callable[[str], ProfileHooks]
     build_request: Callable[[str, Path, SessionOptions], LaunchRequest]
     clock: Clock

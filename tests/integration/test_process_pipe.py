@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from wasupd.browser.pipe import PipeClosed, PipeTransport
+from wasupd.devtools.pipe import PipeClosed, PipeTransport
 from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.process import ChromiumLauncher
 from wasupd.supervision.seams import LaunchRequest

@@ -30,6 +30,7 @@ from wasupd.supervision.seams import (
     LaunchRequest,
     PageDriver,
     ProfileHooks,
+    SessionDriver,
     SessionOptions,
     TreeUsage,
 )
@@ -50,7 +51,7 @@ class BrowserLife:
     config: Config
     options: SessionOptions
     launcher: Launcher
-    driver_factory: Callable[[], PageDriver]
+    driver_factory: Callable[[], SessionDriver]
     profiles: ProfileHooks
     clock: Clock
     build_request: Callable[[str, Path], LaunchRequest]
@@ -63,7 +64,7 @@ class BrowserLife:
     last_activity: float | None
     qr: dict[str, Any] | None
     code: dict[str, Any] | None
-    driver: PageDriver | None
+    driver: SessionDriver | None
     handle: BrowserHandle | None
     qr_limit: QrLimiter
     intent: Intent

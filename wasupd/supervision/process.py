@@ -23,13 +23,12 @@ from typing import Any
 import psutil
 import structlog
 
-from wasupd.browser import cdp
-from wasupd.browser.pipe import PipeTransport
+from wasupd.devtools import cdp
+from wasupd.devtools.pipe import PipeTransport
 from wasupd.errors import BrowserError
 from wasupd.supervision import reaper
-from wasupd.supervision.reaper import OWN_CHILDREN
 from wasupd.supervision.seams import LaunchRequest, StopReport, TreeUsage
-from wasupd.watchdogs.resources import TreeSampler, profile_processes
+from wasupd.watchdogs.resources import OWN_CHILDREN, TreeSampler, profile_processes
 
 log = structlog.get_logger("wasupd.process")
 

@@ -22,6 +22,8 @@ import signal
 import psutil
 import structlog
 
+from wasupd.watchdogs.resources import OWN_CHILDREN
+
 log = structlog.get_logger("wasupd.reaper")
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -30,9 +32,6 @@ PR_GET_CHILD_SUBREAPER = 37
 SAFETY_INTERVAL = 30.0
 # At most one scan per this many seconds when SIGCHLDs come in a burst (a crash storm).
 DEBOUNCE = 0.5
-
-# Pids of browsers we spawned and reap ourselves (pidfd watchers); the orphan reaper skips them.
-OWN_CHILDREN: set[int] = set()
 
 
 def _prctl(option: int, arg: int) -> int:

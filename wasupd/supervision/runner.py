@@ -38,8 +38,8 @@ from wasupd.supervision.seams import (
     DriverReport,
     Launcher,
     LaunchRequest,
-    PageDriver,
     ProfileHooks,
+    SessionDriver,
     SessionOptions,
     TreeUsage,
 )
@@ -74,7 +74,7 @@ class SessionRunner(BrowserLife):
         config: Config,
         options: SessionOptions,
         launcher: Launcher,
-        driver_factory: Callable[[], PageDriver],
+        driver_factory: Callable[[], SessionDriver],
         profiles: ProfileHooks,
         clock: Clock,
         on_transition: Callable[[Transition], Awaitable[None]],
@@ -98,7 +98,7 @@ class SessionRunner(BrowserLife):
         self.last_activity: float | None = None  # monotonic
         self.qr: dict[str, Any] | None = None
         self.code: dict[str, Any] | None = None
-        self.driver: PageDriver | None = None
+        self.driver: SessionDriver | None = None
         self.handle: BrowserHandle | None = None
         self.backoff = Backoff(config.restart)
         self.qr_limit = QrLimiter()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from wasupd.config import BrowserBuild
+from wasupd.watchdogs.usage import TreeUsage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,16 +34,6 @@ class SessionOptions:
     fds: int | None = None
     processes: int | None = None
     allow_auto: bool | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TreeUsage:
-    """Resource use of one session's whole process tree (one psutil sample)."""
-
-    pss_bytes: int = 0
-    fds: int = 0
-    processes: int = 0
-    cpu_percent: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,3 +224,29 @@ class MessagePort(Protocol):
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
         """Show or clear the "typing..." presence in the chat."""
+
+
+class SessionDriver(PageDriver, MessagePort, Protocol):
+    """What a session's driver is: it runs the page (`PageDriver`) and sends through it
+    (`MessagePort`). The runner holds one; the session manager hands it to messaging."""
+
+
+# TreeUsage is part of the seams (BrowserHandle.usage returns it); it lives with the watchdogs.
+__all__ = [
+    "BrowserHandle",
+    "Clock",
+    "DriverKind",
+    "DriverReport",
+    "LaunchRequest",
+    "Launcher",
+    "Linking",
+    "MessagePort",
+    "PageDriver",
+    "ProfileHooks",
+    "Report",
+    "SessionDriver",
+    "SessionOptions",
+    "StopReport",
+    "SystemClock",
+    "TreeUsage",
+]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from wasupd.config import HealthConfig
-from wasupd.supervision.seams import TreeUsage
+from wasupd.watchdogs.usage import TreeUsage
 
 MIB = 1024 * 1024
 CPU_SAMPLES = 3  # CPU must stay over its limit this many samples in a row

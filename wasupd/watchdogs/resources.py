@@ -31,8 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from wasupd.supervision.reaper import OWN_CHILDREN
-from wasupd.supervision.seams import TreeUsage
+from wasupd.watchdogs.usage import TreeUsage
 
 PSS_MAX_AGE = 300.0
 DISCOVER_EVERY = 60.0
@@ -40,6 +39,9 @@ DISCOVER_EVERY = 60.0
 # hundreds of fds is the dearest part of a sample, and an fd leak grows over minutes, not seconds.
 FDS_MAX_AGE = 30.0
 SNAPSHOT_TTL = 5.0
+# Pids of browsers we spawned and reap ourselves (pidfd watchers): the orphan reaper skips them,
+# and the process table does not count them as adopted orphans.
+OWN_CHILDREN: set[int] = set()
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 

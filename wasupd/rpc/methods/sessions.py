@@ -129,10 +129,7 @@ class SessionMethods:
                 session=name,
                 state=runner.state.value,
             )
-        pair = getattr(runner.driver, "request_pairing_code", None)
-        if pair is None:
-            raise InvalidState("this session's driver cannot pair by code")
-        result: dict[str, Any] = await pair(number, notify)
+        result = await runner.driver.request_pairing_code(number, notify)
         return {"session": name, **result}
 
     async def export(

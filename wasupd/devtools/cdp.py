@@ -17,7 +17,7 @@ from pyppeteer.browser import Browser
 from pyppeteer.connection import Connection
 from pyppeteer.page import Page
 
-from wasupd.browser.pipe import PipeTransport
+from wasupd.devtools.pipe import PipeTransport
 from wasupd.errors import BrowserError
 
 # A common laptop size: WhatsApp Web lays itself out for desktop screens.
