@@ -16,7 +16,7 @@ from wasupd.supervision.seams import DriverReport
 from wasupd.supervision.states import SessionState
 
 S = SessionState
-LIVE = frozenset({S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED})
+LIVE = LIVE_STATES  # the page is up: reports may move the session among these
 
 Outcome = Literal["stop", "close", "restart", "logout", "failed", "death", "trip"]
 # Ends that go through STOPPING (we stop the browser); a death is found, not caused.
