@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from wasupd.supervision.seams import DriverReport
-from wasupd.supervision.states import SessionState
+from wasupd.supervision.states import LIVE_STATES, SessionState
 
 S = SessionState
 LIVE = LIVE_STATES  # the page is up: reports may move the session among these
