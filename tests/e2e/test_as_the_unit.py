@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import make_dirs
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
@@ -74,10 +74,10 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
     log.close()
     sock = run / "wasupd.sock"
     try:
-        wait_until(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
+        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
         assert os.stat(sock).st_uid == NOBODY
         call(sock, "session.create", name="svc")
-        info = wait_until(
+        info = eventually(
             lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
             90,
             "a QR from the unprivileged daemon",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -72,15 +71,3 @@ def sim_factory() -> Iterator[Callable[..., SimProcess]]:
     yield factory
     for s in made:
         s.stop()
-
-
-def wait_until(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `fn` until it returns something truthy; AssertionError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)  # polling another process's state, bounded by `timeout`
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

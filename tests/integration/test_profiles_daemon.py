@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import InvalidState
 from wasupd.profiles import archive
 from wasupd.profiles.keys import load_keyring
@@ -73,8 +73,8 @@ def test_kill9_during_checkpoints_keeps_a_usable_archive(
         limits={"check_interval": 0.05},
     )
     d.call("session.create", name="alice")
-    sim.call("scan", payload=wait_until(lambda: qr_payload(d), 60, "a QR"), phone=ALICE)
-    wait_until(lambda: state(d, "alice") == "connected", 30, "connected")
+    sim.call("scan", payload=eventually(lambda: qr_payload(d), 60, "a QR"), phone=ALICE)
+    eventually(lambda: state(d, "alice") == "connected", 30, "connected")
     device = sim.call("devices", phone=ALICE)[0]
     key = Path(d.config["profiles"]["key_file"])
     arc = d.state_dir / "profiles" / "alice.wasup"
@@ -85,7 +85,7 @@ def test_kill9_during_checkpoints_keeps_a_usable_archive(
             f"kill {i}: archive lost the link"
         )
         d.start()  # sweeps the orphaned browser, seals the newer live profile, restarts alice
-        wait_until(lambda: state(d, "alice") == "connected", 45, f"reconnected after kill {i}")
+        eventually(lambda: state(d, "alice") == "connected", 45, f"reconnected after kill {i}")
         history = [h["to"] for h in d.call("session.get", name="alice", history=3)["history"]]
         assert "qr" not in history, history
     assert caught >= 2, "the kills should land inside checkpoints"
