@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +90,8 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)
     assert code == 0, (root / "daemon.log").read_text()[-3000:]
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(info["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the browser was reaped by the daemon; its pid vanishes at once
-    assert not psutil.pid_exists(info["pid"])
+    # The browser was reaped by the daemon; its pid vanishes at once.
+    eventually(lambda: not psutil.pid_exists(info["pid"]), 10, "the browser's pid to vanish")
     assert (state / "profiles" / "svc.wasup").stat().st_uid == NOBODY
     assert not any((run / "profiles").iterdir()), "no plaintext profile left after stop"
     subprocess.run(["rm", "-rf", str(root)], check=True)

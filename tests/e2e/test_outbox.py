@@ -18,15 +18,16 @@ ALICE, BOB, CAROL, DAVE = "15550001111", "15550002222", "15550003333", "15550004
 
 def send_retrying(d: DaemonProcess, **params: Any) -> dict[str, Any]:
     """What a careful script does: retry with the same idempotency key until the daemon answers."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            return d.call("message.send", timeout=30, **params)  # type: ignore[no-any-return]
-        except (DaemonUnreachable, Timeout):
-            assert time.monotonic() < deadline, "daemon did not come back"
-            if d.proc is not None and d.proc.poll() is not None:
-                d.start()
-            time.sleep(0.1)  # the daemon is restarting (bounded by the deadline)
+
+    def attempt() -> dict[str, Any]:
+        if d.proc is not None and d.proc.poll() is not None:
+            d.start()  # it was killed: bring it back, as the unit's Restart= would
+        return d.call("message.send", timeout=30, **params)  # type: ignore[no-any-return]
+
+    return eventually(  # type: ignore[no-any-return]
+        attempt, 120, "the daemon to come back and answer message.send",
+        interval=0.1, ignore=(DaemonUnreachable, Timeout),
+    )  # fmt: skip
 
 
 def test_kill9_during_burst_every_message_exactly_once(

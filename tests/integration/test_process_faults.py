@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -13,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.waiting import eventually_async
 from wasupd.errors import BrowserError
 from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.locks import clear_stale_singletons, lock_owner
@@ -114,9 +114,13 @@ async def test_growing_memory_is_seen_between_exact_measures(tmp_path: Path) -> 
         sampler = TreeSampler(h.pid, h.profile_dir, pss_max_age=3600, discover_every=3600)
         first = sampler.sample()
         os.kill(h.pid, signal.SIGUSR1)  # the fake's cue to allocate 256 MiB
-        async with asyncio.timeout(20):
-            while (now := sampler.sample()).pss_bytes < first.pss_bytes + (240 << 20):
-                await asyncio.sleep(0.1)
+        now = await eventually_async(
+            sampler.sample,
+            20,
+            "the tree's PSS to grow by 240 MiB",
+            ok=lambda usage: usage.pss_bytes >= first.pss_bytes + (240 << 20),
+            interval=0.1,
+        )
         assert sampler.exact_samples == 1  # seen by the cheap estimate, not a new smaps walk
         exact = sampler.sample(exact=True)
         assert abs(exact.pss_bytes - now.pss_bytes) < 0.15 * exact.pss_bytes, (now, exact)

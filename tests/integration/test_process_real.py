@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.waiting import eventually_async
 from wasupd.errors import BrowserError
 from wasupd.supervision import reaper
 from wasupd.supervision.launcher import build_args, find_executable
@@ -172,16 +173,22 @@ async def test_helper_adopted_after_its_zygote_died_is_counted_and_stopped(
     gpu = [p for p in zygote.children() if "--type=gpu-process" in p.cmdline()]
     assert gpu, "the GPU process is a child of the unsandboxed zygote"
     zygote.kill()
-    async with asyncio.timeout(10):
-        while gpu[0].ppid() != os.getpid():
-            await asyncio.sleep(0.05)  # re-parenting happens as the zygote's exit is processed
+    # Re-parenting happens as the zygote's exit is processed.
+    await eventually_async(
+        gpu[0].ppid, 10, "the GPU process's adoption", ok=lambda ppid: ppid == os.getpid()
+    )
     await browser.ping(5)  # the browser lives on without that zygote
     assert gpu[0].is_running()
     alive = {p.pid for p in find_profile_processes(browser.profile_dir)}
     assert gpu[0].pid in alive
-    async with asyncio.timeout(10):
-        while browser.usage().processes != len(alive):
-            await asyncio.sleep(0.1)  # the zygote's loss makes the next sample rediscover
+    # The zygote's loss makes the next sample rediscover the tree.
+    await eventually_async(
+        lambda: browser.usage().processes,
+        10,
+        f"a usage sample counting {len(alive)} processes",
+        ok=lambda n: n == len(alive),
+        interval=0.1,
+    )
     await browser.stop(2.0)
     assert not gpu[0].is_running() or gpu[0].status() == psutil.STATUS_ZOMBIE
     assert not find_profile_processes(browser.profile_dir)

@@ -12,6 +12,7 @@ import psutil
 import pytest
 from aiohttp import web
 
+from tests.helpers.waiting import eventually_async
 from wasupd.profiles import archive, snapshot
 from wasupd.profiles.keys import generate_key_file, keyring_loader, load_keyring
 from wasupd.profiles.lifecycle import SealedProfiles
@@ -190,8 +191,12 @@ async def test_checkpoints_taken_while_the_page_writes_restore_consistently(
             await handle.page.goto(page_url)
             await handle.page.evaluate("() => { writer(); return true; }")
             for n in range(2):
-                while await handle.page.evaluate("() => window.committed") < 300 * (n + 1):
-                    await asyncio.sleep(0.05)  # polling the page's progress, bounded by the timeout
+                await eventually_async(
+                    lambda: handle.page.evaluate("() => window.committed"),
+                    120,
+                    f"{300 * (n + 1)} commits in the page",
+                    ok=lambda count, n=n: count >= 300 * (n + 1),
+                )
                 before = await handle.page.evaluate("() => window.committed")
                 await hooks.checkpoint()
                 copy = tmp_path / f"checkpoint{n}.wasup"
@@ -199,8 +204,12 @@ async def test_checkpoints_taken_while_the_page_writes_restore_consistently(
                 taken.append((before, copy))
                 assert running(live), "the browser must run on after a checkpoint"
             after = await handle.page.evaluate("() => window.committed")
-            while await handle.page.evaluate("() => window.committed") <= after:
-                await asyncio.sleep(0.05)  # the page still commits after the checkpoints
+            await eventually_async(
+                lambda: handle.page.evaluate("() => window.committed"),
+                120,
+                "the page to commit on after the checkpoints",
+                ok=lambda count: count > after,
+            )
     finally:
         await handle.stop(10)
     ring = load_keyring(tmp_path / "profile.key")

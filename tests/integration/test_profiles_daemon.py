@@ -4,7 +4,6 @@ the link, and the restarted daemon reconnects the session without a new QR."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,8 @@ def in_flight(d: Any, phase: str) -> list[Path]:
 
 def kill_during(d: Any, phase: str, timeout: float = 30) -> bool:
     """SIGKILL the daemon as soon as a checkpoint is in `phase`; True if it was still in it after."""
-    deadline = time.monotonic() + timeout
-    while not in_flight(d, phase):
-        assert time.monotonic() < deadline, f"no checkpoint reached {phase} within {timeout} s"
-        time.sleep(0.001)  # polling the file system for the checkpoint, bounded
+    # Polled every millisecond: the phase lasts only a moment.
+    eventually(lambda: in_flight(d, phase), timeout, f"a checkpoint in {phase}", interval=0.001)
     d.kill9()
     return bool(in_flight(d, phase))
 
