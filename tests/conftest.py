@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 from collections.abc import Generator, Iterator
 
@@ -83,18 +82,3 @@ def no_leaked_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         raise AssertionError(f"leaked browser processes: {[p.pid for p in exc.last]}") from None
-
-
-def chromium_executable() -> str:
-    """The Debian Chromium that `make test` installs."""
-    for name in ("chromium", "google-chrome", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("chromium is not installed: run `make test` (as root it installs it)")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Path of the full Chromium build."""
-    return chromium_executable()

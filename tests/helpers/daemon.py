@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from tests.helpers import chromium
 from tests.helpers.waiting import NotYet, eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
@@ -173,7 +174,7 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
             "start_stagger": 0.1,
         },
         "browser": {
-            "executable": shutil.which("chromium") or "chromium",
+            "executable": chromium.executable(),
             "start_timeout": 30.0,
             "stop_timeout": 5.0,
         },

@@ -14,14 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import chromium
 from tests.helpers.waiting import eventually_async
 from wasupd.errors import BrowserError
 from wasupd.supervision import reaper
-from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.process import (
     CLOSE_TIMEOUT,
     ChromiumHandle,
-    ChromiumLauncher,
     find_profile_processes,
     sweep_profile,
 )
@@ -32,16 +31,7 @@ pytestmark = pytest.mark.chromium
 
 def request(tmp: Path, name: str = "s") -> LaunchRequest:
     """A launch of the full build on a fresh profile under `tmp`."""
-    profile = tmp / name
-    return LaunchRequest(
-        session=name,
-        profile_dir=profile,
-        executable=find_executable("", "full"),
-        args=build_args(build="full", profile_dir=profile, user_agent="UA"),
-        url="about:blank",
-        user_agent="UA",
-        start_timeout=30,
-    )
+    return chromium.request(tmp / name, user_agent="UA")
 
 
 def helpers(h: ChromiumHandle, kind: str) -> list[psutil.Process]:
@@ -77,7 +67,7 @@ def subreaper() -> Iterator[None]:
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[ChromiumHandle]:
     """One ready browser, stopped (and checked) at the end whatever the test did to it."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path))
+    h = await chromium.launch(request(tmp_path))
     try:
         yield h
     finally:
@@ -87,10 +77,9 @@ async def browser(tmp_path: Path) -> AsyncIterator[ChromiumHandle]:
 
 async def test_several_sessions_start_and_stop_concurrently(tmp_path: Path) -> None:
     """Four browsers start side by side, each with its own tree and page, and all stop cleanly."""
-    launcher = ChromiumLauncher(tmp_path / "logs")
     async with asyncio.timeout(60):
         handles = await asyncio.gather(
-            *(launcher.launch(request(tmp_path, f"s{i}")) for i in range(4))
+            *(chromium.launch(request(tmp_path, f"s{i}")) for i in range(4))
         )
     try:
         assert len({h.pid for h in handles}) == 4

@@ -12,14 +12,13 @@ import psutil
 import pytest
 from aiohttp import web
 
+from tests.helpers import chromium
 from tests.helpers.waiting import eventually_async
 from wasupd.profiles import archive, snapshot
 from wasupd.profiles.keys import generate_key_file, keyring_loader, load_keyring
 from wasupd.profiles.lifecycle import SealedProfiles
 from wasupd.profiles.transfer import export_archive
-from wasupd.supervision.launcher import build_args, find_executable
-from wasupd.supervision.process import ChromiumHandle, ChromiumLauncher
-from wasupd.supervision.seams import LaunchRequest
+from wasupd.supervision.process import ChromiumHandle
 
 pytestmark = pytest.mark.chromium
 
@@ -93,17 +92,7 @@ def hooks_for(tmp: Path) -> SealedProfiles:
 async def launch(profile: Path, logs: Path) -> ChromiumHandle:
     """The daemon's own launcher and flags on `profile`."""
     async with asyncio.timeout(60):
-        return await ChromiumLauncher(logs).launch(
-            LaunchRequest(
-                session="s",
-                profile_dir=profile,
-                executable=find_executable("", "full"),
-                args=build_args(build="full", profile_dir=profile, user_agent=""),
-                url="",
-                user_agent="",
-                start_timeout=45,
-            )
-        )
+        return await chromium.launch(chromium.request(profile, session="s", start_timeout=45), logs)
 
 
 async def run_in_page(profile: Path, logs: Path, url: str, script: str) -> Any:
