@@ -21,6 +21,8 @@ from typing import Literal
 
 from wasupd.config import Config
 from wasupd.errors import BrowserError, KeyUnavailable
+from wasupd.paths import system_mode
+from wasupd.profiles.firstkey import KEEP_A_COPY, missing, refusal
 from wasupd.profiles.keys import load_keyring
 from wasupd.rpc.peer import gid_of
 from wasupd.store.db import SCHEMA_VERSION
@@ -177,11 +179,18 @@ def check_sandbox(config: Config) -> Iterator[Finding]:
 
 
 def check_key(config: Config) -> Iterator[Finding]:
-    """The profile key exists, is private and parses."""
+    """The profile key exists, is private and parses, or a user's own daemon will create it at
+    first start (`wasupd.profiles.firstkey`)."""
+    key_file = Path(config.profiles.key_file)
     try:
-        ring = load_keyring(Path(config.profiles.key_file))
+        ring = load_keyring(key_file)
     except KeyUnavailable as exc:
-        yield Finding("fail", "profile key", exc.message)
+        if missing(key_file) and refusal(key_file, config.state_path, system=system_mode()) is None:
+            yield Finding(
+                "warn", "profile key", f"{key_file} will be created at first start; {KEEP_A_COPY}"
+            )
+        else:
+            yield Finding("fail", "profile key", exc.message)
         return
     older = len(ring.keys) - 1
     extra = f", {older} older key(s) still accepted" if older else ""

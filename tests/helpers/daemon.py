@@ -42,6 +42,8 @@ class DaemonProcess:
     root: Path
     config: dict[str, Any]
     proc: subprocess.Popen[bytes] | None = None
+    key: bool = True  # write the key file before the first start (as an operator would)
+    uid: int | None = None  # run the daemon as this user (it then owns `root`), not as ours
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,13 +77,20 @@ class DaemonProcess:
         """Spawn `wasupd --config ...` and wait until it answers `daemon.status`."""
         self.write_config()
         key = Path(self.config["profiles"]["key_file"])
-        if not key.exists():
+        if self.key and not key.exists():
             generate_key_file(key)
         log = open(self.log_path, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasupd.daemon", "--config", str(self.config_path)],
+            [
+                *self._as_user(env),
+                sys.executable,
+                "-m",
+                "wasupd.daemon",
+                "--config",
+                str(self.config_path),
+            ],
             stdout=log,
             stderr=log,
             env=env,
@@ -101,6 +110,16 @@ class DaemonProcess:
         with Client(self.socket, timeout=2) as c:
             c.call("daemon.status")
         return True
+
+    def _as_user(self, env: dict[str, str]) -> list[str]:
+        """The `setpriv` prefix that runs the daemon as `uid` (which is given `root`), or []."""
+        if self.uid is None or self.uid == os.geteuid():
+            return []
+        for dirpath, _, files in os.walk(self.root):
+            for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                os.chown(name, self.uid, self.uid)
+        env["HOME"] = str(self.root)
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]
 
     def client(self, timeout: float = 30.0) -> Client:
         """A blocking client on the socket."""
@@ -189,12 +208,15 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
 @pytest.fixture
 def daemon_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
     """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown.
+    `key=False` starts it without a key file, `uid=N` as user N (needs root).
     When the test failed, each daemon's log tail is printed (pytest shows it with the failure)."""
     made: list[DaemonProcess] = []
 
-    def factory(start: bool = True, **sections: dict[str, Any]) -> DaemonProcess:
+    def factory(
+        start: bool = True, key: bool = True, uid: int | None = None, **sections: dict[str, Any]
+    ) -> DaemonProcess:
         root, runtime, state = make_dirs()
-        d = DaemonProcess(root, base_config(runtime, state, **sections))
+        d = DaemonProcess(root, base_config(runtime, state, **sections), key=key, uid=uid)
         made.append(d)
         return d.start() if start else d
 

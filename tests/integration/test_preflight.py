@@ -83,6 +83,33 @@ def test_missing_and_loose_keys_fail_with_the_fix(tmp_path: Path) -> None:
     assert code == 1 and f"wasupd keygen {key}" in lines["profile key"]
 
 
+def test_a_users_missing_key_warns_it_will_be_created_unless_something_is_sealed() -> None:
+    """A user's own daemon (here `nobody`, or ourselves when not root) with no key: WARN that
+    it is created at first start, exit 0; with a sealed profile present: FAIL naming keygen."""
+    root = make_dirs()[0]
+    try:
+        config, cfg = setup(root)
+        key = Path(cfg["profiles"]["key_file"])
+        key.unlink()
+        as_user: list[str] = []
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "nobody:nogroup", str(root)], check=True)
+            as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = [*as_user, *WASUPD, "--config", str(config), "check"]
+        fresh = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        (root / "state" / "profiles").mkdir()
+        (root / "state" / "profiles" / "old.wasup").write_bytes(b"sealed")
+        os.chown(root / "state" / "profiles", os.stat(root).st_uid, -1)
+        sealed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(root)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert f"WARN profile key: {key} will be created at first start; keep a copy" in fresh.stdout
+    assert sealed.returncode == 1, sealed.stdout + sealed.stderr
+    assert f"FAIL profile key: profile key {key} does not exist" in sealed.stdout
+    assert f"`wasupd keygen {key}`" in sealed.stdout
+
+
 def test_broken_browsers_fail(tmp_path: Path) -> None:
     """A path that is not executable, and a browser whose --version fails, each named."""
     config, _ = setup(tmp_path, browser={"executable": str(tmp_path / "nope")})
