@@ -144,7 +144,8 @@ async def rig(
 
 
 def test_state_mapping_covers_every_whatsapp_state() -> None:
-    """Each Socket.state of the reference maps to the session meaning docs/driver.md gives."""
+    """Each Socket.state (docs/whatsapp-web.md §2a) maps to the session meaning docs/driver.md
+    gives."""
     expect = {
         "OPENING": "",
         "UNLAUNCHED": "",
@@ -204,7 +205,8 @@ async def test_qr_then_link_reports_syncing_connected_and_me(tmp_path: Path) -> 
         assert qr.data["rotation"] == 0 and payload.startswith("2@") and payload.count(",") == 4
         dom = await r.evaluate(f"document.querySelector({wa.SELECTOR_QR_CONTAINER!r}).dataset.ref")
         assert payload == dom  # what the page shows is what we report
-        assert 55 < qr.data["expires_at"] - time.time() <= 60  # the reference's first-ref life
+        # The first ref lives 60 s (docs/whatsapp-web.md §1b).
+        assert 55 < qr.data["expires_at"] - time.time() <= 60
         await r.sim.control("scan", {"payload": payload, "phone": A})
         connected = await r.reports.first("state", "connected")
         states = [x.value for x in r.reports.of("state")]

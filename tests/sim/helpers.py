@@ -206,6 +206,6 @@ SEND_JS = """async (to, body, id) => {
 
 
 async def send(page: Any, to: str, body: str, msg_id: str = "") -> dict[str, str]:
-    """Send like wwebjs does (reference §4b); the message key and id. The result lands in
-    `window.__results[id]` when (if ever) the server answers."""
+    """Send like wwebjs does (docs/whatsapp-web.md §4b); the message key and id. The result
+    lands in `window.__results[id]` when (if ever) the server answers."""
     return dict(await ev(page, SEND_JS, to, body, msg_id))

@@ -206,7 +206,8 @@ async def test_slow_idb_loses_a_fresh_link_when_killed_before_the_flush(
     sim: SimServer, tmp_path: Path
 ) -> None:
     """With IndexedDB writes delayed, a browser killed right after linking has not stored the
-    credentials: the next start shows a QR (the "QR again after restart" complaint, §8.7)."""
+    credentials: the next start shows a QR (the "QR again after restart" complaint,
+    docs/whatsapp-web.md §8 item 7)."""
     profile = tmp_path / "s"
     await sim.control("fault", {"kind": "slow_idb", "seconds": 600})
     async with chromium(profile) as browser:
@@ -227,8 +228,8 @@ async def test_logout_after_pairing(sim: SimServer, page: Any) -> None:
 
 
 async def test_fast_sync_reproduces_the_has_synced_race(page: Any) -> None:
-    """`fast_sync`: hasSynced follows CONNECTED at once (the race of reference §2b), where the
-    normal sync takes 5 s (1 s at this time factor)."""
+    """`fast_sync`: hasSynced follows CONNECTED at once (the race of docs/whatsapp-web.md §2b),
+    where the normal sync takes 5 s (1 s at this time factor)."""
     async with SimServer(time_factor=0.2) as sim:
         await sim.control("add_account", {"phone": A})
         await sim.control("fault", {"kind": "fast_sync"})

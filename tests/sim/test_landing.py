@@ -26,7 +26,8 @@ from wasupd.sim.server import VERSION
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
 
-# What wwebjs builds from the page's modules (reference §1a), to compare with data-ref.
+# What wwebjs builds from the page's modules (docs/whatsapp-web.md §1a), to compare with
+# data-ref.
 BUILD_QR = """async () => {
   const R = window.require;
   const noise = await R('WAWebUserPrefsInfoStore').waNoiseInfo.get();
@@ -86,7 +87,8 @@ async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(
     )
     assert set(surface["misc"] + surface["alt"] + surface["collections"][:4]) == {"function"}
     assert surface["keyAsync"] is True
-    # WPP's detection: body > div > div > .landing-wrapper plus a canvas (reference §1c).
+    # WPP's detection: body > div > div > .landing-wrapper plus a canvas
+    # (docs/whatsapp-web.md §1c).
     assert await ev(
         page, "() => !!document.querySelector('body > div > div > .landing-wrapper canvas')"
     )

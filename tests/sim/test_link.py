@@ -28,7 +28,7 @@ from wasupd.sim import SimServer
 from wasupd.sim.qr import CROCKFORD
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
-PROGRESS_XPATH = "//*[@id='app']/div/div/div[2]/progress"  # reference §2c
+PROGRESS_XPATH = "//*[@id='app']/div/div/div[2]/progress"  # docs/whatsapp-web.md §2c
 CREDS_IN_IDB = """() => new Promise((resolve) => { const r = indexedDB.open('wawc');
   r.onsuccess = () => { const g = r.result.transaction('user').objectStore('user').get('creds');
     g.onsuccess = () => resolve(!!g.result); g.onerror = () => resolve(false); };
@@ -155,7 +155,8 @@ SHOWN_CODE = "document.querySelector('.pairing-code').textContent"
 
 async def test_pairing_code_format_refresh_and_link(page: Any) -> None:
     """startAltLinkingFlow gives 8 Crockford characters shown 4+4; the page refreshes the code
-    on the reference's cadence (the old one dies); typing the current one on that phone links."""
+    on the cadence of docs/whatsapp-web.md §3 (the old one dies); typing the current one on
+    that phone links."""
     async with SimServer(time_factor=0.01) as sim:  # a code lives 180 s x 0.01 = 1.8 s
         await sim.control("add_account", {"phone": A})
         await sim.control("add_account", {"phone": B})

@@ -64,7 +64,8 @@ async def test_send_receive_between_two_browsers_with_acks(
         assert [m["ack"] for m in await sim.control("sent", {"phone": A})] == [3]
 
         reply = await sim.control("inject", {"to": A, "from": C, "text": "Carol here"})
-        assert re.fullmatch("[0-9A-F]{32}", reply)  # a phone's id (§4a: longer than 21: android)
+        # A phone's id: over 21 characters reads as android (docs/whatsapp-web.md §4a).
+        assert re.fullmatch("[0-9A-F]{32}", reply)
         await until(
             page,
             f"window.__rec.some(([k, v]) => k === 'add' && v.id.id === {reply!r} && v.isNewMsg)",

@@ -11,7 +11,7 @@ from typing import Any
 
 from wasupd.sim.pages import PageConn
 
-# §2a: Socket states forced on demand.
+# docs/whatsapp-web.md §2a: Socket states forced on demand.
 STATE_FAULTS = {
     "conflict": "CONFLICT",
     "timeout": "TIMEOUT",

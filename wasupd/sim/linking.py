@@ -1,4 +1,7 @@
-"""Linking devices: hello with stored credentials, QR refs, pairing codes, logout (§1-§3)."""
+"""Linking devices: hello with stored credentials, QR refs, pairing codes, logout.
+
+§ numbers refer to docs/whatsapp-web.md (§1-§3 here).
+"""
 
 from __future__ import annotations
 

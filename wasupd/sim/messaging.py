@@ -1,4 +1,7 @@
-"""Routing messages between accounts, acks 1 -> 2 -> 3, offline delivery and history (§4)."""
+"""Routing messages between accounts, acks 1 -> 2 -> 3, offline delivery and history.
+
+§ numbers refer to docs/whatsapp-web.md (§4 here).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 This is the server side's memory. `Account.received` is the judge of "delivered exactly once"
 tests: every message that reached the account's phone is appended, repeats included (a repeat
 of an id already delivered carries `dup: true`); nothing is ever deduplicated silently.
+§ numbers refer to docs/whatsapp-web.md.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class PageConn:
             await self.ws.send_str(json.dumps({"t": msg_type, **data}))
 
     def payload(self, ref: str) -> str:
-        """The full QR payload of `ref` with this page's keys (§1a)."""
+        """The full QR payload of `ref` with this page's keys (docs/whatsapp-web.md §1a)."""
         k = self.keys
         parts = (k.get("noise", ""), k.get("identity", ""), k.get("adv", ""), k.get("platform", ""))
         return str(Payload(ref, *parts))

@@ -1,4 +1,7 @@
-"""QR refs, QR payloads and pairing codes in the shapes real WhatsApp uses (reference §1, §3)."""
+"""QR refs, QR payloads and pairing codes in the shapes real WhatsApp uses.
+
+§ numbers refer to docs/whatsapp-web.md (§1 and §3 here).
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The page (static/*.js) talks to this server over a real WebSocket, as WhatsApp Web talks to
 WhatsApp's servers, so "server down", "silent stall" and round trips are real. Every duration
-is multiplied by `time_factor` (see `timing`).
+is multiplied by `time_factor` (see `timing`). § numbers refer to docs/whatsapp-web.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every duration of the simulated WhatsApp, in real seconds, and their scaling.
 
-The figures come from reference/whatsapp-web.md (section noted per line); where the reference
+The figures come from docs/whatsapp-web.md (the § noted per line); where that page
 gives none, the value is a plausible real-world one, marked "chosen". `Timings` multiplies them
 all by one time factor, so tests run the same timelines fast (0.02-0.1) and demos at 1.0.
 """

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from wasupd.supervision.seams import DriverReport
-from wasupd.supervision.states import SessionState
+from wasupd.supervision.states import LIVE_STATES, SessionState
 
 S = SessionState
-LIVE = frozenset({S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED})
+LIVE = LIVE_STATES  # the page is up: reports may move the session among these
 
 Outcome = Literal["stop", "close", "restart", "logout", "failed", "death", "trip"]
 # Ends that go through STOPPING (we stop the browser); a death is found, not caused.

@@ -37,7 +37,10 @@ IDLE_STATES = frozenset({S.STOPPED, S.FAILED, S.LOGGED_OUT})
 # States in which the page is up and linked enough to send.
 SENDABLE_STATES = frozenset({S.CONNECTED})
 
-_LIVE = {S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED}
+# States in which the page is up (showing a QR, syncing or linked): the page itself moves a
+# session between them.
+LIVE_STATES = frozenset({S.QR, S.SYNCING, S.CONNECTED, S.DEGRADED})
+_LIVE = LIVE_STATES
 
 LEGAL: dict[SessionState, frozenset[SessionState]] = {
     S.STOPPED: frozenset({S.STARTING, S.FAILED, S.LOGGED_OUT}),

@@ -1,6 +1,6 @@
 /* boot.js: the page loads (progress bar), holds its resting weight, then exposes
  * window.Debug.VERSION and window.require together, as WhatsApp Web's bundle does once it has
- * run (§1a), and connects to the server. */
+ * run (docs/whatsapp-web.md §1a), and connects to the server. */
 
 renderLoading(0);
 holdMiB(Weight.resting, Number(CFG.pageWeightMiB || 0));

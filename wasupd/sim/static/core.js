@@ -1,4 +1,5 @@
-/* core.js: events, models, collections and ids, shaped like WhatsApp Web's (reference §4a, §9).
+/* core.js: events, models, collections and ids, shaped like WhatsApp Web's (§4a, §9).
+ * § numbers refer to docs/whatsapp-web.md.
  * Every script file of the page shares one function scope (the server wraps them); CFG is
  * the server's configuration (durations in ms, version, page weight). */
 

@@ -1,4 +1,5 @@
-/* link.js: the connection to the (simulated) WhatsApp server and the link timelines (§1-§3):
+/* link.js: the connection to the (simulated) WhatsApp server and the link timelines
+ * (§ numbers refer to docs/whatsapp-web.md; §1-§3 here):
  *  cold start  OPENING -> UNPAIRED, 6 refs (change:ref each) -> UNPAIRED_IDLE + reload button
  *  scan        PAIRING -> CONNECTED -> progress 0..100 -> main_loaded -> hasSynced
  *  restore     OPENING -> CONNECTED -> progress -> hasSynced (credentials from IndexedDB)

@@ -1,6 +1,6 @@
-/* modules.js: window.require(name) and the modules of reference §9, with the names and shapes
- * real WhatsApp Web has. Unknown names throw `Requiring unknown module "<name>"`, as Meta's
- * module loader does. */
+/* modules.js: window.require(name) and the modules of §9, with the names and shapes real
+ * WhatsApp Web has. Unknown names throw `Requiring unknown module "<name>"`, as Meta's module
+ * loader does. § numbers refer to docs/whatsapp-web.md. */
 
 const DEVICE_PLATFORM = 1; // §1a: the QR's 5th part (a real one ended in ",1")
 const Weight = { resting: [], ballast: [] };

@@ -1,6 +1,7 @@
 /* msg.js: messages and chats (§4): Msg add with isNewMsg for new messages, change:ack
  * (msg, ack) for 0 -> 1 -> 2 -> 3, the two promises of addAndSendMsgToChat, and outgoing
- * messages kept in IndexedDB so a restart still finds (and re-sends) them. */
+ * messages kept in IndexedDB so a restart still finds (and re-sends) them.
+ * § numbers refer to docs/whatsapp-web.md. */
 
 class Msg extends Model {
   serialize() {

@@ -1,7 +1,7 @@
-/* store.js: what the page keeps in the browser profile (IndexedDB, reference §5b): the link
- * credentials and key material ("user" store) and this device's outgoing messages ("message"
- * store), so a restart restores the link without a QR and re-sends what was still pending.
- * The slow_idb fault delays every write, as a slow disk flush would. */
+/* store.js: what the page keeps in the browser profile (IndexedDB, docs/whatsapp-web.md
+ * §5b): the link credentials and key material ("user" store) and this device's outgoing
+ * messages ("message" store), so a restart restores the link without a QR and re-sends what
+ * was still pending. The slow_idb fault delays every write, as a slow disk flush would. */
 
 const IDB = { name: "wawc", version: 1, delayMs: 0, db: null };
 

@@ -1,4 +1,4 @@
-/* ui.js: the DOM that DOM-based drivers read (reference §1c, §2c, §9):
+/* ui.js: the DOM that DOM-based drivers read (docs/whatsapp-web.md §1c, §2c, §9):
  *  loading  #app > div > div > div[2] > progress (value = percent), div[3] = text
  *  landing  #app > div > .landing-wrapper with div[data-ref="<full QR payload>"] > canvas,
  *           and div[data-ref] > span > button (reload) once the refs ran out
