@@ -113,7 +113,7 @@ async def test_lid_mode_group_names_authors_by_lid(lid_sim: SimServer, page: Any
         """() => window.require('WAWebCollections').Chat.get('120363000000000001@g.us').groupMetadata.serialize()""",
     )
     assert meta["isLidAddressingMode"] is True
-    assert sorted(p["id"] for p in meta["participants"]) == sorted(
+    assert sorted(p["id"]["_serialized"] for p in meta["participants"]) == sorted(
         [await lid(lid_sim, A), await lid(lid_sim, B)]
     )
     pn = await ev(page, f"(b) => String({API}.getPhoneNumber({WID}(b)))", await lid(lid_sim, B))
