@@ -60,7 +60,7 @@ def test_dead_letters_are_listed_and_retried_by_id_or_all(
     receiver.answer_ok()
     one = ctl(d, "webhooks", "--retry", ids[0])
     assert one.returncode == 0 and "requeued 1 delivery" in one.stdout, one.stderr
-    eventually((lambda: len(receiver.by_id()[ids[0]]) == 2, 30, "the retried delivery")
+    eventually(lambda: len(receiver.by_id()[ids[0]]) == 2, 30, "the retried delivery")
     rest = ctl(d, "--json", "webhooks", "--retry-all")
     assert rest.returncode == 0, rest.stderr
     eventually(lambda: d.call("webhooks.list", state="failed", limit=100) == [], 30, "all sent")
