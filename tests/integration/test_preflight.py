@@ -15,6 +15,7 @@ import pytest
 import tomli_w
 
 from tests.helpers.daemon import base_config, make_dirs
+from tests.helpers.service_env import ServiceEnv
 from wasupd.profiles.keys import generate_key_file
 from wasupd.store.db import SCHEMA_VERSION, Database
 from wasupd.store.sessions import SessionRepo
@@ -154,8 +155,9 @@ def test_sandbox_on_as_root_fails(tmp_path: Path) -> None:
     assert code == 1 and "run wasupd as its own non-root user" in lines["sandbox"]
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
-def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
+def test_as_an_unprivileged_user_missing_system_dirs_only_warn(service_env: ServiceEnv) -> None:
     """As `nobody`: dirs it cannot create are left to systemd (WARN), its own key is OK; a
     state dir it may not enter is a FAIL that says to run the check as the daemon's user."""
     root = make_dirs()[0]  # under /tmp: pytest's own temp root is private to root
@@ -173,7 +175,7 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
         config.chmod(0o644)
         nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         out = subprocess.run(
-            [*nobody, *WASUPD, "--config", str(config), "check"],
+            [*nobody, *service_env.wasupd, "--config", str(config), "check"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -183,7 +185,7 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
         config2, _ = setup(root, daemon={"state_dir": str(private)})
         config2.chmod(0o644)
         denied = subprocess.run(
-            [*nobody, *WASUPD, "--config", str(config2), "check"],
+            [*nobody, *service_env.wasupd, "--config", str(config2), "check"],
             capture_output=True,
             text=True,
             timeout=60,
