@@ -42,9 +42,15 @@ class ServiceEnv:
         return self.root / "venv" / "bin" / "python"
 
     @property
+    def argv(self) -> list[str]:
+        """The interpreter, importing only from the venv: `-P` keeps the cwd (maybe this
+        checkout, readable or not) off `sys.path`."""
+        return [str(self.python), "-P"]
+
+    @property
     def wasupd(self) -> list[str]:
         """The argv prefix of `wasupd` from this environment."""
-        return [str(self.python), "-m", "wasupd.daemon"]
+        return [*self.argv, "-m", "wasupd.daemon"]
 
     @property
     def site_packages(self) -> Path:

@@ -59,7 +59,7 @@ def test_the_service_user_gets_the_system_paths(service_env: ServiceEnv) -> None
             f" print(paths.system_mode(Path({str(state)!r})))"
         )
         as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        run_probe = [*as_user, str(service_env.python), "-c", probe]
+        run_probe = [*as_user, *service_env.argv, "-c", probe]
         mine = subprocess.run(run_probe, capture_output=True, text=True, timeout=30)
         os.chown(state, 0, -1)
         other = subprocess.run(run_probe, capture_output=True, text=True, timeout=30)
