@@ -2,9 +2,9 @@
 
 Each check looks at one thing the daemon depends on and says what to do when it is wrong: that
 the daemon's user can run this interpreter and read this wasupd, the Chromium builds the config
-and the stored sessions ask for, the sandbox, the profile key, the
-directories, the socket group, the database version and the open-file limit. It reads, never
-writes: it can run beside a live daemon, before `systemctl start`, or from a monitoring job.
+and the stored sessions ask for, the sandbox, the profile key, the directories, the socket
+group, the database version and the open-file limit. It reads, never writes: it can run beside
+a live daemon, before `systemctl start`, or from a monitoring job.
 """
 
 from __future__ import annotations
