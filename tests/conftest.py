@@ -11,18 +11,25 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
+from tests.helpers.service_env import service_env  # noqa: F401 - fixture
 from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
 from tests.helpers.waiting import NotYet, eventually
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Undo an inherited SIG_IGN for SIGINT (a shell's background job without job control).
+    """Undo an inherited SIG_IGN for SIGINT (a shell's background job without job control),
+    and register the `service_user` marker.
 
     Processes the tests start would inherit it, and the tests that press Ctrl-C on them (SIGINT)
     would then see it ignored, which no terminal user sees.
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    config.addinivalue_line(
+        "markers",
+        "service_user: runs code as another user (setpriv, needs root); .ci/run repeats these"
+        " from a private clone, where the checkout is unreadable to that user",
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

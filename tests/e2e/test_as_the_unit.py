@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import make_dirs
+from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
@@ -38,8 +38,11 @@ def answers(sock: Path) -> bool:
     return True
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as another user")
-def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factory: Any) -> None:
+def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(
+    sim_factory: Any, service_env: ServiceEnv
+) -> None:
     """RuntimeDirectory/StateDirectory/ConfigurationDirectory/LoadCredential decide every path,
     the socket and profiles belong to the service user, its Chromium keeps its sandbox, and
     SIGTERM leaves nothing running and the profile sealed."""
@@ -64,7 +67,7 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
     log = open(root / "daemon.log", "wb")
     as_service_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     daemon = subprocess.Popen(
-        [*as_service_user, sys.executable, "-m", "wasupd.daemon"],
+        [*as_service_user, *service_env.wasupd],
         env=env,
         stdout=log,
         stderr=log,

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.rpc.client import Client
 
@@ -212,9 +212,9 @@ def test_install_check_qr_and_purge(installed_package: list[str], sim_factory: A
     )
     sock = run_dir / "wasupd.sock"
     try:
-        wait_until(lambda: daemon.poll() is None and answers(sock), 30, "the installed daemon")
+        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the installed daemon")
         ctl("session", "create", "pkg", "--no-wait")
-        wait_until(
+        eventually(
             lambda: '"state": "qr"' in ctl("--json", "session", "show", "pkg"),
             90,
             "a QR from the installed daemon",
@@ -224,7 +224,7 @@ def test_install_check_qr_and_purge(installed_package: list[str], sim_factory: A
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err[-3000:]
-    wait_until(lambda: not service_processes(svc.pw_uid), 15, "no process of the service user")
+    eventually(lambda: not service_processes(svc.pw_uid), 15, "no process of the service user")
 
     purge = run("dpkg", "--purge", "wasupd", timeout=120)
     assert "purged /var/lib/wasupd" in purge.stdout

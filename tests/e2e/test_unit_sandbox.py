@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import make_dirs
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
@@ -150,9 +150,9 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(sim_factory: Any
     sock = run / "wasupd.sock"
     pid = 0
     try:
-        wait_until(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
+        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
         call(sock, "session.create", name="svc")
-        info = wait_until(
+        info = eventually(
             lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
             90,
             "a QR from the confined daemon",
@@ -175,10 +175,10 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(sim_factory: Any
                     return float(line.split()[-1])
             return 0.0
 
-        wait_until(lambda: measured() > len(sandboxed), 30, "the daemon measuring the tree")
+        eventually(lambda: measured() > len(sandboxed), 30, "the daemon measuring the tree")
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)
     assert code == 0, (root / "daemon.log").read_text()[-3000:]
-    wait_until(lambda: not psutil.pid_exists(pid), 10, "the browser reaped")
+    eventually(lambda: not psutil.pid_exists(pid), 10, "the browser reaped")
     subprocess.run(["rm", "-rf", str(root)], check=True)

@@ -259,6 +259,7 @@ def test_fuzzed_requests_always_get_a_reply(
     assert ("result" in replies[0]) != ("error" in replies[0])
 
 
+@pytest.mark.service_user
 @pytest.mark.parametrize("pause", [0.0, 0.3])
 def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any, pause: float) -> None:
     """A peer with another uid, past the file permissions, is refused by SO_PEERCRED and logged;
@@ -378,6 +379,7 @@ def test_help_is_fast() -> None:
     assert min(times) < 0.5, times
 
 
+@pytest.mark.service_user
 def test_socket_group_member_is_served_through_the_file_permissions(daemon_factory: Any) -> None:
     """A different uid that is a member of `daemon.socket_group` passes the 0750 directory, the
     0660 socket and SO_PEERCRED: what a sysadmin in the `wasupd` group relies on."""
