@@ -122,7 +122,13 @@ def main() -> int:
 
         step("the friend replies; wasupctl inbox")
         sim_call(url, "inject", to=ME, **{"from": FRIEND}, text="Thanks! 🙏")
-        time.sleep(1.0)
+        for _ in range(150):  # the reply reaches the page, then the inbox: at most 15 s
+            out = subprocess.run(
+                [*ctl, "--json", "inbox"], env=env, capture_output=True, text=True, check=True
+            )
+            if out.stdout.strip():  # one JSON line per message
+                break
+            time.sleep(0.1)
         subprocess.run([*ctl, "inbox"], env=env, check=True)
 
         step("wasupctl health")
