@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from wasupd.browser.driver import chat_id_for
+from wasupd.addressing import parse_recipient
 from wasupd.config import Config
 from wasupd.errors import InvalidArgument
 from wasupd.messaging.service import Messaging
@@ -55,7 +55,7 @@ class MessageMethods:
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidArgument("idempotency_key must be 1 to 200 characters")
-        chat_id = chat_id_for(to)
+        chat_id = parse_recipient(to)
         assigned: str | None
         if session == "auto":
             assigned = await self.messaging.pick_session(chat_id)

@@ -7,7 +7,8 @@ from typing import Any
 from wasupd.admin import ProfilesAdmin
 from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.rpc.server import Context
-from wasupd.sessions import SessionManager, normalize_phone
+from wasupd.addressing import normalize_phone
+from wasupd.sessions import SessionManager
 from wasupd.store.sessions import SessionRepo
 from wasupd.supervision.states import SessionState
 
