@@ -336,5 +336,5 @@ class WhatsAppDriver:
 def _not_on_whatsapp(chat_id: str) -> str:
     if is_lid(chat_id):
         return f"{chat_id} is not on WhatsApp (WhatsApp does not know this LID); check the id"
-    number = chat_id.split("@")[0]
+    number = chat_id.split("@", maxsplit=1)[0]
     return f"+{number} is not on WhatsApp; check the number and its country code"

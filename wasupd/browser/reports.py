@@ -30,7 +30,16 @@ Emit = Callable[[DriverReport], None]
 Message = dict[str, Any]
 # What an inbound message report carries (DriverKind "message").
 MESSAGE_FIELDS = (
-    "wa_id", "id", "chat_id", "sender", "sender_pn", "sender_lid", "push_name", "body", "type", "t"
+    "wa_id",
+    "id",
+    "chat_id",
+    "sender",
+    "sender_pn",
+    "sender_lid",
+    "push_name",
+    "body",
+    "type",
+    "t",
 )
 
 
