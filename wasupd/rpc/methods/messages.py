@@ -43,9 +43,10 @@ class MessageMethods:
 
         `to`: a phone number with country code (`+`, spaces, dashes accepted) or a chat id
         (`<digits>@c.us`, `<digits>@lid`, `<id>@g.us`); a number is resolved as WhatsApp Web
-        does before the send (its LID chat for a migrated contact). `session`: a session name, or `auto` to send from the pool
-        (the contact's last session when connected, else by remaining capacity). A repeated
-        `idempotency_key` returns the first message and never sends twice.
+        does before the send (its LID chat for a migrated contact). `session`: a session
+        name, or `auto` to send from the pool (the contact's last session, by number or LID,
+        when connected, else by remaining capacity). A repeated `idempotency_key` returns the
+        first message and never sends twice.
         """
         if not text:
             raise InvalidArgument("the message text is empty")
