@@ -94,6 +94,9 @@ async def test_inbound_message_report(tmp_path: Path) -> None:
             "id": mid,
             "chat_id": f"{B}@c.us",
             "sender": f"{B}@c.us",
+            "sender_pn": f"{B}@c.us",
+            "sender_lid": None,  # this simulator build has no LIDs
+            "push_name": "",
             "body": "hi ✓\nthere",
             "type": "chat",
             "t": msg.data["t"],
