@@ -9,6 +9,9 @@ command -v chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-s
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 fc-list 2>/dev/null | grep -qi liberation || need+=(fonts-liberation)
+# tests/wwebjs runs whatsapp-web.js (from npm) against the simulator.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 

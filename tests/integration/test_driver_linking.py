@@ -119,7 +119,7 @@ async def rig(
     if sim is None:
         sim = await SimServer(time_factor=time_factor, page_weight_mib=0).start()
         for phone in (A, B):
-            sim.world.add_account(phone)
+            sim.world.add_account(phone, lid=False)
     handle: ChromiumHandle | None = None
     driver: WhatsAppDriver | None = None
     try:
@@ -264,7 +264,7 @@ async def test_restore_without_qr_and_synced_race(tmp_path: Path) -> None:
     """A linked profile restores to connected with no QR; a script injected into a page whose
     hasSynced is already true still reports connected (the race of fast restores)."""
     sim = await SimServer(time_factor=0.05, page_weight_mib=0).start()
-    sim.world.add_account(A)
+    sim.world.add_account(A, lid=False)
     try:
         async with rig(tmp_path, sim=sim) as r:
             await r.linked(A)
@@ -320,7 +320,7 @@ async def test_dom_fallback_reports_qr_and_main_screen(
 async def test_whatsapp_refusals(tmp_path: Path) -> None:
     """TOS_BLOCK is reported as failed with the state and what to do; CONFLICT as degraded."""
     sim = await SimServer(time_factor=0.05, page_weight_mib=0).start()
-    sim.world.add_account(A)
+    sim.world.add_account(A, lid=False)
     try:
         async with rig(tmp_path, sim=sim) as r:
             await r.linked(A)

@@ -38,10 +38,11 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def sim() -> AsyncIterator[SimServer]:
-    """A simulator with three registered accounts A, B, C."""
+    """A simulator with three registered old-world accounts A, B, C (numbers only; the LID
+    tests register migrated ones)."""
     async with SimServer(time_factor=TIME_FACTOR) as s:
         for phone, name in ((A, "Alice"), (B, "Bob"), (C, "Carol")):
-            await s.control("add_account", {"phone": phone, "name": name})
+            await s.control("add_account", {"phone": phone, "name": name, "lid": False})
         yield s
 
 

@@ -23,6 +23,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--accounts", default="", help="comma-separated phone numbers to register")
     p.add_argument(
+        "--no-lid",
+        action="store_true",
+        help="register --accounts in the old world: not LID-migrated (numbers only)",
+    )
+    p.add_argument(
         "--page-weight-mib",
         type=int,
         default=DEFAULT_PAGE_WEIGHT_MIB,
@@ -49,7 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with sim:
         for phone in filter(None, (a.strip() for a in args.accounts.split(","))):
-            await sim.control("add_account", {"phone": phone})
+            await sim.control("add_account", {"phone": phone, "lid": not args.no_lid})
         print(sim.url, flush=True)
         await stop.wait()
 

@@ -87,9 +87,16 @@ class SimClient:
     # -- the world -------------------------------------------------------------------------
 
     async def add_account(
-        self, phone: str, *, name: str = "", platform: str = "android", read_receipts: bool = True
+        self,
+        phone: str,
+        *,
+        name: str = "",
+        platform: str = "android",
+        read_receipts: bool = True,
+        lid: bool = True,
     ) -> str:
-        """Register a number on WhatsApp; its wid (`<digits>@c.us`)."""
+        """Register a number on WhatsApp; its wid (`<digits>@c.us`). `lid=False`: an
+        old-world account (not LID-migrated)."""
         return str(
             await self.call(
                 "add_account",
@@ -97,12 +104,28 @@ class SimClient:
                 name=name,
                 platform=platform,
                 read_receipts=read_receipts,
+                lid=lid,
             )
         )
 
-    async def add_group(self, group_id: str, members: list[str], *, name: str = "") -> str:
-        """Create a group of registered numbers; its wid (`<id>@g.us`)."""
-        return str(await self.call("add_group", group_id=group_id, members=members, name=name))
+    async def account(self, phone: str) -> dict[str, Any]:
+        """An account by number or LID: `phone`, `wid`, `lid`, `migrated`, `hides_number`."""
+        return dict(await self.call("account", phone=phone))
+
+    async def hide_number(self, phone: str, *, hidden: bool = True) -> dict[str, Any]:
+        """Others' pages stop (or start again) seeing `phone`'s number next to its LID."""
+        return dict(await self.call("hide_number", phone=phone, hidden=hidden))
+
+    async def add_group(
+        self, group_id: str, members: list[str], *, name: str = "", lid_mode: bool = False
+    ) -> str:
+        """Create a group of registered accounts; its wid (`<id>@g.us`). `lid_mode`: LID
+        addressing mode."""
+        return str(
+            await self.call(
+                "add_group", group_id=group_id, members=members, name=name, lid_mode=lid_mode
+            )
+        )
 
     async def scan(self, qr_payload: str, phone: str) -> dict[str, Any]:
         """`phone`'s phone scans the QR payload; refuses a stale, used or unknown one."""
@@ -113,7 +136,8 @@ class SimClient:
         return dict(await self.call("enter_code", code=code, phone=phone))
 
     async def inject(self, to: str, from_: str, text: str) -> str:
-        """A message from outside (`from_`) to `to` (a number or a group); its id."""
+        """A message from outside (`from_`: a number or a LID) to `to` (a number, a LID or a
+        group); its id."""
         sender: dict[str, Any] = {"from": from_}  # `from` is a keyword in Python
         return str(await self.call("inject", to=to, text=text, **sender))
 

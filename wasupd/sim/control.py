@@ -35,7 +35,7 @@ class Control:
         self.actions: dict[str, Action] = {
             name: getattr(self, name)
             for name in (
-                "add_account", "add_group", "scan", "enter_code", "inject", "received", "sent",
+                "add_account", "account", "hide_number", "add_group", "scan", "enter_code", "inject", "received", "sent",
                 "devices", "logout", "fault", "clear_fault", "state", "configure",
                 "wait_received", "wait_devices", "wait_page",
             )
@@ -57,19 +57,52 @@ class Control:
     # -- the world -------------------------------------------------------------------------
 
     async def add_account(
-        self, phone: str, name: str = "", platform: str = "android", read_receipts: bool = True
+        self,
+        phone: str,
+        name: str = "",
+        platform: str = "android",
+        read_receipts: bool = True,
+        lid: bool = True,
     ) -> str:
-        """Register a number on WhatsApp; its wid. Other numbers are "not on WhatsApp"."""
-        acc = self.core.world.add_account(phone, name, platform, read_receipts=read_receipts)
+        """Register a number on WhatsApp; its wid. Other numbers are "not on WhatsApp".
+        `lid=false`: not LID-migrated (its pages see numbers only, as before LIDs)."""
+        if not isinstance(lid, bool):
+            raise ValueError("add_account: lid must be true (LID-migrated) or false (old world)")
+        acc = self.core.world.add_account(
+            phone, name, platform, read_receipts=read_receipts, lid=lid
+        )
         self.core.changed()
         return acc.wid
 
-    async def add_group(self, group_id: str, members: list[str], name: str = "") -> str:
-        """Create a group `<id>@g.us` of registered numbers; its wid."""
-        group = self.core.world.add_group(group_id, list(members), name)
+    async def account(self, phone: str) -> dict[str, Any]:
+        """An account by number or LID: its wid, LID, and whether it is migrated or hides
+        its number."""
+        acc = self.core.world.sender(phone)
+        return {
+            "phone": acc.phone,
+            "wid": acc.wid,
+            "lid": acc.lid,
+            "migrated": acc.migrated,
+            "hides_number": acc.hides_number,
+        }
+
+    async def hide_number(self, phone: str, hidden: bool = True) -> dict[str, Any]:
+        """`phone` hides its number (or shows it again): other pages see only its LID."""
+        acc = self.core.world.sender(phone)
+        acc.hides_number = bool(hidden)
+        return await self.account(acc.phone)
+
+    async def add_group(
+        self, group_id: str, members: list[str], name: str = "", lid_mode: bool = False
+    ) -> str:
+        """Create a group `<id>@g.us` of registered accounts; its wid. `lid_mode`: LID
+        addressing (members and authors by LID on migrated pages)."""
+        world = self.core.world
+        group = world.add_group(group_id, list(members), name, lid_mode=bool(lid_mode))
         for phone in group.members:  # members' open pages learn about the new chat
-            for conn in self.core.live_pages(self.core.world.accounts[phone]):
-                await conn.send("chat", id=group.wid, name=group.name)
+            acc = world.accounts[phone]
+            for conn in self.core.live_pages(acc):
+                await conn.send("chat", **self.messaging.group_chat(group, acc))
         return group.wid
 
     async def scan(self, payload: str, phone: str) -> dict[str, Any]:
@@ -81,7 +114,8 @@ class Control:
         return await self.linking.enter_code(code, phone)
 
     async def inject(self, to: str, text: str, **sender: str) -> str:
-        """A message from outside (`from`) to `to` (a number or a group); its message id."""
+        """A message from outside (`from`: a number or a LID) to `to` (a number, a LID or a
+        group); its message id."""
         return await self.messaging.inject(to, sender.get("from", sender.get("from_", "")), text)
 
     async def received(self, phone: str) -> list[dict[str, Any]]:
@@ -141,7 +175,10 @@ class Control:
         world = self.core.world
         return {
             "time_factor": self.core.t.factor,
-            "accounts": {p: {"devices": len(a.devices)} for p, a in world.accounts.items()},
+            "accounts": {
+                p: {"devices": len(a.devices), "lid": a.lid, "migrated": a.migrated}
+                for p, a in world.accounts.items()
+            },
             "groups": {g.wid: g.members for g in world.groups.values()},
             "pages": sorted((p.summary() for p in self.core.pages), key=lambda s: s["page"]),
             "faults": self.core.faults.summary(),

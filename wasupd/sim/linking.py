@@ -63,7 +63,8 @@ class Linking:
         assert acc is not None and dev is not None
         conn.state = "CONNECTED"
         data = self.history.snapshot(acc, dev)
-        await conn.send(kind, me=acc.wid, pushname=acc.name, platform=acc.platform, **data, **extra)
+        me = {"me": acc.wid, "lid": acc.lid if acc.migrated else None}  # old world: no LID
+        await conn.send(kind, **me, pushname=acc.name, platform=acc.platform, **data, **extra)
 
     async def issue_refs(self, conn: PageConn) -> None:
         """A new batch of refs (§1b), rotated by the server; then UNPAIRED_IDLE."""

@@ -8,9 +8,17 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from wasupd.sim import timing
+from wasupd.sim import lids, timing
 from wasupd.sim.core import Core
-from wasupd.sim.model import Account, Device, Message, normalize_group, normalize_phone
+from wasupd.sim.model import (
+    Account,
+    Device,
+    Group,
+    Message,
+    normalize_group,
+    normalize_lid,
+    normalize_phone,
+)
 from wasupd.sim.pages import PageConn
 
 HISTORY = 200  # messages a page restores on connect (the real page keeps recent ones)
@@ -18,8 +26,10 @@ ACK_FAILED = -1  # §4d
 
 
 def chat_id(to: str) -> str:
-    """A user number, `<n>@c.us` or a group id -> the wid a message is addressed to."""
-    return normalize_group(to) if str(to).endswith("@g.us") else normalize_phone(to) + "@c.us"
+    """A user number, `<n>@c.us`, `<lid>@lid` or a group id -> the wid a message is addressed to."""
+    if str(to).endswith("@g.us"):
+        return normalize_group(to)
+    return normalize_lid(to) + "@lid" if str(to).endswith("@lid") else normalize_phone(to) + "@c.us"
 
 
 class Messaging:
@@ -39,9 +49,9 @@ class Messaging:
             earlier.resent += 1  # the server already has it: acknowledge again, deliver once
             await conn.send("ack", id=mid, ack=earlier.ack, result="OK")
             return
-        rec = Message(
-            mid, sender.wid, chat, str(msg.get("body", "")), type=str(msg.get("type", "chat"))
-        )
+        body, kind = str(msg.get("body", "")), str(msg.get("type", "chat"))
+        rec = Message(mid, sender.wid, self.core.world.canonical(chat) or chat, body, type=kind)
+        rec.addressed = chat
         rec.dup = earlier is not None
         recipients = self.core.world.recipients(sender.phone, chat)
         sender.sent.append(rec)
@@ -52,16 +62,18 @@ class Messaging:
         await conn.send("ack", id=mid, ack=1, result="OK")
         for other in self.core.live_pages(sender):
             if other is not conn:  # the sender's other devices see it too (multi-device)
-                await other.send("msg", msg=self.as_page_msg(rec, sender.phone, from_me=True))
+                await other.send("msg", msg=self.as_page_msg(rec, sender, from_me=True))
         await self.deliver(rec, recipients)
 
     async def inject(self, to: str, from_: str, text: str) -> str:
-        """A message from `from_` (registered on the fly) to `to` (a number or a group)."""
-        sender = self.core.world.add_account(from_) if from_ else None
-        if sender is None:
-            raise ValueError("inject needs `from`: the sender's phone number")
-        chat = chat_id(to)
-        recipients = self.core.world.recipients(sender.phone, chat)
+        """A message from `from_` to `to` (a number, a LID or a group). A number that is not
+        registered is registered on the fly; a LID must be a registered account's."""
+        world = self.core.world
+        if not from_:
+            raise ValueError("inject needs `from`: the sender's phone number or LID")
+        sender = world.sender(from_) if str(from_).endswith("@lid") else world.add_account(from_)
+        chat = world.canonical(chat_id(to))
+        recipients = world.recipients(sender.phone, chat) if chat else []
         if not recipients:
             raise ValueError(f"{to} reaches no simulated account (add_account / add_group first)")
         rec = Message(secrets.token_hex(16).upper(), sender.wid, chat, str(text))  # §4a: android id
@@ -77,7 +89,7 @@ class Messaging:
             # already on the sender's devices as its own message.
             if not rec.dup and acc.wid != rec.sender:
                 for conn in self.core.live_pages(acc):
-                    await conn.send("msg", msg=self.as_page_msg(rec, acc.phone, from_me=False))
+                    await conn.send("msg", msg=self.as_page_msg(rec, acc, from_me=False))
         self.core.changed()
         sender = rec.sender.split("@")[0]
         self.core.later(self.core.t(timing.ACK_DELIVERED_S), lambda: self.ack(sender, rec, 2))
@@ -99,6 +111,7 @@ class Messaging:
         acc = conn.account
         if acc is None or not acc.read_receipts:
             return
+        chat = self.core.world.canonical(chat) or chat  # a migrated page names it by LID
         for rec in acc.received:
             if rec.for_recipient(acc.phone)["chat"] == chat and rec.ack < 3:
                 await self.ack(rec.sender.split("@")[0], rec, 3)
@@ -109,8 +122,14 @@ class Messaging:
             conn.device.delivered.update(str(i) for i in ids)
 
     async def exists(self, conn: PageConn, qid: Any, wid: str) -> None:
-        """`queryWidExists`: a server round trip answering the wid, or null (§4b)."""
-        await conn.send("exists", qid=qid, wid=wid if self.core.world.exists(wid) else None)
+        """`queryWidExists`: a server round trip answering the wid (with its LID and number
+        as far as this page may know them), or null (§4b, §4e)."""
+        viewer = conn.account
+        acc = self.core.world.resolve(wid)
+        if viewer is None or acc is None:
+            await conn.send("exists", qid=qid, wid=None)
+            return
+        await conn.send("exists", qid=qid, **lids.exists_answer(acc, viewer, wid))
 
     def snapshot(self, acc: Account, dev: Device) -> dict[str, Any]:
         """What a page gets on connect: its chats, recent history and offline messages."""
@@ -122,26 +141,52 @@ class Messaging:
         recent = sorted(mine + theirs, key=lambda pair: pair[0].arrived)[-HISTORY:]
         groups = self.core.world.groups_of(acc.phone)
         return {
-            "chats": [{"id": g.wid, "name": g.name} for g in groups],
-            "history": [self.as_page_msg(m, acc.phone, from_me=f) for m, f in recent],
-            "offline": [self.as_page_msg(m, acc.phone, from_me=False) for m in offline],
+            "chats": [self.group_chat(g, acc) for g in groups],
+            "history": [self.as_page_msg(m, acc, from_me=f) for m, f in recent],
+            "offline": [self.as_page_msg(m, acc, from_me=False) for m in offline],
         }
 
-    @staticmethod
-    def as_page_msg(rec: Message, phone: str, *, from_me: bool) -> dict[str, Any]:
-        """The message as the page builds its `Msg` model from it."""
-        group = rec.chat.endswith("@g.us")
-        remote = rec.chat if (from_me or group) else rec.sender
+    def group_chat(self, group: Group, viewer: Account) -> dict[str, Any]:
+        """A group as `viewer`'s page shows it: members by LID or number, and what the page
+        learns about them."""
+        members = [self.core.world.accounts[p] for p in group.members]
+        return {
+            "id": group.wid,
+            "name": group.name,
+            "lidMode": group.lid_mode and viewer.migrated,
+            "participants": [lids.member_id(m, viewer, group) for m in members],
+            "pairs": [p for m in members if (p := lids.pair(m, viewer))],
+        }
+
+    def as_page_msg(self, rec: Message, viewer: Account, *, from_me: bool) -> dict[str, Any]:
+        """The message as `viewer`'s page builds its `Msg` model from it (§4a, §4e)."""
+        world = self.core.world
+        author = world.resolve(rec.sender) or viewer
+        group = world.groups.get(rec.chat)
+        if group is not None:
+            remote = rec.chat
+            member = lids.member_id(author, viewer, group)
+            me = lids.member_id(viewer, viewer, group)
+            sender, to = (member, rec.chat) if from_me else (rec.chat, me)
+            known = [author]
+        else:
+            other = world.resolve(rec.chat) if from_me else author
+            remote = lids.user_id(other or viewer, viewer)
+            me = lids.user_id(viewer, viewer)
+            member = None
+            sender, to = (me, remote) if from_me else (remote, me)
+            known = [author, other or viewer]
         return {
             "id": rec.id,
             "fromMe": from_me,
             "remote": remote,
-            "participant": rec.sender if group else None,
-            "from": rec.sender if from_me or not group else rec.chat,
-            "to": rec.chat if from_me else f"{phone}@c.us",
-            "author": rec.sender if group else None,
+            "participant": member,
+            "from": sender,
+            "to": to,
+            "author": member,
             "body": rec.body,
             "type": rec.type,
             "t": rec.t,
             "ack": rec.ack if from_me else 0,
+            "pairs": [p for a in known if (p := lids.pair(a, viewer))],
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from importlib import resources
 from typing import Any
 
@@ -28,7 +29,7 @@ VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 # roughly 60-120 MiB for a modest account. 64 MiB of live heap (which V8 keeps with some
 # headroom) brings the tab close to the low end of §8 without making 20-session tests heavy.
 DEFAULT_PAGE_WEIGHT_MIB = 64
-SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "msg.js", "modules.js", "boot.js")
+SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "modules.js", "boot.js")
 MAX_WS_MESSAGE = 16 << 20
 CLOSE_TIMEOUT_S = 2.0  # a hung page must not hold up a close for long
 
@@ -44,7 +45,10 @@ class SimServer:
         time_factor: float = 1.0,
         page_weight_mib: int = DEFAULT_PAGE_WEIGHT_MIB,
         auto_read: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: serve HTTPS (and the page's WebSocket as wss), e.g. to load the
+        simulator as https://web.whatsapp.com/ in a browser told to resolve that name here."""
         if time_factor <= 0:
             raise ValueError("time_factor must be > 0 (0.05 for tests, 1.0 for real speed)")
         self.host, self.port = host, port
@@ -53,6 +57,7 @@ class SimServer:
         self.linking = Linking(self.core, self.messaging)
         self.controls = Control(self.core, self.linking, self.messaging)
         self.url = ""
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
 
     @property
@@ -76,10 +81,11 @@ class SimServer:
         app.router.add_route("*", "/_sim/{action}", self._control)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        self.url = f"http://{self.host}:{self.port}/"
+        scheme = "https" if self.ssl_context else "http"
+        self.url = f"{scheme}://{self.host}:{self.port}/"
         return self
 
     async def stop(self) -> None:

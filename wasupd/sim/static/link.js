@@ -6,7 +6,7 @@
  *  logout      Cmd logout -> profile wiped -> navigation to /?post_logout=1 -> UNPAIRED */
 
 const Socket = new Model({ state: "OPENING", hasSynced: false, stream: "DISCONNECTED" });
-const Conn = new Model({ ref: undefined, wid: undefined, pushname: "", platform: undefined, battery: 100, plugged: true });
+const Conn = new Model({ ref: undefined, wid: undefined, lid: undefined, pushname: "", platform: undefined, battery: 100, plugged: true });
 Conn.serialize = () => ({ ref: Conn.ref, wid: Conn.wid, pushname: Conn.pushname, platform: Conn.platform,
   battery: Conn.battery, plugged: Conn.plugged, isResponse: "false", connected: Socket.state === "CONNECTED" });
 const Cmd = new Emitter();
@@ -148,7 +148,9 @@ handlers.paired = (m) => {
 handlers.welcome = (m) => connected(m);
 
 function connected(m) {
-  Conn.set({ wid: createWid(m.me), pushname: m.pushname || "", platform: m.platform });
+  Conn.set({ wid: createWid(m.me), lid: m.lid ? createWid(m.lid) : undefined, pushname: m.pushname || "", platform: m.platform });
+  Lids.enabled = !!m.lid; // the server sends an own LID to migrated accounts only (§4e)
+  learnLids(m.lid ? [[m.lid, m.me]] : []);
   loadChats(m.chats || []);
   for (const h of m.history || []) addMessage(h, false);
   Socket.set({ state: "CONNECTED", stream: "CONNECTED" });

@@ -7,12 +7,18 @@ const Weight = { resting: [], ballast: [] };
 
 const MeUser = {
   getMaybeMePnUser: () => Conn.wid,
-  getMaybeMeLidUser: () => undefined, // LID addressing is not modelled
+  getMaybeMeLidUser: () => Conn.lid, // undefined on an old-world (not LID-migrated) account
   getMeUser: () => Conn.wid,
-  isMeAccount: (wid) => !!Conn.wid && Conn.wid.equals(createWid(wid)),
+  isMeAccount: (wid) => [Conn.wid, Conn.lid].some((w) => !!w && w.equals(createWid(wid))),
 };
 
 const noLinkSecret = () => Link.pairingType === "ALT_DEVICE_LINKING";
+const findLinks = (s) => (String(s || "").match(/https?:\/\/[^\s]+/g) || [])
+  .map((url) => ({ url, href: url, isSuspicious: false, suspiciousCharacters: undefined }));
+// Present so that a driver's injection succeeds (whatsapp-web.js 1.34.x sets or patches them);
+// calls (video, ciphertext recovery, gated features) are not modelled.
+const CallColl = new Collection(Model);
+const SyncGating = { isPlaceholderMessageResendEnabled: () => false };
 
 const MODULES = {
   WAWebSocketModel: { Socket },
@@ -20,8 +26,12 @@ const MODULES = {
   WAWebCmd: { Cmd },
   WAWebStreamModel: { Stream },
   WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => UI.progress } },
-  WAWebCollections: { Msg: MsgColl, Chat: ChatColl, Contact: new Collection(Model), Call: new Collection(Model),
-    WAWebCallCollection: new Collection(Model) },
+  WAWebCollections: { Msg: MsgColl, Chat: ChatColl, Contact: new Collection(Model), Call: CallColl,
+    WAWebCallCollection: CallColl, GroupMetadata: { update: async () => undefined } },
+  WAWebCallCollection: CallColl,
+  WAWebSyncGatingUtils: SyncGating,
+  WAWebApiContact: ApiContact,
+  WAWebLidMigrationUtils: LidMigrationUtils,
   WAWebWidFactory: {
     createWid,
     createUserWid: (user, server) => createWid(`${user}@${server || "c.us"}`),
@@ -41,10 +51,9 @@ const MODULES = {
     getIsUser: (chat) => createWid(chat.id).isUser(),
   },
   WAWebUpdateUnreadChatAction: { sendSeen },
-  WALinkify: {
-    findLinks: (s) => (String(s || "").match(/https?:\/\/[^\s]+/g) || []).map((url) => ({ url, isSuspicious: false })),
-    findLink: (s) => { const m = String(s || "").match(/https?:\/\/[^\s]+/); return m ? { url: m[0], isSuspicious: false } : null; },
-  },
+  WALinkify: { findLinks, findLink: (s) => findLinks(s)[0] || null },
+  // A link preview is a server fetch: not modelled, so a link is sent without one.
+  WAWebLinkPreviewChatAction: { getLinkPreview: async () => null },
   WAWebMiscBrowserUtils: { info: () => ({ os: "Linux", name: "Chrome", version: navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "" }) },
   WABase64: { encodeB64, decodeB64 },
   WAWebAltDeviceLinkingApi: AltLinking,
@@ -53,7 +62,8 @@ const MODULES = {
   WAWebUserPrefsInfoStore: { waNoiseInfo: { get: async () => ({ staticKeyPair: { pubKey: Link.keys.noise, privKey: new ArrayBuffer(32) } }) } },
   WAWebSignalStoreApi: { waSignalStore: { getRegistrationInfo: async () => ({ registrationId: 1,
     identityKeyPair: { pubKey: Link.keys.identity, privKey: new ArrayBuffer(32) } }) } },
-  WAWebUserPrefsMultiDevice: { getADVSecretKey: async () => (noLinkSecret() ? null : Link.keys.adv) },
+  // Synchronous, as in WhatsApp Web: whatsapp-web.js 1.34.x puts its result in the QR as is.
+  WAWebUserPrefsMultiDevice: { getADVSecretKey: () => (noLinkSecret() ? null : Link.keys.adv) },
   WAWebAdvSignatureApi: {
     async getADVSecretKey() {
       if (noLinkSecret()) throw new Error("secretKey is null or undefined"); // none while linking by code

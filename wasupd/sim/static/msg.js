@@ -16,7 +16,14 @@ class Msg extends Model {
 class Chat extends Model {
   serialize() {
     return { id: this.id, name: this.name, isGroup: this.id.isGroup(), isReadOnly: false, unreadCount: this.unreadCount || 0,
-      timestamp: this.t || 0, archive: false, pinned: false, isMuted: false };
+      timestamp: this.t || 0, t: this.t || 0, archive: false, pinned: false, isMuted: false };
+  }
+}
+/** A group's metadata (§4e): participants by LID in LID addressing mode, else by number. */
+class GroupMetadata extends Model {
+  serialize() {
+    return { id: this.id, subject: this.subject, isLidAddressingMode: !!this.isLidAddressingMode,
+      participants: this.participants.map((p) => ({ id: p.id, isAdmin: false, isSuperAdmin: false })), announce: false };
   }
 }
 const MsgColl = new Collection(Msg);
@@ -27,16 +34,26 @@ const sendResults = new Map(); // message id -> resolve of addAndSendMsgToChat's
 
 function ensureChat(wid, name) {
   const id = createWid(wid);
-  return ChatColl.get(id) || ChatColl.add(new Chat({ id, name: name || (id.isGroup() ? "" : `+${id.user}`), t: 0, unreadCount: 0 }));
+  const title = () => { const pn = pnOf(id); return pn ? `+${pn.user}` : id.user; };
+  return ChatColl.get(id) || ChatColl.add(new Chat({ id, name: name || (id.isGroup() ? "" : title()), t: 0, unreadCount: 0 }));
 }
-function loadChats(chats) { for (const c of chats) ensureChat(c.id, c.name); }
-handlers.chat = (m) => { ensureChat(m.id, m.name); refreshMain(); };
+/** A group chat from the server: its metadata and what the page learns about its members. */
+function groupChat(g) {
+  learnLids(g.pairs);
+  const chat = ensureChat(g.id, g.name);
+  chat.groupMetadata = new GroupMetadata({ id: chat.id, subject: g.name, isLidAddressingMode: !!g.lidMode,
+    participants: (g.participants || []).map((p) => ({ id: createWid(p) })) });
+  return chat;
+}
+function loadChats(chats) { for (const c of chats) groupChat(c); }
+handlers.chat = (m) => { groupChat(m); refreshMain(); };
 
 /** A message from the server (history, offline or new) as a Msg model in the collection. */
 function addMessage(m, isNew) {
   const key = new MsgKey({ fromMe: m.fromMe, remote: m.remote, id: m.id, participant: m.participant });
   const existing = MsgColl.get(key);
   if (existing) return existing;
+  learnLids(m.pairs); // a message from a migrated contact says its number, unless hidden (§4e)
   const chat = ensureChat(key.remote);
   const msg = new Msg({ id: key, ack: m.ack, body: m.body, type: m.type || "chat", t: m.t, from: createWid(m.from),
     to: createWid(m.to), author: m.author ? createWid(m.author) : undefined, isNewMsg: isNew,
@@ -68,7 +85,10 @@ handlers.ack = (m) => {
 
 handlers.exists = (m) => {
   const q = Net.queries.get(m.qid);
-  if (q) { Net.queries.delete(m.qid); q.resolve(m.wid); }
+  if (!q) return;
+  Net.queries.delete(m.qid);
+  if (m.wid && m.lid) learnLids([[m.lid, m.pn]]); // the answer teaches the mapping (§4e)
+  q.resolve(m.wid ? m : null);
 };
 
 const outgoingRecord = (msg) => ({ id: msg.id.id, key: msg.id._serialized, remote: msg.id.remote._serialized,
@@ -113,20 +133,27 @@ async function resendPending(history) {
   }
 }
 
+/** The chat WhatsApp Web picks for `wid` (§4e): on a migrated page a number's chat is its LID
+ * chat, and a number whose LID the page has not learnt throws "No LID for user" without asking
+ * the server (resolve it first: queryWidExists). */
 async function findOrCreateLatestChat(wid) {
-  const id = createWid(wid);
-  const chat = ChatColl.get(id);
+  const asked = createWid(wid);
+  const id = asked.isGroup() ? asked : chatIdFor(asked);
+  const chat = id && ChatColl.get(id);
   if (chat) return { chat, created: false };
   // Real WhatsApp Web (2.3000.x) throws this for a number it cannot resolve (not on WhatsApp).
-  if (id.isGroup() || !(await query({ t: "exists", wid: id._serialized }))) throw new Error("No LID for user");
+  if (!id || id.isGroup() || !(await query({ t: "exists", wid: id._serialized }))) throw new Error("No LID for user");
   const created = ensureChat(id);
   refreshMain();
   return { chat: created, created: true };
 }
 
+/** A server round trip: {wid, lid?} or null ("not on WhatsApp"); the page learns the LID. */
 async function queryWidExists(wid) {
   const found = await query({ t: "exists", wid: String(createWid(wid)) });
-  return found ? { wid: createWid(found) } : null;
+  if (!found) return null;
+  const lid = found.lid && Lids.enabled ? createWid(found.lid) : undefined;
+  return { wid: createWid(found.wid), lid, biz: false };
 }
 
 async function sendSeen(arg) {
