@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint test demo bench clean
+.PHONY: all install system-deps lint test demo bench deb clean
 
 all: test
 
@@ -21,8 +21,8 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check wasupd wasupctl tests bench scripts
-	$(VENV)/bin/ruff format --check wasupd wasupctl tests bench scripts
+	$(VENV)/bin/ruff check wasupd wasupctl tests bench scripts packaging
+	$(VENV)/bin/ruff format --check wasupd wasupctl tests bench scripts packaging
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
@@ -34,6 +34,10 @@ demo: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(PY) bench/run_all.py
+
+# dist/wasupd_<version>_<arch>.deb: the application in its own venv under /opt/wasupd (Debian's python3).
+deb: $(STAMP) system-deps
+	packaging/build-deb.sh dist
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -8,6 +8,11 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# make deb and its test: Debian's python3 with venv, lintian, the service user tools.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import venv" 2>/dev/null || need+=(python3 python3-venv)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
+command -v man >/dev/null 2>&1 || need+=(man-db)
 fc-list 2>/dev/null | grep -qi liberation || need+=(fonts-liberation)
 # tests/wwebjs runs whatsapp-web.js (from npm) against the simulator.
 command -v node >/dev/null 2>&1 || need+=(nodejs)

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import time
 from collections.abc import Generator, Iterator
 
 import psutil
 import pytest
 
 from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
+from tests.helpers.service_env import service_env  # noqa: F401 - fixture
 from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
+from tests.helpers.waiting import NotYet, eventually
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Undo an inherited SIG_IGN for SIGINT (a shell's background job without job control).
+    """Undo an inherited SIG_IGN for SIGINT (a shell's background job without job control),
+    and register the `service_user` marker.
 
     Processes the tests start would inherit it, and the tests that press Ctrl-C on them (SIGINT)
     would then see it ignored, which no terminal user sees.
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    config.addinivalue_line(
+        "markers",
+        "service_user: runs code as another user (setpriv, needs root); .ci/run repeats these"
+        " from a private clone, where the checkout is unreadable to that user",
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -70,27 +76,16 @@ def no_leaked_browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """After every test, no browser started under this run's temp dirs may remain."""
     markers = (str(tmp_path_factory.getbasetemp()), f"/tmp/{TMP_PREFIX}")
     yield
-    deadline = time.monotonic() + 10
-    left = [p for m in markers for p in browser_processes(m)]
-    while left and time.monotonic() < deadline:
-        psutil.wait_procs(left, timeout=0.5)
-        left = [p for m in markers for p in browser_processes(m)]
-    for proc in left:  # clean up so one leak does not cascade, then fail
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    assert not left, f"leaked browser processes: {[p.pid for p in left]}"
-
-
-def chromium_executable() -> str:
-    """The Debian Chromium that `make test` installs."""
-    for name in ("chromium", "google-chrome", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("chromium is not installed: run `make test` (as root it installs it)")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Path of the full Chromium build."""
-    return chromium_executable()
+    try:
+        eventually(
+            lambda: [p for m in markers for p in browser_processes(m)],
+            10,
+            "the test's browsers to exit",
+            ok=lambda left: not left,
+            interval=0.25,  # each probe scans the whole process table
+        )
+    except NotYet as exc:
+        for proc in exc.last:  # clean up so one leak does not cascade, then fail
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        raise AssertionError(f"leaked browser processes: {[p.pid for p in exc.last]}") from None

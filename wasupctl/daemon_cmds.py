@@ -36,7 +36,6 @@ def sessions_table(sessions: list[dict[str, Any]]) -> None:
     now = time.time()
     rows = []
     for s in sessions:
-        usage = s.get("usage") or {}
         started = s.get("started_at")
         rows.append(
             [
@@ -44,7 +43,7 @@ def sessions_table(sessions: list[dict[str, Any]]) -> None:
                 render.state(s["state"]),
                 s.get("phone") or "-",
                 s.get("pid"),
-                render.size(usage.get("pss_bytes")) if usage else "-",
+                render.pss(s),
                 render.duration(now - started) if started else "-",
                 s.get("restarts", 0),
                 s.get("reason") or "",
@@ -79,7 +78,7 @@ def health(
     else:
         bad = [c for c in data["sessions"] if c["status"] != "OK"]
         detail = "; ".join(f"{c['session']} {c['state']}" for c in bad) or (
-            f"{len(data['sessions'])} sessions OK"
+            f"{render.count(len(data['sessions']), 'session')} OK"
         )
         print(f"{data['status']} - {detail}")
     raise typer.Exit(HEALTH_EXIT.get(data["status"], 3))
@@ -155,7 +154,9 @@ def top(
 def _top_table(sessions: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    t = Table(title=f"wasupd - {len(sessions)} sessions - {time.strftime('%H:%M:%S')}")
+    t = Table(
+        title=f"wasupd - {render.count(len(sessions), 'session')} - {time.strftime('%H:%M:%S')}"
+    )
     for col in (
         "NAME",
         "STATE",
@@ -180,7 +181,7 @@ def _top_table(sessions: list[dict[str, Any]]) -> Any:
             s["name"],
             render.state(s["state"]),
             str(s.get("pid") or "-"),
-            render.size(u.get("pss_bytes")) if u else "-",
+            render.pss(s),
             str(u.get("fds", "-")),
             str(u.get("processes", "-")),
             f"{u['cpu_percent']:.0f}" if u else "-",
@@ -218,7 +219,8 @@ def backup(
         raise typer.Exit(1 if data["damaged"] else 0)
     print(data["path"])
     print(
-        f"{len(data['sessions'])} sessions, {data['files']} files, {data['bytes']} bytes",
+        f"{render.count(len(data['sessions']), 'session')}, {render.count(data['files'], 'file')},"
+        f" {render.count(data['bytes'], 'byte')}",
         file=sys.stderr,
     )
     for name, why in data["not_checkpointed"].items():

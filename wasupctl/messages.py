@@ -95,7 +95,9 @@ def _wait(ctx: typer.Context, ids: list[str], good: tuple[str, ...], timeout: fl
             _check(msg, good, pending)
         while pending:
             if time.monotonic() > deadline:
-                die(f"{len(pending)} message(s) not {good[0]} within {timeout:g} s", 6)
+                die(
+                    f"{render.count(len(pending), 'message')} not {good[0]} within {timeout:g} s", 6
+                )
             event = client.next_event(1.0)
             if event is not None and event.get("id") in pending:
                 _check(event, good, pending)
@@ -227,7 +229,7 @@ def webhooks(
         if opts(ctx).json:
             emit_json(out)
         else:
-            print(f"requeued {len(out['requeued'])} deliveries")
+            print(f"requeued {render.count(len(out['requeued']), 'delivery', 'deliveries')}")
             for did in out["skipped"]:
                 print(f"skipped {did}: not a failed delivery", file=sys.stderr)
         if out["skipped"]:

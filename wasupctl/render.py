@@ -80,6 +80,21 @@ def size(n: int | None) -> str:
     return f"{n / 1024:.0f} KiB"
 
 
+def count(n: int, noun: str, plural: str = "") -> str:
+    """`1 session`, `2 sessions`, `0 sessions`; `plural` for nouns not made with -s."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def pss(session: dict[str, Any]) -> str:
+    """A session's memory (PSS) for tables: the figure once the daemon has sampled it,
+    `measuring` while its browser runs but the first sample is still to come, `-` when it has
+    no browser."""
+    usage = session.get("usage")
+    if usage:
+        return size(usage.get("pss_bytes"))
+    return "measuring" if session.get("pid") else "-"
+
+
 def when(ts: float | None) -> str:
     """A unix time as local `YYYY-MM-DD HH:MM:SS`."""
     if not ts:

@@ -170,7 +170,7 @@ def show(
         ("phone", data.get("phone") or "-"),
         ("account", data.get("me") or "-"),
         ("pid", data.get("pid") or "-"),
-        ("memory (PSS)", render.size(usage.get("pss_bytes")) if usage else "-"),
+        ("memory (PSS)", render.pss(data)),
         ("fds / processes", f"{usage.get('fds', '-')} / {usage.get('processes', '-')}"),
         ("restarts", data.get("restarts", 0)),
         ("live profile", render.size(storage.get("live_bytes"))),
@@ -224,7 +224,7 @@ def export(
     if opts(ctx).json:
         emit_json({"session": name, "file": str(output), "bytes": size})
     else:
-        print(f"exported {name} to {output} ({size} bytes, encrypted)")
+        print(f"exported {name} to {output} ({render.count(size, 'byte')}, encrypted)")
 
 
 @app.command("import")

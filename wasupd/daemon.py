@@ -119,6 +119,7 @@ class Daemon:
             return 1
         try:
             self._install_signals(main)
+            self._first_start_key()
             return await self._serve()
         except ConfigError as exc:  # found only when starting (a listen address in use, say)
             log.error("daemon_start_failed", error=exc.message, key=exc.data.get("key"))
@@ -129,6 +130,16 @@ class Daemon:
         finally:
             for lock in locks:
                 lock.release()
+
+    def _first_start_key(self) -> None:
+        """A user's own daemon creates its missing profile key when nothing sealed needs
+        another one (`wasupd.profiles.firstkey`); under the state dir's lock, before any
+        session or leftover profile loads the key."""
+        from wasupd.paths import system_mode
+        from wasupd.profiles.firstkey import create_at_start
+
+        key_file = Path(self.config.profiles.key_file)
+        create_at_start(key_file, self.config.state_path, system=system_mode())
 
     async def _serve(self) -> int:
         from wasupd.app import App

@@ -2,7 +2,8 @@
 
 JSON lines when stderr is not a TTY (journald, files), the console renderer on a TTY.
 `merge_contextvars` comes first so `session` and `rpc_id` bound with contextvars appear on
-every line logged while they are bound.
+every line logged while they are bound. Every line carries `logger`: the name given to
+`structlog.get_logger` for ours (kept by the logger factory), the stdlib logger's for libraries'.
 """
 
 from __future__ import annotations
@@ -10,12 +11,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
+
+
+class NamedPrintLogger(structlog.PrintLogger):
+    """A `PrintLogger` that knows the name it was asked for, so `add_logger_name` can put it on
+    every line (structlog's own loggers have no name; stdlib's have one)."""
+
+    def __init__(self, name: str, file: TextIO | None = None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class NamedPrintLoggerFactory:
+    """`logger_factory` for `structlog.configure`: `structlog.get_logger("wasupd.runner")`
+    passes its name here (positional arguments go to the factory), and the logger keeps it."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> NamedPrintLogger:
+        return NamedPrintLogger(str(args[0]) if args else "wasupd", self._file)
 
 
 def configure_logging(
@@ -31,6 +52,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,  # reads `NamedPrintLogger.name`
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -38,7 +60,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=NamedPrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Libraries log through stdlib logging (asyncio, pyppeteer, aiohttp): the same renderer, so

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 CTL = [sys.executable, "-m", "wasupctl.app"]
 
@@ -30,7 +30,7 @@ def test_admission_metrics_top(daemon_factory: Any, sim_factory: Any) -> None:
     ).stdout
     assert 'wasupd_session_state{session="one",state="qr"} 1.0' in metrics
     assert 'wasupd_sessions{state="stopped"} 1.0' in metrics
-    wait_until(lambda: d.call("session.get", name="one", history=0)["usage"], 20, "a usage sample")
+    eventually(lambda: d.call("session.get", name="one", history=0)["usage"], 20, "a usage sample")
     metrics = subprocess.run(
         [*CTL, "--socket", str(d.socket), "metrics"], capture_output=True, text=True, timeout=60
     ).stdout

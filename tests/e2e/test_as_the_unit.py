@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,8 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import make_dirs
-from tests.helpers.sim import wait_until
+from tests.helpers.service_env import ServiceEnv
+from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
@@ -39,8 +38,11 @@ def answers(sock: Path) -> bool:
     return True
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as another user")
-def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factory: Any) -> None:
+def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(
+    sim_factory: Any, service_env: ServiceEnv
+) -> None:
     """RuntimeDirectory/StateDirectory/ConfigurationDirectory/LoadCredential decide every path,
     the socket and profiles belong to the service user, its Chromium keeps its sandbox, and
     SIGTERM leaves nothing running and the profile sealed."""
@@ -65,7 +67,7 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
     log = open(root / "daemon.log", "wb")
     as_service_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     daemon = subprocess.Popen(
-        [*as_service_user, sys.executable, "-m", "wasupd.daemon"],
+        [*as_service_user, *service_env.wasupd],
         env=env,
         stdout=log,
         stderr=log,
@@ -74,10 +76,10 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
     log.close()
     sock = run / "wasupd.sock"
     try:
-        wait_until(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
+        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
         assert os.stat(sock).st_uid == NOBODY
         call(sock, "session.create", name="svc")
-        info = wait_until(
+        info = eventually(
             lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
             90,
             "a QR from the unprivileged daemon",
@@ -91,10 +93,8 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(sim_factor
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)
     assert code == 0, (root / "daemon.log").read_text()[-3000:]
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(info["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the browser was reaped by the daemon; its pid vanishes at once
-    assert not psutil.pid_exists(info["pid"])
+    # The browser was reaped by the daemon; its pid vanishes at once.
+    eventually(lambda: not psutil.pid_exists(info["pid"]), 10, "the browser's pid to vanish")
     assert (state / "profiles" / "svc.wasup").stat().st_uid == NOBODY
     assert not any((run / "profiles").iterdir()), "no plaintext profile left after stop"
     subprocess.run(["rm", "-rf", str(root)], check=True)

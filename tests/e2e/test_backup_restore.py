@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_whatsapp import ALICE, BOB, ctl, link_by_qr, start, state
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 WASUPD = [sys.executable, "-m", "wasupd.daemon"]
 
@@ -46,7 +46,7 @@ def test_backup_of_a_running_session_restores_its_link_and_outbox(
     )
     assert done.returncode == 0, done.stderr
     d.start()
-    wait_until(lambda: state(d, "alice") == "connected", 90, "alice connected after restore")
+    eventually(lambda: state(d, "alice") == "connected", 90, "alice connected after restore")
     history = d.call("session.get", name="alice", history=4)["history"]
     assert "qr" not in [h["to"] for h in history], history
     assert sim.call("devices", phone=ALICE) == devices

@@ -25,7 +25,8 @@ import zxingcpp
 from PIL import Image
 
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import SimProcess, wait_until
+from tests.helpers.sim import SimProcess
+from tests.helpers.waiting import eventually
 from wasupctl.render import qr_from_text
 
 ALICE, BOB = "15550001111", "15550002222"
@@ -337,7 +338,7 @@ def test_restart_restores_without_new_qr(
     sim = sim_factory(accounts=[ALICE])
     d = start(daemon_factory, sim)
     link_by_qr(d, sim, "keep", ALICE, tmp_path)
-    wait_until(lambda: (d.state_dir / "profiles" / "keep.wasup").exists(), 15, "sealed archive")
+    eventually(lambda: (d.state_dir / "profiles" / "keep.wasup").exists(), 15, "sealed archive")
     assert d.stop() == 0
     d.start()
     w = Watch(d, sessions=["keep"])
@@ -357,7 +358,7 @@ def test_remote_logout_wipes_profile_after_browser_exit(
     sim = sim_factory(accounts=[ALICE])
     d = start(daemon_factory, sim)
     link_by_qr(d, sim, "bye", ALICE, tmp_path)
-    wait_until(lambda: (d.state_dir / "profiles" / "bye.wasup").exists(), 15, "sealed archive")
+    eventually(lambda: (d.state_dir / "profiles" / "bye.wasup").exists(), 15, "sealed archive")
     w = Watch(d, sessions=["bye"], types=["state"])
     try:
         sim.call("logout", phone=ALICE)

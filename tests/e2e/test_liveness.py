@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_linking import ALICE, BOB, Watch, ctl, history, link_by_qr, start
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 # Small but realistic proportions: silence 1 s, checks every 0.25 s, probe answer within 1 s.
 HEALTH = {"silence_timeout": 1.0, "probe_interval": 0.5, "probe_timeout": 1.0}
@@ -44,7 +44,7 @@ def test_silent_stall_detected_and_recovered(
     assert out.returncode == 0, out.stderr
     assert "after the stall" in [m["body"] for m in sim.call("received", phone=BOB)]
     sim.call("inject", to=ALICE, **{"from": BOB}, text="and back")
-    wait_until(
+    eventually(
         lambda: any(m["body"] == "and back" for m in d.call("inbox.list", session="quiet")),
         15,
         "reply after recovery",

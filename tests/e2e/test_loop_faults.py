@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_whatsapp import link_by_qr
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 FAULTS = Path(__file__).resolve().parents[1] / "fakes" / "loop_faults"
 LOOPS = ("state_follower", "sender", "webhook_worker", "retention", "checkpoints", "reaper")
@@ -43,7 +43,7 @@ def test_each_loop_survives_an_unexpected_exception(
         seen = Counter(calls.read_text().split())
         return seen if all(seen[loop] >= 2 for loop in LOOPS) else None
 
-    seen = wait_until(all_ran_again, 60, "every loop to run again after its fault")
+    seen = eventually(all_ran_again, 60, "every loop to run again after its fault")
     assert set(seen) == set(LOOPS)
     assert d.call("daemon.status")["pid"] == d.proc.pid  # type: ignore[union-attr]
     log = d.log()
@@ -51,7 +51,7 @@ def test_each_loop_survives_an_unexpected_exception(
         assert f'"loop": "{loop}"' in log and '"loop_fault"' in log, loop
     assert '"checkpoint_failed"' in log and "injected fault in checkpoints" in log
     msg = d.call("message.send", to=BOB, text="after the faults", session="alice")
-    wait_until(
+    eventually(
         lambda: d.call("message.get", id=msg["id"])["state"] in ("sent", "delivered", "read"),
         30,
         "the message sent by the sender that faulted",

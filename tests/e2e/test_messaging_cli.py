@@ -21,7 +21,8 @@ from tests.e2e.test_linking import (
     start,
 )
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import SimProcess, wait_until
+from tests.helpers.sim import SimProcess
+from tests.helpers.waiting import eventually
 
 CAROL = "15550003333"  # registered, never linked
 TEXT = "first line ünïcödé 🎉\nsecond line\n\n\ttab and trailing space \n"
@@ -56,7 +57,7 @@ def test_send_by_argument_stdin_and_lines_arrives_exactly(
     out = ctl(d, "send", "--from", "alice", BOB, "--lines", "--wait", "sent", stdin=lines.encode())
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.split()) == 3  # one id per message; the empty line is no message
-    wait_until(lambda: len(bodies(sim, BOB)) >= 6, 15, "6 messages at the phone")
+    eventually(lambda: len(bodies(sim, BOB)) >= 6, 15, "6 messages at the phone")
     assert bodies(sim, BOB) == ["by argument ✓", TEXT, "dash 🙂", "uno", "dos 👍🏽", "tres"]
 
 
@@ -79,7 +80,7 @@ def test_acks_move_the_stored_status(daemon_factory: Any, sim_factory: Any, tmp_
     out = ctl(d, "--json", "send", "--from", "alice", CAROL, "ack me", "--wait", "delivered")
     assert out.returncode == 0, out.stderr
     mid = json.loads(out.stdout.splitlines()[0])["id"]
-    wait_until(lambda: d.call("message.get", id=mid)["state"] == "read", 15, "read ack stored")
+    eventually(lambda: d.call("message.get", id=mid)["state"] == "read", 15, "read ack stored")
 
 
 def test_receive_shows_in_inbox_and_events(
@@ -91,7 +92,7 @@ def test_receive_shows_in_inbox_and_events(
     w = Watch(d, types=["message"])
     events = popen(d, "--json", "events", "--follow", "--type", "message")
     try:
-        wait_until(lambda: d.call("daemon.status")["subscribers"] >= 2, 15, "events subscriber")
+        eventually(lambda: d.call("daemon.status")["subscribers"] >= 2, 15, "events subscriber")
         text = "a reply ✓\nwith two lines 🎈"
         wa_id = sim.call("inject", to=ALICE, **{"from": BOB}, text=text)
         w.until(lambda e: e["body"] == text, 15, "message event")
@@ -124,7 +125,7 @@ def test_events_follow_ends_cleanly(daemon_factory: Any, sim_factory: Any) -> No
         stderr=subprocess.PIPE,
     )
     try:
-        wait_until(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
+        eventually(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
         for i in range(3):  # the first event ends head; the next write meets the closed pipe
             ctl(d, "session", "create", f"s{i}", "--no-start")
             ctl(d, "session", "rm", f"s{i}")
@@ -136,7 +137,7 @@ def test_events_follow_ends_cleanly(daemon_factory: Any, sim_factory: Any) -> No
 
     follow = popen(d, "events", "--follow")
     try:
-        wait_until(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
+        eventually(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
         follow.send_signal(signal.SIGINT)
         assert follow.wait(15) == 130
         assert follow.stderr is not None and b"Traceback" not in follow.stderr.read()

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.e2e.test_whatsapp import link_by_qr, state
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import DaemonUnreachable, Timeout
 
 ALICE, BOB, CAROL, DAVE = "15550001111", "15550002222", "15550003333", "15550004444"
@@ -18,15 +18,16 @@ ALICE, BOB, CAROL, DAVE = "15550001111", "15550002222", "15550003333", "15550004
 
 def send_retrying(d: DaemonProcess, **params: Any) -> dict[str, Any]:
     """What a careful script does: retry with the same idempotency key until the daemon answers."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            return d.call("message.send", timeout=30, **params)  # type: ignore[no-any-return]
-        except (DaemonUnreachable, Timeout):
-            assert time.monotonic() < deadline, "daemon did not come back"
-            if d.proc is not None and d.proc.poll() is not None:
-                d.start()
-            time.sleep(0.1)  # the daemon is restarting (bounded by the deadline)
+
+    def attempt() -> dict[str, Any]:
+        if d.proc is not None and d.proc.poll() is not None:
+            d.start()  # it was killed: bring it back, as the unit's Restart= would
+        return d.call("message.send", timeout=30, **params)  # type: ignore[no-any-return]
+
+    return eventually(  # type: ignore[no-any-return]
+        attempt, 120, "the daemon to come back and answer message.send",
+        interval=0.1, ignore=(DaemonUnreachable, Timeout),
+    )  # fmt: skip
 
 
 def test_kill9_during_burst_every_message_exactly_once(
@@ -37,7 +38,7 @@ def test_kill9_during_burst_every_message_exactly_once(
     sim = sim_factory(accounts=[ALICE, BOB])
     d = daemon_factory(browser={"url": sim.url}, restart={"backoff_initial": 0.2})
     link_by_qr(d, sim, "alice", ALICE, tmp_path)
-    wait_until(
+    eventually(
         lambda: (d.state_dir / "profiles" / "alice.wasup").exists(), 15, "checkpoint after linking"
     )
     rng = random.Random(11)
@@ -55,7 +56,7 @@ def test_kill9_during_burst_every_message_exactly_once(
         time.sleep(rng.uniform(0.05, 0.6))  # a random point in the sending
         d.kill9()
         d.start()
-    wait_until(lambda: state(d, "alice") == "connected", 60, "alice back after restarts")
+    eventually(lambda: state(d, "alice") == "connected", 60, "alice back after restarts")
     assert len(set(ids)) == 200
     # A repeated key returns the first message, never a second send.
     again = d.call("message.send", to=BOB, text="burst 005", session="alice", idempotency_key="k5")
@@ -69,7 +70,7 @@ def test_kill9_during_burst_every_message_exactly_once(
         ]
         return len(done) == 200
 
-    wait_until(all_sent, 120, "all 200 sent")
+    eventually(all_sent, 120, "all 200 sent")
     counts = Counter(m["body"] for m in sim.call("received", phone=BOB))
     assert set(counts) == {f"burst {i:03d}" for i in range(200)}
     assert [b for b, n in counts.items() if n != 1] == []
@@ -86,7 +87,7 @@ def test_pool_spreads_sticks_and_survives_a_logout(
     for name, phone in (("a", ALICE), ("c", CAROL), ("d", DAVE)):
         link_by_qr(d, sim, name, phone, tmp_path)
     sim.call("inject", to=CAROL, **{"from": contacts[0]}, text="hello carol")
-    wait_until(lambda: d.call("inbox.list", session="c"), 15, "reply stored")
+    eventually(lambda: d.call("inbox.list", session="c"), 15, "reply stored")
     pinned = d.call("message.send", to=contacts[0], text="pinned", session="auto")
     assert pinned["session"] == "c"
 
@@ -97,7 +98,7 @@ def test_pool_spreads_sticks_and_survives_a_logout(
         )
         if i == 150:
             sim.call("logout", phone=DAVE)
-    wait_until(lambda: state(d, "d") == "logged_out", 30, "d logged out")
+    eventually(lambda: state(d, "d") == "logged_out", 30, "d logged out")
 
     def settled() -> list[dict[str, Any]]:
         # Nothing queued, and nothing being sent by a live session (a send in progress is not
@@ -106,7 +107,7 @@ def test_pool_spreads_sticks_and_survives_a_logout(
         busy = [m for m in rows if m["state"] == "sending" and m["session"] != "d"]
         return rows if all(m["state"] != "queued" for m in rows) and not busy else []
 
-    rows = wait_until(settled, 90, "pool drained")
+    rows = eventually(settled, 90, "pool drained")
     # Only a send cut off by the logout itself stays "sending" (delivery unknown until that number
     # is linked again and the page can be asked): it is never handed to another session to be sent twice.
     in_flight = [m for m in rows if m["state"] not in ("sent", "delivered", "read")]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_whatsapp import ALICE, BOB, ctl, link_by_qr
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 NOBODY = "15559998888"  # not an account of the simulator
 
@@ -30,7 +30,7 @@ def test_real_pacing_jitter_minute_limit_and_cli(
     ids = [
         d.call("message.send", to=BOB, text=f"paced {i}", session="alice")["id"] for i in range(5)
     ]
-    wait_until(
+    eventually(
         lambda: d.call("message.get", id=ids[4])["wait_reason"] == "4 per minute reached",
         30,
         "the 5th message held by the minute limit",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_whatsapp import ALICE, BOB, ctl, link_by_qr
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from tests.helpers.webhooks import SECRET, Receiver
 
 
@@ -36,15 +36,15 @@ def test_webhooks_signed_retried_and_complete_across_restart(
             ctl(d, "send", BOB, "hello", "--from", "alice", "--wait", "delivered").returncode == 0
         )
         sim.call("inject", to=ALICE, **{"from": BOB}, text="reply 0")
-        wait_until(lambda: _settled(d), 30, "first deliveries")
+        eventually(lambda: _settled(d), 30, "first deliveries")
         first = rx.by_id()
         assert any(len(reqs) >= 2 for reqs in first.values()), "a 500 was retried with its id"
 
         rx.stop()  # the receiver goes down; events keep coming; the daemon is killed
         for i in (1, 2, 3):
             sim.call("inject", to=ALICE, **{"from": BOB}, text=f"reply {i}")
-        wait_until(lambda: len(d.call("inbox.list", session="alice")) == 4, 30, "inbox")
-        wait_until(
+        eventually(lambda: len(d.call("inbox.list", session="alice")) == 4, 30, "inbox")
+        eventually(
             lambda: len(d.call("webhooks.list", state="pending", limit=100)) >= 3,
             30,
             "deliveries queued while the receiver is down",
@@ -52,7 +52,7 @@ def test_webhooks_signed_retried_and_complete_across_restart(
         d.kill9()
         d.start()
         rx2 = Receiver([], port=rx.port)
-        wait_until(lambda: _settled(d), 60, "deliveries after the restart")
+        eventually(lambda: _settled(d), 60, "deliveries after the restart")
     finally:
         for r in (rx, rx2):
             if r is not None and r.thread.is_alive():

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 
 
 def states(d: DaemonProcess) -> dict[str, dict[str, Any]]:
@@ -61,7 +61,7 @@ def fleet(daemon_factory: Any, sim_factory: Any, n: int, **sections: Any) -> Dae
     )
     for i in range(n):
         d.call("session.create", name=f"s{i:02d}")
-    wait_until(
+    eventually(
         lambda: all(s["state"] == "qr" for s in states(d).values()),
         180,
         f"{n} sessions showing a QR",
@@ -77,7 +77,7 @@ def test_twenty_sessions_start_and_stop(daemon_factory: Any, sim_factory: Any) -
         d.call("session.stop", name=name)
     assert all(s["state"] == "stopped" for s in states(d).values())
     assert not profile_processes(d)
-    wait_until(lambda: not zombies_of(d.proc.pid), 5, "no zombies")  # type: ignore[union-attr]
+    eventually(lambda: not zombies_of(d.proc.pid), 5, "no zombies")  # type: ignore[union-attr]
 
 
 @pytest.mark.timeout(480)
@@ -95,7 +95,7 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
     rng = random.Random(1)
     kills = 0
     while kills < 200:
-        ready = wait_until(
+        ready = eventually(
             lambda: [s for s in states(d).values() if s["state"] == "qr" and s["pid"]],
             60,
             "a live session",
@@ -111,10 +111,10 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
         except psutil.NoSuchProcess:
             continue
         if kills % 50 == 0:  # let the fleet settle now and then
-            wait_until(
+            eventually(
                 lambda: all(x["state"] == "qr" for x in states(d).values()), 120, "fleet recovered"
             )
-    wait_until(
+    eventually(
         lambda: all(x["state"] == "qr" for x in states(d).values()), 120, "every session back"
     )
     # A helper whose parent (a zygote) was killed is adopted by the daemon but keeps serving its
@@ -123,7 +123,7 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
     groups = {s["pid"] for s in states(d).values()}
     strays = [p.pid for p in profile_processes(d) if _pgid(p.pid) not in groups | {None}]
     assert not strays, f"orphans: {strays}"
-    wait_until(lambda: not zombies_of(d.proc.pid), 10, "no zombies")  # type: ignore[union-attr]
+    eventually(lambda: not zombies_of(d.proc.pid), 10, "no zombies")  # type: ignore[union-attr]
 
 
 def test_stopped_browser_is_killed_and_restarted(daemon_factory: Any, sim_factory: Any) -> None:
@@ -138,7 +138,7 @@ def test_stopped_browser_is_killed_and_restarted(daemon_factory: Any, sim_factor
     pid = states(d)["s00"]["pid"]
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
-    wait_until(lambda: states(d)["s00"]["pid"] not in (pid, None), 30, "a new browser")
+    eventually(lambda: states(d)["s00"]["pid"] not in (pid, None), 30, "a new browser")
     assert (
         time.monotonic() - t0 < 3.0 + 3.0 + 6.0
     )  # hang_timeout + stop_timeout + check and restart
@@ -154,7 +154,7 @@ def test_daemon_kill9_restart_cleans_and_restores(daemon_factory: Any, sim_facto
     assert old
     d.kill9()
     d.start()
-    wait_until(
+    eventually(
         lambda: all(s["state"] == "qr" for s in states(d).values()) and len(states(d)) == 3,
         120,
         "restored sessions",

@@ -12,7 +12,8 @@ import zxingcpp
 from PIL import Image
 
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import SimProcess, wait_until
+from tests.helpers.sim import SimProcess
+from tests.helpers.waiting import eventually
 
 ALICE, BOB = "15550001111", "15550002222"
 CTL = [sys.executable, "-m", "wasupctl.app"]
@@ -51,7 +52,7 @@ def link_by_qr(d: DaemonProcess, sim: SimProcess, name: str, phone: str, tmp: Pa
     assert payload == d.call("session.qr", name=name)["payload"]
     assert payload.count(",") == 4 and payload.startswith("2@")
     sim.call("scan", payload=payload, phone=phone)
-    wait_until(lambda: state(d, name) == "connected", 30, f"{name} connected")
+    eventually(lambda: state(d, name) == "connected", 30, f"{name} connected")
 
 
 def test_link_send_receive_restart_without_qr(
@@ -91,9 +92,9 @@ def test_link_send_receive_restart_without_qr(
         stdout=subprocess.PIPE,
     )
     try:
-        wait_until(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
+        eventually(lambda: d.call("daemon.status")["subscribers"] >= 1, 15, "events subscriber")
         sim.call("inject", to=ALICE, **{"from": BOB}, text="a reply ✓")
-        inbox = wait_until(lambda: d.call("inbox.list", session="alice"), 15, "inbox message")
+        inbox = eventually(lambda: d.call("inbox.list", session="alice"), 15, "inbox message")
         assert inbox[-1]["body"] == "a reply ✓" and inbox[-1]["sender"] == f"{BOB}@c.us"
         line = events.stdout.readline()  # type: ignore[union-attr]
         assert json.loads(line)["body"] == "a reply ✓"
@@ -112,7 +113,7 @@ def test_link_send_receive_restart_without_qr(
     assert not list((d.runtime_dir / "profiles").iterdir())
 
     d.start()
-    wait_until(lambda: state(d, "alice") == "connected", 60, "restored session connected")
+    eventually(lambda: state(d, "alice") == "connected", 60, "restored session connected")
     hist = d.call("session.get", name="alice", history=4)["history"]
     assert [h["to"] for h in hist[-3:]] == ["starting", "syncing", "connected"] or "qr" not in [
         h["to"] for h in hist[-3:]

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 import tomli_w
 
+from tests.helpers import chromium
+from tests.helpers.waiting import NotYet, eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
 from wasupd.rpc.client import Client
@@ -41,6 +42,8 @@ class DaemonProcess:
     root: Path
     config: dict[str, Any]
     proc: subprocess.Popen[bytes] | None = None
+    key: bool = True  # write the key file before the first start (as an operator would)
+    uid: int | None = None  # run the daemon as this user (it then owns `root`), not as ours
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,29 +77,49 @@ class DaemonProcess:
         """Spawn `wasupd --config ...` and wait until it answers `daemon.status`."""
         self.write_config()
         key = Path(self.config["profiles"]["key_file"])
-        if not key.exists():
+        if self.key and not key.exists():
             generate_key_file(key)
         log = open(self.log_path, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasupd.daemon", "--config", str(self.config_path)],
+            [
+                *self._as_user(env),
+                sys.executable,
+                "-m",
+                "wasupd.daemon",
+                "--config",
+                str(self.config_path),
+            ],
             stdout=log,
             stderr=log,
             env=env,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with Client(self.socket, timeout=2) as c:
-                    c.call("daemon.status")
-                return self
-            except WasupError:
-                time.sleep(0.05)  # polling for readiness of another process, bounded
-        raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
+        try:
+            eventually(self._answers, timeout, "daemon.status to answer", ignore=(WasupError,))
+        except NotYet as exc:
+            raise AssertionError(f"daemon not ready: {exc}\n{self.log()}") from None
+        return self
+
+    def _answers(self) -> bool:
+        """One readiness probe; AssertionError (not retried) once the daemon has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+        with Client(self.socket, timeout=2) as c:
+            c.call("daemon.status")
+        return True
+
+    def _as_user(self, env: dict[str, str]) -> list[str]:
+        """The `setpriv` prefix that runs the daemon as `uid` (which is given `root`), or []."""
+        if self.uid is None or self.uid == os.geteuid():
+            return []
+        for dirpath, _, files in os.walk(self.root):
+            for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                os.chown(name, self.uid, self.uid)
+        env["HOME"] = str(self.root)
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]
 
     def client(self, timeout: float = 30.0) -> Client:
         """A blocking client on the socket."""
@@ -110,19 +133,24 @@ class DaemonProcess:
     def wait_state(self, name: str, state: str, timeout: float) -> dict[str, Any]:
         """Poll until session `name` is in `state`; its record. On timeout the AssertionError
         carries the session's recent transitions, so a CI failure says where it got stuck."""
-        deadline = time.monotonic() + timeout
-        while True:
-            info: dict[str, Any] = self.call("session.get", name=name, history=0)
-            if info["state"] == state:
-                return info
-            if time.monotonic() >= deadline:
-                history = self.call("session.get", name=name, history=20)["history"]
-                steps = "\n".join(f"  {h['from']} -> {h['to']}: {h['reason']}" for h in history)
-                raise AssertionError(
-                    f"session {name!r} not {state!r} after {timeout} s "
-                    f"(now {info['state']!r}: {info['reason']}); transitions:\n{steps}"
+        try:
+            return dict(
+                eventually(
+                    lambda: self.call("session.get", name=name, history=0),
+                    timeout,
+                    f"session {name!r} to be {state!r}",
+                    ok=lambda info: info["state"] == state,
+                    interval=0.1,
                 )
-            time.sleep(0.1)  # polling another process's state, bounded by `timeout`
+            )
+        except NotYet as exc:
+            history = self.call("session.get", name=name, history=20)["history"]
+            steps = "\n".join(f"  {h['from']} -> {h['to']}: {h['reason']}" for h in history)
+            now = exc.last
+            raise AssertionError(
+                f"session {name!r} not {state!r} after {timeout} s "
+                f"(now {now['state']!r}: {now['reason']}); transitions:\n{steps}"
+            ) from None
 
     def log_tail(self, lines: int = 60) -> str:
         """The last `lines` lines of the daemon's log."""
@@ -165,7 +193,7 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
             "start_stagger": 0.1,
         },
         "browser": {
-            "executable": shutil.which("chromium") or "chromium",
+            "executable": chromium.executable(),
             "start_timeout": 30.0,
             "stop_timeout": 5.0,
         },
@@ -180,12 +208,15 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
 @pytest.fixture
 def daemon_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
     """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown.
+    `key=False` starts it without a key file, `uid=N` as user N (needs root).
     When the test failed, each daemon's log tail is printed (pytest shows it with the failure)."""
     made: list[DaemonProcess] = []
 
-    def factory(start: bool = True, **sections: dict[str, Any]) -> DaemonProcess:
+    def factory(
+        start: bool = True, key: bool = True, uid: int | None = None, **sections: dict[str, Any]
+    ) -> DaemonProcess:
         root, runtime, state = make_dirs()
-        d = DaemonProcess(root, base_config(runtime, state, **sections))
+        d = DaemonProcess(root, base_config(runtime, state, **sections), key=key, uid=uid)
         made.append(d)
         return d.start() if start else d
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.daemon import DaemonProcess
+from tests.helpers.service_env import ServiceEnv
 from wasupd.profiles import archive
 from wasupd.profiles.keys import load_keyring
 
@@ -245,9 +246,10 @@ def test_retiring_old_keys_waits_for_rekey_and_guards_backups(
     assert list(load_keyring(key).keys) == [new]
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the service user")
 def test_restore_as_the_service_user_while_systemd_removed_the_runtime_dir(
-    daemon_factory: Any, tmp_path: Path
+    daemon_factory: Any, tmp_path: Path, service_env: ServiceEnv
 ) -> None:
     """The documented `runuser -u wasupd -- wasupd restore DIR` after `systemctl stop`: the
     runtime dir is gone and the user may not create it; the restore locks the state dir."""
@@ -260,9 +262,10 @@ def test_restore_as_the_service_user_while_systemd_removed_the_runtime_dir(
     d.root.chmod(0o755)
     d.config_path.chmod(0o644)
     d.runtime_dir.parent.chmod(0o755)  # the service user cannot create the runtime dir in it
-    service_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_service_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    wasupd = [*as_service_user, *service_env.wasupd]
     out = subprocess.run(
-        [*service_user, *WASUPD, "--config", str(d.config_path), "restore", str(backup)],
+        [*wasupd, "--config", str(d.config_path), "restore", str(backup)],
         capture_output=True,
         text=True,
         timeout=120,

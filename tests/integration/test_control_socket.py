@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.daemon import DaemonProcess
+from tests.helpers.waiting import eventually
 from wasupd.errors import Busy, DaemonUnreachable, SessionNotFound
 
 WASUPCTL = [sys.executable, "-m", "wasupctl.app"]
@@ -46,14 +47,14 @@ def raw_exchange(
 
 def connect_patiently(s: socket.socket, path: Path, timeout: float = 30) -> None:
     """connect(), retrying while the listen backlog is full (EAGAIN on a loaded machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            s.connect(str(path))
-            return
-        except BlockingIOError:
-            assert time.monotonic() < deadline, "the daemon never accepted the connection"
-            time.sleep(0.01)  # the backlog drains as the daemon accepts; bounded by the deadline
+    # The backlog drains as the daemon accepts.
+    eventually(
+        lambda: s.connect(str(path)) is None,
+        timeout,
+        "the daemon to accept the connection",
+        interval=0.01,
+        ignore=(BlockingIOError,),
+    )
 
 
 def ctl(
@@ -258,6 +259,7 @@ def test_fuzzed_requests_always_get_a_reply(
     assert ("result" in replies[0]) != ("error" in replies[0])
 
 
+@pytest.mark.service_user
 @pytest.mark.parametrize("pause", [0.0, 0.3])
 def test_unauthorized_peer_is_refused_and_logged(daemon_factory: Any, pause: float) -> None:
     """A peer with another uid, past the file permissions, is refused by SO_PEERCRED and logged;
@@ -334,9 +336,7 @@ def test_sigterm_during_traffic_exits_cleanly(daemon_factory: Any) -> None:
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 10
-    while outcomes.count("ok") < 200 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: outcomes.count("ok"), 30, "200 answered calls", ok=lambda n: n >= 200)
     assert d.stop() == 0
     stop.set()
     for t in threads:
@@ -379,6 +379,7 @@ def test_help_is_fast() -> None:
     assert min(times) < 0.5, times
 
 
+@pytest.mark.service_user
 def test_socket_group_member_is_served_through_the_file_permissions(daemon_factory: Any) -> None:
     """A different uid that is a member of `daemon.socket_group` passes the 0750 directory, the
     0660 socket and SO_PEERCRED: what a sysadmin in the `wasupd` group relies on."""

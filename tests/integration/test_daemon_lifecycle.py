@@ -9,13 +9,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.daemon import DaemonProcess
+from tests.helpers.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 WASUPD = [sys.executable, "-m", "wasupd.daemon"]
@@ -101,15 +102,20 @@ def test_sd_notify_ready_watchdog_status_stopping(daemon_factory: Any) -> None:
     log.close()
     try:
         msgs: list[str] = []
-        deadline = time.monotonic() + 20
-        while not any("WATCHDOG=1" in m for m in msgs) and time.monotonic() < deadline:
-            msgs.append(nsock.recv(4096).decode())
+
+        def receive() -> list[str]:
+            msgs.append(nsock.recv(4096).decode())  # blocks for the next datagram (20 s at most)
+            return msgs
+
+        def heard(word: str) -> Callable[[list[str]], bool]:
+            return lambda got: any(word in m for m in got)
+
+        eventually(receive, 20, "WATCHDOG=1", ok=heard("WATCHDOG=1"), interval=0)
         assert "READY=1" in msgs[0] and "STATUS=" in msgs[0]
         assert d.socket.exists()  # READY only after the socket is bound
         assert any("WATCHDOG=1" in m for m in msgs)
         d.proc.send_signal(signal.SIGTERM)
-        while not any("STOPPING=1" in m for m in msgs):
-            msgs.append(nsock.recv(4096).decode())
+        eventually(receive, 30, "STOPPING=1", ok=heard("STOPPING=1"), interval=0)
         assert d.proc.wait(30) == 0
     finally:
         nsock.close()
@@ -122,9 +128,7 @@ def test_sighup_reloads_live_keys_and_names_restart_keys(daemon_factory: Any) ->
     d.config["browser"]["url"] = "http://127.0.0.1:1/"
     d.write_config()
     d.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 20
-    while '"config_reloaded"' not in d.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(d.log, 20, "config_reloaded in the log", ok=lambda log: '"config_reloaded"' in log)
     line = next(ln for ln in d.log().splitlines() if '"config_reloaded"' in ln)
     assert "limits.max_sessions" in line and "browser.url" in line
     assert d.call("daemon.reload") == {"applied": [], "need_restart": ["browser.url"]}

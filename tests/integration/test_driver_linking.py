@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import chromium
 from wasupd.browser import driver as driver_module
 from wasupd.browser import whatsapp as wa
 from wasupd.browser.driver import WhatsAppDriver, classify, script_source
@@ -25,7 +26,7 @@ from wasupd.config import Config, parse_config
 from wasupd.errors import BrowserError
 from wasupd.services import build_request
 from wasupd.sim import SimServer
-from wasupd.supervision.process import ChromiumHandle, ChromiumLauncher
+from wasupd.supervision.process import ChromiumHandle
 from wasupd.supervision.runner import SessionOptions
 from wasupd.supervision.seams import DriverReport
 
@@ -101,7 +102,7 @@ def make_config(url: str, **sections: dict[str, Any]) -> Config:
 async def launch(config: Config, profile: Path, name: str = "t") -> ChromiumHandle:
     """Chromium for `profile`, launched like the daemon does (pipe, flags, own group)."""
     request = build_request(config, name, profile, SessionOptions())
-    return await ChromiumLauncher(profile.parent / "logs").launch(request)
+    return await chromium.launch(request)
 
 
 @contextlib.asynccontextmanager

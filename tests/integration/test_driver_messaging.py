@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.waiting import eventually_async
 from tests.integration.test_driver_linking import A, B, Rig, rig
 from wasupd.addressing import parse_recipient
 from wasupd.errors import InvalidArgument, NotOnWhatsApp
@@ -23,10 +24,13 @@ async def until_received(
     r: Rig, phone: str, count: int, timeout: float = 10.0
 ) -> list[dict[str, object]]:
     """Wait (bounded) until `phone` has at least `count` messages; them."""
-    async with asyncio.timeout(timeout):
-        while len(got := await received(r, phone)) < count:
-            await asyncio.sleep(0.005)  # polling the simulator's record, bounded above
-    return got
+    return await eventually_async(  # type: ignore[no-any-return]
+        lambda: received(r, phone),
+        timeout,
+        f"{count} messages at {phone}",
+        ok=lambda got: len(got) >= count,
+        interval=0.005,
+    )
 
 
 def test_recipients_are_normalised() -> None:

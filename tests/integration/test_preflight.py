@@ -15,6 +15,7 @@ import pytest
 import tomli_w
 
 from tests.helpers.daemon import base_config, make_dirs
+from tests.helpers.service_env import ServiceEnv
 from wasupd.profiles.keys import generate_key_file
 from wasupd.store.db import SCHEMA_VERSION, Database
 from wasupd.store.sessions import SessionRepo
@@ -34,13 +35,13 @@ def setup(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Path, dict[str, A
     return path, cfg
 
 
-def check(config: Path) -> tuple[int, dict[str, str]]:
-    """Run `wasupd check`; its exit status and {what: "LEVEL detail"} per line."""
+def check(config: Path, python: Path | None = None) -> tuple[int, dict[str, str]]:
+    """Run `wasupd check` (with `python`, else this interpreter); its exit status and
+    {what: "LEVEL detail"} per line."""
+    # -P: `-m` would import from the cwd (this checkout) first.
+    wasupd = [str(python), "-P", "-m", "wasupd.daemon"] if python else WASUPD
     out = subprocess.run(
-        [*WASUPD, "--config", str(config), "check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [*wasupd, "--config", str(config), "check"], capture_output=True, text=True, timeout=60
     )
     lines: dict[str, str] = {}
     for line in out.stdout.splitlines():
@@ -81,6 +82,33 @@ def test_missing_and_loose_keys_fail_with_the_fix(tmp_path: Path) -> None:
     key.unlink()
     code, lines = check(config)
     assert code == 1 and f"wasupd keygen {key}" in lines["profile key"]
+
+
+def test_a_users_missing_key_warns_it_will_be_created_unless_something_is_sealed() -> None:
+    """A user's own daemon (here `nobody`, or ourselves when not root) with no key: WARN that
+    it is created at first start, exit 0; with a sealed profile present: FAIL naming keygen."""
+    root = make_dirs()[0]
+    try:
+        config, cfg = setup(root)
+        key = Path(cfg["profiles"]["key_file"])
+        key.unlink()
+        as_user: list[str] = []
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "nobody:nogroup", str(root)], check=True)
+            as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = [*as_user, *WASUPD, "--config", str(config), "check"]
+        fresh = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        (root / "state" / "profiles").mkdir()
+        (root / "state" / "profiles" / "old.wasup").write_bytes(b"sealed")
+        os.chown(root / "state" / "profiles", os.stat(root).st_uid, -1)
+        sealed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(root)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert f"WARN profile key: {key} will be created at first start; keep a copy" in fresh.stdout
+    assert sealed.returncode == 1, sealed.stdout + sealed.stderr
+    assert f"FAIL profile key: profile key {key} does not exist" in sealed.stdout
+    assert f"`wasupd keygen {key}`" in sealed.stdout
 
 
 def test_broken_browsers_fail(tmp_path: Path) -> None:
@@ -154,8 +182,9 @@ def test_sandbox_on_as_root_fails(tmp_path: Path) -> None:
     assert code == 1 and "run wasupd as its own non-root user" in lines["sandbox"]
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
-def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
+def test_as_an_unprivileged_user_missing_system_dirs_only_warn(service_env: ServiceEnv) -> None:
     """As `nobody`: dirs it cannot create are left to systemd (WARN), its own key is OK; a
     state dir it may not enter is a FAIL that says to run the check as the daemon's user."""
     root = make_dirs()[0]  # under /tmp: pytest's own temp root is private to root
@@ -173,7 +202,7 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
         config.chmod(0o644)
         nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         out = subprocess.run(
-            [*nobody, *WASUPD, "--config", str(config), "check"],
+            [*nobody, *service_env.wasupd, "--config", str(config), "check"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -183,7 +212,7 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
         config2, _ = setup(root, daemon={"state_dir": str(private)})
         config2.chmod(0o644)
         denied = subprocess.run(
-            [*nobody, *WASUPD, "--config", str(config2), "check"],
+            [*nobody, *service_env.wasupd, "--config", str(config2), "check"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -197,3 +226,42 @@ def test_as_an_unprivileged_user_missing_system_dirs_only_warn() -> None:
     assert "the systemd unit creates it at start" in out.stdout
     assert "OK   profile key" in out.stdout
     assert "root" not in out.stdout.split("sandbox: ", 1)[1].splitlines()[0]
+
+
+@pytest.mark.service_user
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check for another user")
+def test_an_install_the_service_user_cannot_reach_fails(service_env: ServiceEnv) -> None:
+    """Root checking for the owner of the state dir: an interpreter and a wasupd under a 0700
+    dir (a venv or pyenv under /root, a checkout in a `mktemp -d`) each FAIL and say how to
+    install instead; the same check from a venv that user can reach passes."""
+    root = make_dirs()[0]  # mkdtemp: 0700, like /root
+    try:
+        config, cfg = setup(root)
+        os.chown(cfg["daemon"]["state_dir"], 65534, -1)  # nobody is the service user
+        private = root / "venv"
+        subprocess.run(
+            ["/usr/bin/python3", "-m", "venv", "--without-pip", str(private)],
+            check=True,
+            timeout=60,
+        )
+        # This wasupd from a copy in the private dir, its dependencies from the service env.
+        shutil.copytree(service_env.site_packages / "wasupd", root / "src" / "wasupd")
+        site = next(private.glob("lib/python3.*/site-packages"))
+        (site / "deps.pth").write_text(f"{root / 'src'}\n{service_env.site_packages}\n")
+        code, lines = check(config, private / "bin" / "python")
+        reachable_code, reachable = check(config, service_env.python)
+    finally:
+        shutil.rmtree(root)
+    fix = "/usr/bin/python3 -m venv /opt/wasupd && /opt/wasupd/bin/pip install /path/to/wasupd"
+    assert code == 1, lines
+    for what in ("interpreter", "package"):
+        assert lines[what].startswith("FAIL"), lines[what]
+        assert (
+            f"the daemon's user nobody (uid 65534) may not enter {root} (drwx------"
+            in (lines[what])
+        )
+        assert lines[what].endswith(fix)
+    assert reachable_code == 0, reachable
+    python = f"{service_env.python} -> {service_env.python.resolve()}"
+    assert reachable["interpreter"] == f"OK {python}, usable by nobody (uid 65534)"
+    assert reachable["package"].startswith(f"OK {service_env.site_packages / 'wasupd'}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -13,10 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import chromium
+from tests.helpers.waiting import eventually_async
 from wasupd.errors import BrowserError
-from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.locks import clear_stale_singletons, lock_owner
-from wasupd.supervision.process import ChromiumLauncher, find_profile_processes
+from wasupd.supervision.process import find_profile_processes
 from wasupd.supervision.seams import LaunchRequest
 from wasupd.watchdogs.resources import TreeSampler, profile_named_by
 
@@ -25,20 +25,9 @@ FAKE = Path(__file__).resolve().parents[1] / "fakes" / "browser.py"
 
 def request(tmp: Path, mode: str | None, start_timeout: float = 30) -> LaunchRequest:
     """A launch of the real Chromium, or of the fake browser in `mode` wrapping it."""
-    profile = tmp / "profile"
-    args = build_args(build="full", profile_dir=profile, user_agent="UA")
-    if mode is None:
-        exe, argv = find_executable("", "full"), args
-    else:
-        exe, argv = sys.executable, [str(FAKE), mode, *args]
-    return LaunchRequest(
-        session="t",
-        profile_dir=profile,
-        executable=exe,
-        args=argv,
-        url="about:blank",
-        user_agent="UA",
-        start_timeout=start_timeout,
+    wrap = () if mode is None else (sys.executable, str(FAKE), mode)
+    return chromium.request(
+        tmp / "profile", session="t", user_agent="UA", start_timeout=start_timeout, wrap=wrap
     )
 
 
@@ -57,7 +46,7 @@ def assert_nothing_left(profile: Path, pids: list[int]) -> None:
 
 async def test_real_browser_starts_and_stops_cleanly(tmp_path: Path) -> None:
     """A real Chromium answers over the pipe, has a page, and closes via DevTools with exit 0."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, None))
+    h = await chromium.launch(request(tmp_path, None))
     pids = [p.pid for p in psutil.Process(h.pid).children(recursive=True)]
     assert await h.page.evaluate("1 + 1") == 2
     assert h.usage().processes >= 3
@@ -68,7 +57,7 @@ async def test_real_browser_starts_and_stops_cleanly(tmp_path: Path) -> None:
 
 async def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
     """A top process ignoring SIGTERM is SIGKILLed after stop_timeout; nothing remains."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "ignore_term"))
+    h = await chromium.launch(request(tmp_path, "ignore_term"))
     report = await h.stop(1.0)
     assert report.sent_sigterm and report.sent_sigkill
     assert report.exit_status == -9
@@ -77,7 +66,7 @@ async def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
 
 async def test_double_forked_grandchild_is_swept(tmp_path: Path) -> None:
     """A grandchild that left the process group is found by its profile dir and killed."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "double_fork"))
+    h = await chromium.launch(request(tmp_path, "double_fork"))
     escaped = [
         p.pid
         for p in find_profile_processes(h.profile_dir)
@@ -92,14 +81,14 @@ async def test_double_forked_grandchild_is_swept(tmp_path: Path) -> None:
 async def test_fast_exit_zero_is_a_failed_start(tmp_path: Path) -> None:
     """A browser that exits 0 at once did not start: BrowserError, nothing left."""
     with pytest.raises(BrowserError, match="exited with status 0 during start"):
-        await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "exit0"))
+        await chromium.launch(request(tmp_path, "exit0"))
     assert_nothing_left(tmp_path / "profile", [])
 
 
 async def test_browser_that_never_answers_times_out(tmp_path: Path) -> None:
     """No DevTools answer within start_timeout: BrowserError and the process is killed."""
     with pytest.raises(BrowserError, match="not ready within 2 s"):
-        await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "hang", start_timeout=2))
+        await chromium.launch(request(tmp_path, "hang", start_timeout=2))
     assert not [
         p
         for p in psutil.process_iter(["cmdline"])
@@ -109,14 +98,18 @@ async def test_browser_that_never_answers_times_out(tmp_path: Path) -> None:
 
 async def test_growing_memory_is_seen_between_exact_measures(tmp_path: Path) -> None:
     """A tree that keeps allocating shows it in the cheap samples, and an exact PSS agrees."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "memory"))
+    h = await chromium.launch(request(tmp_path, "memory"))
     try:
         sampler = TreeSampler(h.pid, h.profile_dir, pss_max_age=3600, discover_every=3600)
         first = sampler.sample()
         os.kill(h.pid, signal.SIGUSR1)  # the fake's cue to allocate 256 MiB
-        async with asyncio.timeout(20):
-            while (now := sampler.sample()).pss_bytes < first.pss_bytes + (240 << 20):
-                await asyncio.sleep(0.1)
+        now = await eventually_async(
+            sampler.sample,
+            20,
+            "the tree's PSS to grow by 240 MiB",
+            ok=lambda usage: usage.pss_bytes >= first.pss_bytes + (240 << 20),
+            interval=0.1,
+        )
         assert sampler.exact_samples == 1  # seen by the cheap estimate, not a new smaps walk
         exact = sampler.sample(exact=True)
         assert abs(exact.pss_bytes - now.pss_bytes) < 0.15 * exact.pss_bytes, (now, exact)
@@ -128,7 +121,7 @@ async def test_growing_memory_is_seen_between_exact_measures(tmp_path: Path) -> 
 async def test_sampler_says_which_samples_are_quick(tmp_path: Path) -> None:
     """quick() is true only when the next sample needs neither a /proc scan (discovery, a lost
     member) nor an exact PSS: those the runner sends to a thread."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "memory"))
+    h = await chromium.launch(request(tmp_path, "memory"))
     now = [1000.0]
     try:
         sampler = TreeSampler(
@@ -171,7 +164,7 @@ def test_profile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:
 
 async def test_fd_hog_shows_in_the_tree_sample(tmp_path: Path) -> None:
     """Thousands of fds inherited by the browser are counted."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path, "fds"))
+    h = await chromium.launch(request(tmp_path, "fds"))
     try:
         assert h.usage().fds > 3000
     finally:
@@ -182,9 +175,8 @@ async def test_fd_hog_shows_in_the_tree_sample(tmp_path: Path) -> None:
 async def test_stale_foreign_lock_fails_start_until_cleared(tmp_path: Path) -> None:
     """Chromium refuses a profile locked by a vanished host (exit 21); once the stale links are
     cleared, as the daemon does before every launch, the same profile starts."""
-    launcher = ChromiumLauncher(tmp_path / "logs")
     with pytest.raises(BrowserError, match="exited with status 21 during start"):
-        await launcher.launch(request(tmp_path, "stale_lock"))
+        await chromium.launch(request(tmp_path, "stale_lock"))
     profile = tmp_path / "profile"
     assert lock_owner(profile) == ("gone-container", 4242)
     assert sorted(clear_stale_singletons(profile)) == [
@@ -192,7 +184,7 @@ async def test_stale_foreign_lock_fails_start_until_cleared(tmp_path: Path) -> N
         "SingletonLock",
         "SingletonSocket",
     ]
-    h = await launcher.launch(request(tmp_path, None))
+    h = await chromium.launch(request(tmp_path, None))
     assert (await h.stop(5)).closed_via_devtools
     assert_nothing_left(profile, [h.pid])
 

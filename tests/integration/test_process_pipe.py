@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import chromium
 from wasupd.devtools.pipe import PipeClosed, PipeTransport
-from wasupd.supervision.launcher import build_args, find_executable
-from wasupd.supervision.process import ChromiumLauncher
-from wasupd.supervision.seams import LaunchRequest
 
 # A peer speaking the pipe protocol: reads NUL-framed messages on fd 3, echoes them on fd 4,
 # in odd-sized writes so frames arrive split across reads; exits on the message "bye".
@@ -107,18 +105,7 @@ async def test_unopened_transport_closes_its_fds() -> None:
 @pytest.mark.chromium
 async def test_large_screenshot_over_the_pipe(tmp_path: Path) -> None:
     """A screenshot of many MB (incompressible noise on a big viewport) arrives intact."""
-    profile = tmp_path / "p"
-    h = await ChromiumLauncher(tmp_path / "logs").launch(
-        LaunchRequest(
-            session="shot",
-            profile_dir=profile,
-            executable=find_executable("", "full"),
-            args=build_args(build="full", profile_dir=profile, user_agent=""),
-            url="about:blank",
-            user_agent="",
-            start_timeout=30,
-        )
-    )
+    h = await chromium.launch(chromium.request(tmp_path / "p", session="shot"))
     try:
         await h.page.setViewport({"width": 1600, "height": 1200})
         await h.page.evaluate(

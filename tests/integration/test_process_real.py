@@ -14,13 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import chromium
+from tests.helpers.waiting import eventually_async
 from wasupd.errors import BrowserError
 from wasupd.supervision import reaper
-from wasupd.supervision.launcher import build_args, find_executable
 from wasupd.supervision.process import (
     CLOSE_TIMEOUT,
     ChromiumHandle,
-    ChromiumLauncher,
     find_profile_processes,
     sweep_profile,
 )
@@ -31,16 +31,7 @@ pytestmark = pytest.mark.chromium
 
 def request(tmp: Path, name: str = "s") -> LaunchRequest:
     """A launch of the full build on a fresh profile under `tmp`."""
-    profile = tmp / name
-    return LaunchRequest(
-        session=name,
-        profile_dir=profile,
-        executable=find_executable("", "full"),
-        args=build_args(build="full", profile_dir=profile, user_agent="UA"),
-        url="about:blank",
-        user_agent="UA",
-        start_timeout=30,
-    )
+    return chromium.request(tmp / name, user_agent="UA")
 
 
 def helpers(h: ChromiumHandle, kind: str) -> list[psutil.Process]:
@@ -76,7 +67,7 @@ def subreaper() -> Iterator[None]:
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[ChromiumHandle]:
     """One ready browser, stopped (and checked) at the end whatever the test did to it."""
-    h = await ChromiumLauncher(tmp_path / "logs").launch(request(tmp_path))
+    h = await chromium.launch(request(tmp_path))
     try:
         yield h
     finally:
@@ -86,10 +77,9 @@ async def browser(tmp_path: Path) -> AsyncIterator[ChromiumHandle]:
 
 async def test_several_sessions_start_and_stop_concurrently(tmp_path: Path) -> None:
     """Four browsers start side by side, each with its own tree and page, and all stop cleanly."""
-    launcher = ChromiumLauncher(tmp_path / "logs")
     async with asyncio.timeout(60):
         handles = await asyncio.gather(
-            *(launcher.launch(request(tmp_path, f"s{i}")) for i in range(4))
+            *(chromium.launch(request(tmp_path, f"s{i}")) for i in range(4))
         )
     try:
         assert len({h.pid for h in handles}) == 4
@@ -172,16 +162,22 @@ async def test_helper_adopted_after_its_zygote_died_is_counted_and_stopped(
     gpu = [p for p in zygote.children() if "--type=gpu-process" in p.cmdline()]
     assert gpu, "the GPU process is a child of the unsandboxed zygote"
     zygote.kill()
-    async with asyncio.timeout(10):
-        while gpu[0].ppid() != os.getpid():
-            await asyncio.sleep(0.05)  # re-parenting happens as the zygote's exit is processed
+    # Re-parenting happens as the zygote's exit is processed.
+    await eventually_async(
+        gpu[0].ppid, 10, "the GPU process's adoption", ok=lambda ppid: ppid == os.getpid()
+    )
     await browser.ping(5)  # the browser lives on without that zygote
     assert gpu[0].is_running()
     alive = {p.pid for p in find_profile_processes(browser.profile_dir)}
     assert gpu[0].pid in alive
-    async with asyncio.timeout(10):
-        while browser.usage().processes != len(alive):
-            await asyncio.sleep(0.1)  # the zygote's loss makes the next sample rediscover
+    # The zygote's loss makes the next sample rediscover the tree.
+    await eventually_async(
+        lambda: browser.usage().processes,
+        10,
+        f"a usage sample counting {len(alive)} processes",
+        ok=lambda n: n == len(alive),
+        interval=0.1,
+    )
     await browser.stop(2.0)
     assert not gpu[0].is_running() or gpu[0].status() == psutil.STATUS_ZOMBIE
     assert not find_profile_processes(browser.profile_dir)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import psutil
 import pytest
 
+from tests.helpers.waiting import eventually_async
 from wasupd.supervision import reaper
 
 # Forks a grandchild in its own session (as a browser's helper is), exits at once so the
@@ -54,9 +55,8 @@ async def test_orphan_is_adopted_and_reaped_on_sigchld(running_reaper: reaper.Or
     )
     orphan = psutil.Process(int(maker.stdout))
     assert orphan.ppid() == os.getpid()  # re-parented to this subreaper, not to init
-    async with asyncio.timeout(10):
-        while psutil.pid_exists(orphan.pid):  # a zombie still exists: only reaping removes it
-            await asyncio.sleep(0.05)
+    # A zombie still exists: only reaping removes it.
+    await eventually_async(lambda: not psutil.pid_exists(orphan.pid), 10, "the orphan to be reaped")
     assert running_reaper.reaped_total >= 1
 
 
@@ -76,9 +76,13 @@ async def test_exited_child_is_seen_without_being_reaped() -> None:
     """`any_child_exited` peeks: it sees a zombie child, leaves its exit status to its owner,
     and is false again once the owner has reaped it."""
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])
-    async with asyncio.timeout(10):
-        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
-            await asyncio.sleep(0.01)
+    await eventually_async(
+        psutil.Process(child.pid).status,
+        10,
+        "the child to exit (a zombie)",
+        ok=lambda status: status == psutil.STATUS_ZOMBIE,
+        interval=0.01,
+    )
     assert reaper.any_child_exited()
     assert reaper.any_child_exited()  # still there: nothing was reaped
     assert child.wait(timeout=5) == 7  # the owner gets the real status

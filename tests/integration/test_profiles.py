@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.profiles import archive
 from wasupd.profiles.keys import generate_key_file, load_keyring
 
@@ -38,7 +38,7 @@ def test_wrong_and_missing_key_fail_and_leave_archive_untouched(
     key.rename(key.with_suffix(".old"))
     generate_key_file(key)
     d.call("session.start", name="k1")
-    info = wait_until(
+    info = eventually(
         lambda: (i := d.call("session.get", name="k1", history=0))["state"] == "failed" and i,
         30,
         "failed",
@@ -46,7 +46,7 @@ def test_wrong_and_missing_key_fail_and_leave_archive_untouched(
     assert "not in the key file" in info["reason"]
     key.unlink()
     d.call("session.start", name="k1")
-    info = wait_until(
+    info = eventually(
         lambda: (
             (i := d.call("session.get", name="k1", history=5))["history"][-1]["to"] == "failed"
             and i["history"][-2]["to"] == "starting"

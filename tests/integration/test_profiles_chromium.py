@@ -12,13 +12,13 @@ import psutil
 import pytest
 from aiohttp import web
 
+from tests.helpers import chromium
+from tests.helpers.waiting import eventually_async
 from wasupd.profiles import archive, snapshot
 from wasupd.profiles.keys import generate_key_file, keyring_loader, load_keyring
 from wasupd.profiles.lifecycle import SealedProfiles
 from wasupd.profiles.transfer import export_archive
-from wasupd.supervision.launcher import build_args, find_executable
-from wasupd.supervision.process import ChromiumHandle, ChromiumLauncher
-from wasupd.supervision.seams import LaunchRequest
+from wasupd.supervision.process import ChromiumHandle
 
 pytestmark = pytest.mark.chromium
 
@@ -92,17 +92,7 @@ def hooks_for(tmp: Path) -> SealedProfiles:
 async def launch(profile: Path, logs: Path) -> ChromiumHandle:
     """The daemon's own launcher and flags on `profile`."""
     async with asyncio.timeout(60):
-        return await ChromiumLauncher(logs).launch(
-            LaunchRequest(
-                session="s",
-                profile_dir=profile,
-                executable=find_executable("", "full"),
-                args=build_args(build="full", profile_dir=profile, user_agent=""),
-                url="",
-                user_agent="",
-                start_timeout=45,
-            )
-        )
+        return await chromium.launch(chromium.request(profile, session="s", start_timeout=45), logs)
 
 
 async def run_in_page(profile: Path, logs: Path, url: str, script: str) -> Any:
@@ -190,8 +180,12 @@ async def test_checkpoints_taken_while_the_page_writes_restore_consistently(
             await handle.page.goto(page_url)
             await handle.page.evaluate("() => { writer(); return true; }")
             for n in range(2):
-                while await handle.page.evaluate("() => window.committed") < 300 * (n + 1):
-                    await asyncio.sleep(0.05)  # polling the page's progress, bounded by the timeout
+                await eventually_async(
+                    lambda: handle.page.evaluate("() => window.committed"),
+                    120,
+                    f"{300 * (n + 1)} commits in the page",
+                    ok=lambda count, n=n: count >= 300 * (n + 1),
+                )
                 before = await handle.page.evaluate("() => window.committed")
                 await hooks.checkpoint()
                 copy = tmp_path / f"checkpoint{n}.wasup"
@@ -199,8 +193,12 @@ async def test_checkpoints_taken_while_the_page_writes_restore_consistently(
                 taken.append((before, copy))
                 assert running(live), "the browser must run on after a checkpoint"
             after = await handle.page.evaluate("() => window.committed")
-            while await handle.page.evaluate("() => window.committed") <= after:
-                await asyncio.sleep(0.05)  # the page still commits after the checkpoints
+            await eventually_async(
+                lambda: handle.page.evaluate("() => window.committed"),
+                120,
+                "the page to commit on after the checkpoints",
+                ok=lambda count: count > after,
+            )
     finally:
         await handle.stop(10)
     ring = load_keyring(tmp_path / "profile.key")

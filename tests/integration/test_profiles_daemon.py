@@ -4,13 +4,12 @@ the link, and the restarted daemon reconnects the session without a new QR."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from wasupd.errors import InvalidState
 from wasupd.profiles import archive
 from wasupd.profiles.keys import load_keyring
@@ -47,10 +46,8 @@ def in_flight(d: Any, phase: str) -> list[Path]:
 
 def kill_during(d: Any, phase: str, timeout: float = 30) -> bool:
     """SIGKILL the daemon as soon as a checkpoint is in `phase`; True if it was still in it after."""
-    deadline = time.monotonic() + timeout
-    while not in_flight(d, phase):
-        assert time.monotonic() < deadline, f"no checkpoint reached {phase} within {timeout} s"
-        time.sleep(0.001)  # polling the file system for the checkpoint, bounded
+    # Polled every millisecond: the phase lasts only a moment.
+    eventually(lambda: in_flight(d, phase), timeout, f"a checkpoint in {phase}", interval=0.001)
     d.kill9()
     return bool(in_flight(d, phase))
 
@@ -73,8 +70,8 @@ def test_kill9_during_checkpoints_keeps_a_usable_archive(
         limits={"check_interval": 0.05},
     )
     d.call("session.create", name="alice")
-    sim.call("scan", payload=wait_until(lambda: qr_payload(d), 60, "a QR"), phone=ALICE)
-    wait_until(lambda: state(d, "alice") == "connected", 30, "connected")
+    sim.call("scan", payload=eventually(lambda: qr_payload(d), 60, "a QR"), phone=ALICE)
+    eventually(lambda: state(d, "alice") == "connected", 30, "connected")
     device = sim.call("devices", phone=ALICE)[0]
     key = Path(d.config["profiles"]["key_file"])
     arc = d.state_dir / "profiles" / "alice.wasup"
@@ -85,7 +82,7 @@ def test_kill9_during_checkpoints_keeps_a_usable_archive(
             f"kill {i}: archive lost the link"
         )
         d.start()  # sweeps the orphaned browser, seals the newer live profile, restarts alice
-        wait_until(lambda: state(d, "alice") == "connected", 45, f"reconnected after kill {i}")
+        eventually(lambda: state(d, "alice") == "connected", 45, f"reconnected after kill {i}")
         history = [h["to"] for h in d.call("session.get", name="alice", history=3)["history"]]
         assert "qr" not in history, history
     assert caught >= 2, "the kills should land inside checkpoints"

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.helpers.waiting import eventually
 from wasupd.errors import InvalidState, KeyUnavailable, ProfileError
 from wasupd.profiles import archive, snapshot
 from wasupd.profiles.keys import (
@@ -315,18 +316,13 @@ def writer_process(live: Path, pause: float) -> Iterator[subprocess.Popen[bytes]
         [sys.executable, "-c", WRITER, str(db), str(pause), f"--user-data-dir={live}"]
     )
     try:
-        wait(lambda: (db / "CURRENT").exists(), "the writer's first commit")
+        eventually(
+            lambda: (db / "CURRENT").exists(), 15, "the writer's first commit", interval=0.01
+        )
         yield proc
     finally:
         proc.kill()
         proc.wait(10)
-
-
-def wait(cond: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # polling another process's progress, bounded
 
 
 def published(root: Path) -> int:
@@ -356,7 +352,12 @@ async def test_checkpoints_under_a_concurrent_writer_are_consistent(
         if path == "paused":
             assert hooks.last_checkpoint.paused_units and hooks.last_checkpoint.longest_pause > 0
         after = published(live)
-        wait(lambda: published(live) > after, "the writer to go on after the checkpoints")
+        eventually(
+            lambda: published(live) > after,
+            15,
+            "the writer to go on after the checkpoints",
+            interval=0.01,
+        )
     await hooks.release(wipe=False)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from tests.helpers.waiting import eventually_async
 from wasupd.config import WebhooksConfig
 from wasupd.messaging.webhooks import Webhooks, sign
 from wasupd.store.db import Database
@@ -43,10 +44,9 @@ class Receiver:
         await self._runner.cleanup()
 
 
-async def wait_for(cond: Any, timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.05)
+def got(rx: Receiver, n: int) -> Callable[[], bool]:
+    """A probe: the receiver has had `n` requests."""
+    return lambda: len(rx.got) == n
 
 
 async def test_signed_retried_durable_exactly_once(tmp_path: Path) -> None:
@@ -59,15 +59,7 @@ async def test_signed_retried_durable_exactly_once(tmp_path: Path) -> None:
     try:
         async with Webhooks(cfg, db) as hooks:
             await hooks.enqueue("message", {"body": "hi"})
-            delivered: list[Any] = []
-
-            async def poll() -> None:
-                delivered[:] = await hooks.list("delivered", 10)
-
-            async with asyncio.timeout(15):
-                while not delivered:
-                    await poll()
-                    await asyncio.sleep(0.05)
+            await eventually_async(lambda: hooks.list("delivered", 10), 15, "a delivered row")
         assert len(rx.got) == 2
         headers, body = rx.got[-1]
         assert headers["X-Wasup-Signature"] == sign(b"s3cret", headers["X-Wasup-Timestamp"], body)
@@ -80,14 +72,23 @@ async def test_signed_retried_durable_exactly_once(tmp_path: Path) -> None:
         await rx.stop()  # the receiver goes down; an event is queued; the "daemon" restarts
         async with Webhooks(cfg, db) as hooks:
             await hooks.enqueue("ack", {"id": "m1"})
-            await asyncio.sleep(0.5)
+            # The first attempt meets the refused connection and stays pending for a retry.
+            [tried] = await eventually_async(
+                lambda: hooks.list("pending", 10),
+                15,
+                "a failed first attempt at the down receiver",
+                ok=lambda rows: bool(rows) and rows[0]["attempts"] >= 1,
+            )
+            assert tried["event"] == "ack" and tried["last_status"] is None and tried["last_error"]
         rx2 = await Receiver([]).start(port)
         try:
             async with Webhooks(cfg, db) as hooks:
-                await wait_for(lambda: len(rx2.got) >= 1)
-                async with asyncio.timeout(15):
-                    while await hooks.list("pending", 10):
-                        await asyncio.sleep(0.05)
+                await eventually_async(
+                    lambda: len(rx2.got) >= 1, 15, "a request at the new receiver"
+                )
+                await eventually_async(
+                    lambda: hooks.list("pending", 10), 15, "no pending rows", ok=lambda r: not r
+                )
             # Exactly once by idempotency id: the ack went out once, the message was never resent.
             ids = [h["X-Wasup-Delivery"] for h, _ in rx2.got]
             assert len(ids) == len(set(ids)) == 1 and json.loads(rx2.got[0][1])["event"] == "ack"
@@ -104,10 +105,9 @@ async def test_client_error_is_not_retried(tmp_path: Path) -> None:
     try:
         async with Webhooks(WebhooksConfig(url=rx.url, backoff_initial=0.1), db) as hooks:
             await hooks.enqueue("state", {"to": "connected"})
-            await wait_for(lambda: len(rx.got) == 1)
-            await asyncio.sleep(0.5)
-            failed = await hooks.list("failed", 10)
-        assert len(rx.got) == 1 and failed[0]["last_status"] == 400
+            # Failed is final: once the row says so, no retry can follow.
+            failed = await eventually_async(lambda: hooks.list("failed", 10), 15, "a failed row")
+        assert len(rx.got) == 1 and failed[0]["last_status"] == 400 and failed[0]["attempts"] == 1
     finally:
         await db.close()
         await rx.stop()
@@ -123,27 +123,23 @@ async def test_failed_deliveries_are_retried_on_request_with_their_ids(tmp_path:
             assert await hooks.retry(None) == ([], [])
             await hooks.enqueue("state", {"to": "connected"})
             await hooks.enqueue("state", {"to": "qr"})
-            await wait_for(lambda: len(rx.got) == 2)
-            failed: list[dict[str, Any]] = []
+            await eventually_async(got(rx, 2), 15, "2 requests")
 
-            async def poll(state: str, n: int) -> bool:
-                failed[:] = await hooks.list(state, 10)
-                return len(failed) == n
+            def rows(state: str, n: int) -> Any:
+                return eventually_async(
+                    lambda: hooks.list(state, 10), 15, f"{n} {state} rows", ok=lambda r: len(r) == n
+                )
 
-            async with asyncio.timeout(15):
-                while not await poll("failed", 2):
-                    await asyncio.sleep(0.05)
+            failed = await rows("failed", 2)
             first, second = sorted(r["id"] for r in failed)
             assert await hooks.retry([first, first, "nope"]) == ([first], ["nope"])
-            await wait_for(lambda: len(rx.got) == 3)
-            async with asyncio.timeout(15):
-                while not await poll("delivered", 1):
-                    await asyncio.sleep(0.05)
+            await eventually_async(got(rx, 3), 15, "3 requests")
+            failed = await rows("delivered", 1)
             assert failed[0]["id"] == first and failed[0]["attempts"] == 1
             assert rx.got[2][0]["X-Wasup-Delivery"] == first
             assert await hooks.retry([first]) == ([], [first])  # delivered: not failed any more
             assert await hooks.retry(None) == ([second], [])
-            await wait_for(lambda: len(rx.got) == 4)
+            await eventually_async(got(rx, 4), 15, "4 requests")
     finally:
         await db.close()
         await rx.stop()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import wait_until
+from tests.helpers.waiting import eventually
 from tests.helpers.webhooks import Receiver
 from wasupd.errors import InvalidArgument
 
@@ -41,7 +41,7 @@ def test_dead_letters_are_listed_and_retried_by_id_or_all(
         restart={"max_failures": 1},
     )
     d.call("session.create", name="w")
-    failed = wait_until(
+    failed = eventually(
         lambda: (f := d.call("webhooks.list", state="failed", limit=100)) and len(f) >= 2 and f,
         30,
         "failed deliveries",
@@ -59,9 +59,9 @@ def test_dead_letters_are_listed_and_retried_by_id_or_all(
 
     receiver.answer_ok()
     one = ctl(d, "webhooks", "--retry", ids[0])
-    assert one.returncode == 0 and "requeued 1 deliveries" in one.stdout, one.stderr
-    wait_until(lambda: len(receiver.by_id()[ids[0]]) == 2, 30, "the retried delivery")
+    assert one.returncode == 0 and "requeued 1 delivery" in one.stdout, one.stderr
+    eventually(lambda: len(receiver.by_id()[ids[0]]) == 2, 30, "the retried delivery")
     rest = ctl(d, "--json", "webhooks", "--retry-all")
     assert rest.returncode == 0, rest.stderr
-    wait_until(lambda: d.call("webhooks.list", state="failed", limit=100) == [], 30, "all sent")
+    eventually(lambda: d.call("webhooks.list", state="failed", limit=100) == [], 30, "all sent")
     assert set(ids) <= set(receiver.by_id())

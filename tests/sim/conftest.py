@@ -1,7 +1,7 @@
 """Fixtures for the simulator tests: a simulator per test, one Chromium per test module.
 
 The shared browser lives in its own temp dir (outside the per-test leak check, since it
-outlives tests) and is closed, reaped and checked for leftovers when the module ends. Each
+outlives tests) and is stopped, swept and checked for leftovers when the module ends. Each
 test gets a page in a fresh incognito context, i.e. a fresh profile with its own IndexedDB.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from tests.sim.helpers import close, launch, new_page, profile_processes
+from tests.helpers.sim import browser_on, new_page
 from wasupd.sim import SimServer
 
 A, B, C = "15550001111", "15550002222", "15550003333"
@@ -26,14 +26,12 @@ TIME_FACTOR = 0.05  # first QR ref 3 s, later ones 1 s, sync 0.25 s
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def browser() -> AsyncIterator[Any]:
     """One headless Chromium for the whole module."""
-    profile = Path(tempfile.mkdtemp(prefix="wasupd-simtest-"))
-    b = await launch(profile)
+    root = Path(tempfile.mkdtemp(prefix="wasupd-simtest-"))
     try:
-        yield b
+        async with browser_on(root / "profile") as b:
+            yield b
     finally:
-        await close(b, profile)
-        assert not profile_processes(profile)
-        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

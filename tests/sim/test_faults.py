@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.sim.conftest import A, B
-from tests.sim.helpers import (
+from tests.helpers.sim import (
     QR_ON_SCREEN,
     SOCKET,
-    chromium,
+    browser_on,
     ev,
     goto,
     link,
@@ -25,6 +24,8 @@ from tests.sim.helpers import (
     send,
     until,
 )
+from tests.helpers.waiting import eventually_async
+from tests.sim.conftest import A, B
 from wasupd.sim import SimServer
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
@@ -49,10 +50,11 @@ async def heap_mib(page: Any) -> float:
 
 async def until_heap(page: Any, ok: Callable[[float], bool], timeout: float = 30.0) -> float:
     """Sample the heap until `ok(MiB)` holds (the fault message reaches the page asynchronously)."""
-    async with asyncio.timeout(timeout):
-        while not ok(mib := await heap_mib(page)):
-            await asyncio.sleep(0.2)  # polling a measurement, bounded above
-    return mib
+    return float(
+        await eventually_async(
+            lambda: heap_mib(page), timeout, "the heap measure to change", ok=ok, interval=0.2
+        )
+    )
 
 
 async def test_stall_keeps_connected_but_nothing_flows(
@@ -61,7 +63,7 @@ async def test_stall_keeps_connected_but_nothing_flows(
     """Stalled: Socket.state stays CONNECTED, sends never complete, existence queries never
     answer, inbound messages do not arrive; after a restart the pending send goes out once."""
     profile = tmp_path / "a"
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         stalled = await new_page(browser, incognito=False)
         await link(sim, stalled, A)
         assert await ev(stalled, OPEN_CHAT, f"{B}@c.us")  # finding the chat needs the server
@@ -77,7 +79,7 @@ async def test_stall_keeps_connected_but_nothing_flows(
         assert [v["body"] for v in await recorded(stalled, "add") if not v["id"]["fromMe"]] == []
         assert await sim.control("received", {"phone": B}) == []
     await sim.control("clear_fault", {"kind": "stall"})
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         again = await new_page(browser, incognito=False)
         await goto(again, sim.url)
         await until(again, f"{SOCKET}.hasSynced")
@@ -146,7 +148,7 @@ async def test_a_state_for_everyone_replaces_the_qr(sim: SimServer, page: Any) -
 
 async def test_crash_is_a_real_renderer_crash(sim: SimServer, tmp_path: Path) -> None:
     """`crash` makes V8 run out of heap: Chromium reports the renderer crashed ("Page crashed!")."""
-    async with chromium(tmp_path / "c") as browser:
+    async with browser_on(tmp_path / "c") as browser:
         page = await new_page(browser, incognito=False)
         crashed = asyncio.get_running_loop().create_future()
         page.on("error", lambda err: crashed.done() or crashed.set_result(str(err)))
@@ -158,7 +160,7 @@ async def test_crash_is_a_real_renderer_crash(sim: SimServer, tmp_path: Path) ->
 
 async def test_hang_stops_the_renderer_answering(sim: SimServer, tmp_path: Path) -> None:
     """`hang` spins the renderer: DevTools calls into the page stop answering, Browser.close works."""
-    async with chromium(tmp_path / "h") as browser:
+    async with browser_on(tmp_path / "h") as browser:
         page = await new_page(browser, incognito=False)
         await link(sim, page, A)
         await sim.control("fault", {"kind": "hang"})
@@ -173,7 +175,7 @@ async def test_hang_stops_the_renderer_answering(sim: SimServer, tmp_path: Path)
 async def test_hang_close_blocks_unload(sim: SimServer, tmp_path: Path) -> None:
     """`hang_close`: the page blocks its unload, so a navigation (a reload, WhatsApp's own logout
     navigation) hangs and the page stops answering; headless Browser.close still ends it."""
-    async with chromium(tmp_path / "u") as browser:
+    async with browser_on(tmp_path / "u") as browser:
         page = await new_page(browser, incognito=False)
         await goto(page, sim.url)
         await qr_payload(page)
@@ -210,10 +212,10 @@ async def test_slow_idb_loses_a_fresh_link_when_killed_before_the_flush(
     docs/whatsapp-web.md §8 item 7)."""
     profile = tmp_path / "s"
     await sim.control("fault", {"kind": "slow_idb", "seconds": 600})
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         await link(sim, await new_page(browser, incognito=False), A)
     await sim.control("clear_fault", {"kind": "slow_idb"})
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         page = await new_page(browser, incognito=False)
         await goto(page, sim.url)
         await until(page, QR_ON_SCREEN)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import itertools
 import statistics
+from pathlib import Path
 from typing import Any
 
 import pytest
+import zxingcpp
 
-from tests.sim.conftest import A
-from tests.sim.helpers import (
-    DOCS_IMG,
+from tests.helpers.sim import (
     QR_ON_SCREEN,
     SOCKET,
     decode_canvas,
@@ -19,8 +19,10 @@ from tests.sim.helpers import (
     goto,
     qr_payload,
     recorded,
+    screenshot,
     until,
 )
+from tests.sim.conftest import A
 from wasupd.sim import SimServer
 from wasupd.sim.server import VERSION
 
@@ -58,7 +60,7 @@ SURFACE = """() => {
 
 
 async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(
-    sim: SimServer, page: Any
+    sim: SimServer, page: Any, tmp_path: Path
 ) -> None:
     """OPENING -> UNPAIRED; data-ref holds the 5-part payload wwebjs would build, and the canvas
     decodes to exactly that; the module surface and the loader's error match real WhatsApp Web."""
@@ -92,8 +94,9 @@ async def test_cold_start_shows_a_qr_equal_to_data_ref_and_canvas(
     assert await ev(
         page, "() => !!document.querySelector('body > div > div > .landing-wrapper canvas')"
     )
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(DOCS_IMG / "sim-landing.png"))
+    # The landing screen as a user sees it: its picture shows the same QR.
+    image = await screenshot(page, tmp_path / "sim-landing.png")
+    assert [r.text for r in zxingcpp.read_barcodes(image)] == [payload]
 
 
 async def test_refs_rotate_six_times_then_idle_and_reload(page: Any) -> None:

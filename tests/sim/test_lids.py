@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.helpers.sim import ev, link, until
 from tests.sim.conftest import TIME_FACTOR, A, B, C
-from tests.sim.helpers import ev, link, until
 from wasupd.sim import SimServer
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]

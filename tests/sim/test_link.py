@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.sim.conftest import A, B
-from tests.sim.helpers import (
+from tests.helpers.sim import (
     QR_ON_SCREEN,
     SOCKET,
-    chromium,
+    browser_on,
     ev,
     goto,
     link,
@@ -24,6 +23,7 @@ from tests.sim.helpers import (
     until,
     until_async,
 )
+from tests.sim.conftest import A, B
 from wasupd.sim import SimServer
 from wasupd.sim.qr import CROCKFORD
 
@@ -82,11 +82,11 @@ async def test_restore_from_same_profile_without_qr_wiped_profile_gets_qr(
     """Link credentials live in the profile's IndexedDB: a restart on the same profile goes
     OPENING -> CONNECTED -> hasSynced with no QR; a fresh profile and a wiped one get a QR."""
     profile = tmp_path / "alice"
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         first = await new_page(browser, incognito=False)
         await link(sim, first, A)
         assert await ev(first, CREDS_IN_IDB)
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         again = await new_page(browser, incognito=False)
         await goto(again, sim.url)
         await until(again, f"{SOCKET}.hasSynced")
@@ -128,10 +128,10 @@ async def test_logout_while_browser_down_invalidates_stored_credentials(
     """A remote logout while the browser is not running revokes the credentials server-side:
     the next start from that profile shows a QR and forgets them."""
     profile = tmp_path / "p"
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         await link(sim, await new_page(browser, incognito=False), A)
     await sim.control("logout", {"phone": A})
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         page = await new_page(browser, incognito=False)
         await goto(page, sim.url)
         await until(page, QR_ON_SCREEN)

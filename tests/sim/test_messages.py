@@ -9,19 +9,19 @@ from typing import Any
 
 import pytest
 
-from tests.sim.conftest import A, B, C
-from tests.sim.helpers import (
-    DOCS_IMG,
+from tests.helpers.sim import (
     SOCKET,
-    chromium,
+    browser_on,
     ev,
     goto,
     link,
     new_page,
     recorded,
+    screenshot,
     send,
     until,
 )
+from tests.sim.conftest import A, B, C
 from wasupd.sim import SimServer
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.chromium]
@@ -29,7 +29,7 @@ RESULT = "window.__results && window.__results[{id!r}]"
 
 
 async def test_send_receive_between_two_browsers_with_acks(
-    sim: SimServer, page: Any, browser: Any
+    sim: SimServer, page: Any, browser: Any, tmp_path: Path
 ) -> None:
     """A message from A's browser arrives in B's as Msg add (isNewMsg, not fromMe); A sees
     change:ack 1 -> 2 -> 3 and the send result OK; the phone's record is the judge."""
@@ -71,7 +71,7 @@ async def test_send_receive_between_two_browsers_with_acks(
             f"window.__rec.some(([k, v]) => k === 'add' && v.id.id === {reply!r} && v.isNewMsg)",
         )
         await page.setViewport({"width": 1280, "height": 800})
-        await page.screenshot(path=str(DOCS_IMG / "sim-main.png"))
+        await screenshot(page, tmp_path / "sim-main.png")
     finally:
         await other.target.browserContext.close()
 
@@ -188,7 +188,7 @@ async def test_restart_finds_sent_messages_and_gets_offline_ones_as_new(
     """After a browser restart on the same profile, Msg.get finds what this device sent, and
     messages that arrived meanwhile come as Msg add with isNewMsg, before hasSynced."""
     profile = tmp_path / "a"
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         page = await new_page(browser, incognito=False)
         await link(sim, page, A)
         sent = await send(page, f"{B}@c.us", "before restart")
@@ -197,7 +197,7 @@ async def test_restart_finds_sent_messages_and_gets_offline_ones_as_new(
         await sim.control("inject", {"to": A, "from": B, "text": f"while away {i}"})
         for i in range(2)
     ]
-    async with chromium(profile) as browser:
+    async with browser_on(profile) as browser:
         page = await new_page(browser, incognito=False)
         await goto(page, sim.url)
         await until(page, f"{SOCKET}.hasSynced")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from wasupd.logs import configure_logging, loop_exception_handler
+from wasupd.logs import configure_logging, loop_exception_handler, set_level
 
 
 @pytest.fixture
@@ -58,3 +58,28 @@ def test_late_devtools_errors_are_quiet_and_others_are_logged(
         assert "KeyError" in str(out["error"]) and "never retrieved" in str(out["message"])
     finally:
         loop.close()
+
+
+def test_every_json_line_names_its_logger(json_logs: pytest.CaptureFixture[str]) -> None:
+    """The name given to `structlog.get_logger` is the line's `logger`, also through `bind`
+    and after a live level change (SIGHUP); a library's line keeps its stdlib name."""
+    configure_logging("info", "json")
+    structlog.get_logger("wasupd.runner").bind(session="a").info("browser_started")
+    set_level("debug")
+    structlog.get_logger("wasupd.rpc").debug("request")
+    logging.getLogger("aiohttp.client").warning("retrying")
+    out = lines(json_logs)
+    assert [(o["event"], o["logger"]) for o in out] == [
+        ("browser_started", "wasupd.runner"),
+        ("request", "wasupd.rpc"),
+        ("retrying", "aiohttp.client"),
+    ]
+    assert out[0]["session"] == "a"
+
+
+def test_console_lines_name_their_logger(json_logs: pytest.CaptureFixture[str]) -> None:
+    """The console renderer shows the name too (in brackets after the event)."""
+    configure_logging("info", "console")
+    structlog.get_logger("wasupd.profiles").warning("profile_key_created", path="/k")
+    (line,) = json_logs.readouterr().err.splitlines()
+    assert "profile_key_created" in line and "[wasupd.profiles]" in line and "path=/k" in line

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.waiting import eventually_async
 from wasupd.addressing import Peer
 from wasupd.config import Config, SendConfig
 from wasupd.errors import BrowserError, InvalidState, NotOnWhatsApp
@@ -161,14 +162,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 
 async def until(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
     """Poll an in-process condition (sync or async), bounded."""
-    async with asyncio.timeout(timeout):
-        while True:
-            got = cond()
-            if asyncio.iscoroutine(got):
-                got = await got
-            if got:
-                return got
-            await asyncio.sleep(0.01)
+    return await eventually_async(
+        cond, timeout, getattr(cond, "__name__", "a condition"), interval=0.01
+    )
 
 
 def item(body: str, session: str | None = "a", key: str | None = None) -> NewMessage:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.daemon import make_dirs
+from tests.helpers.service_env import ServiceEnv
 from wasupd import paths
 
 WASUPD = [sys.executable, "-m", "wasupd.daemon"]
@@ -42,8 +43,9 @@ def test_systemd_directories_win(tmp_path: Path) -> None:
     assert f'key_file = "{creds / "profile-key"}"' in out.stdout
 
 
+@pytest.mark.service_user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other users")
-def test_the_service_user_gets_the_system_paths() -> None:
+def test_the_service_user_gets_the_system_paths(service_env: ServiceEnv) -> None:
     """The owner of the system state dir is the service user: system paths, not XDG ones; any
     other unprivileged user keeps the XDG paths."""
     root = make_dirs()[0]
@@ -57,13 +59,10 @@ def test_the_service_user_gets_the_system_paths() -> None:
             f" print(paths.system_mode(Path({str(state)!r})))"
         )
         as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        mine = subprocess.run(
-            [*as_user, sys.executable, "-c", probe], capture_output=True, text=True, timeout=30
-        )
+        run_probe = [*as_user, *service_env.argv, "-c", probe]
+        mine = subprocess.run(run_probe, capture_output=True, text=True, timeout=30)
         os.chown(state, 0, -1)
-        other = subprocess.run(
-            [*as_user, sys.executable, "-c", probe], capture_output=True, text=True, timeout=30
-        )
+        other = subprocess.run(run_probe, capture_output=True, text=True, timeout=30)
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=True)
     assert mine.stdout.strip() == "True", mine.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.helpers.waiting import eventually_async
 from wasupd.store import retention
 from wasupd.store.db import Database
 
@@ -123,14 +124,18 @@ async def test_the_loop_follows_the_configured_days(tmp_path: Path) -> None:
             retention.run(db, setting, first_delay=0, interval=0.01, clock=lambda: NOW)
         )
         try:
-            async with asyncio.timeout(10):
-                while rounds[0] < 3:  # rounds that ran with retention off
-                    await asyncio.sleep(0.01)
+            await eventually_async(  # rounds that ran with retention off
+                lambda: rounds[0], 10, "3 rounds", ok=lambda n: n >= 3, interval=0.01
+            )
             assert len(await ids(db, "SELECT wa_id FROM inbox")) == 2
             days[0] = 90.0
-            async with asyncio.timeout(10):
-                while len(await ids(db, "SELECT wa_id FROM inbox")) != 1:
-                    await asyncio.sleep(0.01)
+            await eventually_async(
+                lambda: ids(db, "SELECT wa_id FROM inbox"),
+                10,
+                "one inbox row left",
+                ok=lambda rows: len(rows) == 1,
+                interval=0.01,
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

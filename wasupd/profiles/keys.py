@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wasupd.errors import KeyUnavailable
-from wasupd.profiles.fsutil import atomic_file, fsync_dir
+from wasupd.profiles.fsutil import atomic_file, fsync_dir, temp_name
 
 PREFIX = "wasupd-key-v1"
 KEY_BYTES = 32
@@ -150,24 +150,36 @@ def keyring_loader(path: Path) -> KeyringLoader:
 
 
 def generate_key_file(path: Path) -> str:
-    """Create a new key file holding one fresh key (0600, refusing to overwrite); its key id."""
+    """Create a new key file holding one fresh key (0600, refusing to overwrite); its key id.
+
+    Atomic: the key is written and fsynced under a hidden temp name, then hard-linked to `path`
+    (which fails if `path` exists), so `path` is either absent or complete, even after a crash
+    or beside a concurrent `wasupd keygen`."""
     key = secrets.token_bytes(KEY_BYTES)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = temp_name(path, "new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_line(key))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path, follow_symlinks=False)
     except FileExistsError:
         raise KeyUnavailable(
             f"{path} already exists; to rotate keys use `wasupd keygen --add {path}`",
             path=str(path),
         ) from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(_line(key))
-        fh.flush()
-        os.fsync(fh.fileno())
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return key_id(key)
+
+
+def from_credentials(path: Path) -> bool:
+    """True when `path` is the systemd credential (`$CREDENTIALS_DIRECTORY`): systemd owns it,
+    so it is only ever read, never created or rewritten by wasupd."""
+    return _from_credentials(path)
 
 
 def _rewrite(path: Path, keys: list[bytes]) -> None:
