@@ -11,7 +11,8 @@ from typing import Any
 
 from tests.e2e.test_whatsapp import ctl, link_by_qr
 from tests.helpers.daemon import DaemonProcess
-from tests.helpers.sim import SimProcess, wait_until
+from tests.helpers.sim import SimProcess
+from tests.helpers.waiting import eventually
 from tests.helpers.webhooks import SECRET, Receiver
 
 ALICE, BOB, CAROL = "15550001111", "15550002222", "15550003333"
@@ -26,7 +27,7 @@ def inbox_row(d: DaemonProcess, session: str, body: str) -> dict[str, Any]:
         rows = d.call("inbox.list", session=session, limit=200)
         return next((r for r in rows if r["body"] == body), None)
 
-    return wait_until(find, 30, f"{body!r} in {session}'s inbox")  # type: ignore[no-any-return]
+    return eventually(find, 30, f"{body!r} in {session}'s inbox")  # type: ignore[no-any-return]
 
 
 def sent_once(sim: SimProcess, phone: str, body: str) -> bool:
@@ -70,7 +71,7 @@ def test_lid_contacts_inbox_webhooks_stickiness_and_restart(
             msgs = [p for reqs in rx.by_id().values() for p in reqs if p.get("event") == "message"]
             return next((p for p in msgs if p["data"]["body"] == "hello carol"), None)
 
-        hook = wait_until(hooked, 30, "the message webhook")["data"]
+        hook = eventually(hooked, 30, "the message webhook")["data"]
         assert (hook["sender_pn"], hook["sender_lid"]) == (f"{BOB}@c.us", bob_lid)
         shown = ctl(d, "inbox", "c").stdout.decode()
         assert f"+{BOB} ({bob_lid}): hello carol" in shown
@@ -78,7 +79,7 @@ def test_lid_contacts_inbox_webhooks_stickiness_and_restart(
         # Reply stickiness: the number finds the session the LID wrote to.
         assert send(d, f"+{BOB}", "reply by number")["session"] == "c"
         assert send(d, bob_lid, "reply by lid")["session"] == "c"
-        wait_until(lambda: sent_once(sim, BOB, "reply by lid"), 30, "reply by lid arrived")
+        eventually(lambda: sent_once(sim, BOB, "reply by lid"), 30, "reply by lid arrived")
         assert sent_once(sim, BOB, "reply by number")
         assert all(m["from"] == f"{CAROL}@c.us" for m in sim.call("received", phone=BOB))
 
@@ -91,10 +92,10 @@ def test_lid_contacts_inbox_webhooks_stickiness_and_restart(
 
         d.stop()
         d.start()
-        wait_until(lambda: d.call("session.get", name="c")["state"] == "connected", 60, "c back")
-        wait_until(lambda: d.call("session.get", name="a")["state"] == "connected", 60, "a back")
+        eventually(lambda: d.call("session.get", name="c")["state"] == "connected", 60, "c back")
+        eventually(lambda: d.call("session.get", name="a")["state"] == "connected", 60, "a back")
         assert send(d, f"+{BOB}", "after restart")["session"] == "c"
-        wait_until(lambda: sent_once(sim, BOB, "after restart"), 30, "after restart arrived")
+        eventually(lambda: sent_once(sim, BOB, "after restart"), 30, "after restart arrived")
         [bob] = [c for c in d.call("contacts.list", session="c") if c["lid"] == bob_lid]
         assert bob["pn"] == f"{BOB}@c.us" and bob["msgs_out"] == 3
     finally:
@@ -112,7 +113,7 @@ def test_unseen_numbers_lids_groups_and_hidden_numbers(
     link_by_qr(d, sim, "a", ALICE, tmp_path)
 
     assert send(d, f"+{DAVE}", "never seen")["state"] in ("sent", "delivered", "read")
-    wait_until(lambda: sent_once(sim, DAVE, "never seen"), 30, "the first message to dave")
+    eventually(lambda: sent_once(sim, DAVE, "never seen"), 30, "the first message to dave")
 
     out = ctl(d, "send", f"+{NOBODY}", "nobody", "--from", "a", "--wait", "sent")
     assert out.returncode != 0
@@ -120,7 +121,7 @@ def test_unseen_numbers_lids_groups_and_hidden_numbers(
 
     fred_lid = sim.call("account", phone=FRED)["lid"]
     send(d, fred_lid, "by lid", "--from", "a")
-    wait_until(lambda: sent_once(sim, FRED, "by lid"), 30, "the message to fred's LID")
+    eventually(lambda: sent_once(sim, FRED, "by lid"), 30, "the message to fred's LID")
 
     group = sim.call(
         "add_group", group_id="120363000000000001", members=[ALICE, FRED], lid_mode=True
@@ -135,4 +136,4 @@ def test_unseen_numbers_lids_groups_and_hidden_numbers(
     row = inbox_row(d, "a", "guess who")
     assert (row["sender_lid"], row["sender_pn"]) == (eve["lid"], None)
     assert send(d, eve["lid"], "hello stranger")["session"] == "a"
-    wait_until(lambda: sent_once(sim, EVE, "hello stranger"), 30, "the answer to eve's LID")
+    eventually(lambda: sent_once(sim, EVE, "hello stranger"), 30, "the answer to eve's LID")
