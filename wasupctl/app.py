@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from wasupctl import daemon_cmds, messages, qr, session
+from wasupctl import contacts, daemon_cmds, messages, qr, session
 from wasupctl.common import Options, default_socket
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ app.add_typer(session.profiles_app, name="profiles", help="Sealed profile archiv
 daemon_cmds.register(app)
 qr.register(app)
 messages.register(app)
+contacts.register(app)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import typer
 
 from wasupctl import render
 from wasupctl.common import call, die, emit_json, emit_ndjson, guard, opts
+from wasupd.addressing import display, is_group
 from wasupd.errors import EXIT_FAILURE
 
 WAIT_STATES = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read")}
@@ -26,7 +27,8 @@ def _read_stdin() -> str:
 def send(
     ctx: typer.Context,
     to: Annotated[
-        str, typer.Argument(help="phone number (+49 151 ...) or chat id (...@c.us, ...@g.us)")
+        str,
+        typer.Argument(help="phone number (+49 151 ...) or chat id (...@c.us, ...@lid, ...@g.us)"),
     ],
     text: Annotated[
         str | None, typer.Argument(help="message text; omit or '-' to read stdin")
@@ -142,7 +144,17 @@ def _print_inbox(ctx: typer.Context, rows: list[dict[str, Any]]) -> None:
             emit_ndjson(r)
         return
     for r in rows:
-        print(f"{render.when(r.get('t'))} {r['session']} {r['sender']}: {r['body']}", flush=True)
+        print(f"{render.when(r.get('t'))} {r['session']} {_sender(r)}: {r['body']}", flush=True)
+
+
+def _sender(row: dict[str, Any]) -> str:
+    """The sender's number where WhatsApp told it (with the LID beside it), else its id; in a
+    group, after the group."""
+    who = display(row.get("sender_pn")) or row.get("sender") or "?"
+    if row.get("sender_pn") and row.get("sender_lid"):
+        who += f" ({row['sender_lid']})"
+    chat = str(row.get("chat_id") or "")
+    return f"{chat} {who}" if is_group(chat) else who
 
 
 def outbox(

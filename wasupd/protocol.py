@@ -46,6 +46,7 @@ METHODS = (
     "message.cancel",
     "outbox.list",
     "inbox.list",
+    "contacts.list",
     "webhooks.list",
     "webhooks.retry",
     "metrics.get",

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import structlog
 
+from wasupd.addressing import normalize_phone
 from wasupd.config import Config
 from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
 from wasupd.events import EventBus
@@ -52,18 +53,6 @@ def check_name(name: str) -> str:
             session=name,
         )
     return name
-
-
-def normalize_phone(raw: str) -> str:
-    """Digits with country code; accepts '+', spaces, dashes, dots and parentheses."""
-    digits = re.sub(r"[\s\-().+]", "", raw)
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
-        raise InvalidArgument(
-            f"invalid phone number {raw!r}: give the international number with country code,"
-            " e.g. +49 151 23456789",
-            phone=raw,
-        )
-    return digits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.waiting import eventually_async
 from tests.integration.test_driver_linking import A, B, Rig, rig
-from wasupd.browser.driver import chat_id_for
+from wasupd.addressing import parse_recipient
 from wasupd.errors import InvalidArgument, NotOnWhatsApp
 
 
@@ -35,12 +35,12 @@ async def until_received(
 
 def test_recipients_are_normalised() -> None:
     """Phone numbers accept +, spaces, dashes and parentheses; chat ids pass; the rest is refused."""
-    assert chat_id_for("+1 (555) 000-2222") == f"{B}@c.us"
-    assert chat_id_for(f"{B}@c.us") == f"{B}@c.us"
-    assert chat_id_for("120363040000000000@g.us") == "120363040000000000@g.us"
+    assert parse_recipient("+1 (555) 000-2222") == f"{B}@c.us"
+    assert parse_recipient(f"{B}@c.us") == f"{B}@c.us"
+    assert parse_recipient("120363040000000000@g.us") == "120363040000000000@g.us"
     for bad in ("bob", "+12", "123@s.whatsapp.net", "@c.us", "1234567890123456"):
         with pytest.raises(InvalidArgument):
-            chat_id_for(bad)
+            parse_recipient(bad)
 
 
 async def test_resolve_chat_checks_with_whatsapp(tmp_path: Path) -> None:
@@ -98,6 +98,9 @@ async def test_inbound_message_report(tmp_path: Path) -> None:
             "id": mid,
             "chat_id": f"{B}@c.us",
             "sender": f"{B}@c.us",
+            "sender_pn": f"{B}@c.us",
+            "sender_lid": None,  # this simulator build has no LIDs
+            "push_name": "",
             "body": "hi ✓\nthere",
             "type": "chat",
             "t": msg.data["t"],

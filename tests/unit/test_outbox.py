@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.waiting import eventually_async
+from wasupd.addressing import Peer
 from wasupd.config import Config, SendConfig
 from wasupd.errors import BrowserError, InvalidState, NotOnWhatsApp
 from wasupd.events import EventBus
@@ -37,6 +38,7 @@ class FakePage:
         self.hang_after_send = False
         self.gate: asyncio.Event | None = None  # when set: sends wait for it
         self.typing: list[str] = []
+        self.lids: dict[str, str] = {}  # number id -> LID id the page would resolve
         self._ids = itertools.count()
 
     async def resolve_chat(self, to: str) -> str:
@@ -62,6 +64,9 @@ class FakePage:
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
         self.typing.append(chat_id)
+
+    def peer(self, chat_id: str) -> Peer:
+        return Peer.of(chat_id, lid=self.lids.get(chat_id))
 
     def bodies(self) -> list[str]:
         return [s[1] for s in self.sent]

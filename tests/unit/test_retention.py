@@ -33,7 +33,13 @@ async def fill(db: Database) -> None:
             (tag, age, age),
         )
         await db.execute(
-            "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, 'a', ?)", (tag, age)
+            "INSERT INTO contacts (pn, created_at, updated_at) VALUES (?, ?, ?)",
+            (f"{tag}@c.us", age, age),
+        )
+        await db.execute(
+            "INSERT INTO contact_sessions (contact_id, session, first_at, last_at)"
+            " SELECT id, 'a', ?, ? FROM contacts WHERE pn = ?",
+            (age, age, f"{tag}@c.us"),
         )
         for state in ("pending", "delivered", "failed"):
             await db.execute(
@@ -41,6 +47,16 @@ async def fill(db: Database) -> None:
                 " updated_at) VALUES (?, 'u', 'e', '{}', ?, ?, ?)",
                 (f"{tag}-{state}", state, age, age),
             )
+    # Learnt long ago, but a session talked to it lately: it stays.
+    await db.execute(
+        "INSERT INTO contacts (pn, lid, created_at, updated_at) VALUES ('kept@c.us', '1@lid', ?, ?)",
+        (OLD, OLD),
+    )
+    await db.execute(
+        "INSERT INTO contact_sessions (contact_id, session, first_at, last_at)"
+        " SELECT id, 'b', ?, ? FROM contacts WHERE pn = 'kept@c.us'",
+        (OLD, RECENT),
+    )
     for session, n in (("busy", 30), ("quiet", 3)):
         for k in range(n):
             await db.execute(
@@ -66,7 +82,8 @@ async def test_prune_keeps_in_flight_recent_and_the_last_history(tmp_path: Path)
         )
         assert len([o for o in outbox if o.startswith("new-")]) == 7
         assert await ids(db, "SELECT wa_id FROM inbox") == ["new"]
-        assert await ids(db, "SELECT chat_id FROM contacts") == ["new"]
+        assert await ids(db, "SELECT pn FROM contacts") == ["kept@c.us", "new@c.us"]
+        assert await ids(db, "SELECT session FROM contact_sessions") == ["a", "b"]
         assert await ids(db, "SELECT id FROM webhook_deliveries") == [
             "new-delivered",
             "new-failed",
@@ -83,6 +100,7 @@ async def test_prune_keeps_in_flight_recent_and_the_last_history(tmp_path: Path)
             "outbox": 5,
             "inbox": 1,
             "webhook_deliveries": 2,
+            "contact_sessions": 1,
             "contacts": 1,
             "session_history": 10,
         }

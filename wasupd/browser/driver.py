@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import time
 from collections.abc import Awaitable, Coroutine
 from importlib import resources
@@ -22,10 +21,11 @@ from typing import Any, TypeVar
 
 import structlog
 
+from wasupd.addressing import Peer, is_group, is_lid, parse_recipient
 from wasupd.browser import whatsapp as wa
 from wasupd.browser.reports import PageReports, classify
 from wasupd.config import Config
-from wasupd.errors import BrowserError, InvalidArgument, NotOnWhatsApp
+from wasupd.errors import BrowserError, NotOnWhatsApp
 from wasupd.supervision.seams import (
     BrowserHandle,
     DriverReport,
@@ -37,7 +37,6 @@ __all__ = [
     "SELF_PING_TEXT",
     "WhatsAppDriver",
     "bounded",
-    "chat_id_for",
     "classify",
     "script_source",
 ]
@@ -48,24 +47,6 @@ RELOAD_QR_WAIT = 5.0  # for the reload button to appear once the refs ran out
 ID_BATCH = 32  # message ids fetched per page call (they are random: prefetching is safe)
 SELF_PING_TEXT = "wasupd liveness check"
 _GONE = ("Target closed", "Session closed", "Connection closed")  # the page is gone for good
-
-
-def chat_id_for(to: str) -> str:
-    """A chat id from a phone number (digits with country code; `+`, spaces, dashes and
-    parentheses accepted) or a chat id (`<digits>@c.us`, `<id>@g.us`); `InvalidArgument` else."""
-    to = to.strip()
-    if "@" in to:
-        user, _, server = to.partition("@")
-        if server not in (wa.USER_SERVER, wa.GROUP_SERVER) or not re.fullmatch(r"[0-9-]+", user):
-            raise InvalidArgument(f"unsupported chat id {to!r}: use <digits>@c.us or <id>@g.us")
-        return to
-    digits = re.sub(r"[\s\-().+]", "", to)
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
-        raise InvalidArgument(
-            f"invalid recipient {to!r}: give a phone number with country code (e.g. +49 151 2345678)"
-            " or a chat id (...@c.us, ...@g.us)"
-        )
-    return f"{digits}@{wa.USER_SERVER}"
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -104,7 +85,7 @@ class WhatsAppDriver:
             config, self._forward, renew_qr=self._renew_qr, crash=self._crash, log=self._log
         )
         self._gone = False
-        self._chats: dict[str, str] = {}  # resolved chat ids, for this document
+        self._peers: dict[str, Peer] = {}  # resolved recipients, for this document
         self._ids: list[str] = []
         self._last_self_ping = -math.inf
         self._tasks: set[asyncio.Task[None]] = set()
@@ -222,26 +203,29 @@ class WhatsAppDriver:
     # -- MessagePort -----------------------------------------------------------------------
 
     async def resolve_chat(self, to: str) -> str:
-        """The chat id for `to`, checked with WhatsApp (`NotOnWhatsApp` when it does not exist)."""
-        chat_id = chat_id_for(to)
-        if (known := self._chats.get(chat_id)) is not None:
-            return known
-        if chat_id.endswith("@" + wa.GROUP_SERVER):
+        """The chat id for `to` (a number, `@c.us`, `@lid` or `@g.us`), checked with WhatsApp
+        (`NotOnWhatsApp` when it does not exist). A user is resolved as whatsapp-web.js's
+        `enforceLidAndPnRetrieval` does (docs/driver.md "Addressing"); what the page knows of
+        the person is kept for `peer`."""
+        chat_id = parse_recipient(to)
+        if chat_id in self._peers:
+            return chat_id
+        if is_group(chat_id):
             if not await self._call("hasChat", chat_id, step="group lookup"):
                 raise NotOnWhatsApp(
                     f"this account is not a member of the group {chat_id}", chat_id=chat_id
                 )
-            found = chat_id
-        else:
-            found = await self._call("resolve", chat_id, step="existence query")
-            if not found:
-                number = chat_id.split("@")[0]
-                raise NotOnWhatsApp(
-                    f"+{number} is not on WhatsApp; check the number and its country code",
-                    chat_id=chat_id,
-                )
-        self._chats[chat_id] = str(found)
-        return str(found)
+            self._peers[chat_id] = Peer()
+            return chat_id
+        found = await self._call("resolve", chat_id, step="existence query")
+        if not found.get("found"):
+            raise NotOnWhatsApp(_not_on_whatsapp(chat_id), chat_id=chat_id)
+        self._peers[chat_id] = Peer.of(chat_id, pn=found.get("pn"), lid=found.get("lid"))
+        return chat_id
+
+    def peer(self, chat_id: str) -> Peer:
+        """What `resolve_chat` learnt of the person behind `chat_id` (empty for a group)."""
+        return self._peers.get(chat_id) or Peer.of(chat_id)
 
     async def new_message_id(self) -> str:
         """A fresh message id from the page (fetched in batches; ids are random)."""
@@ -255,7 +239,8 @@ class WhatsAppDriver:
         return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
 
     async def _send(self, chat_id: str, body: str, mid: str, *, timeout: float, step: str) -> str:
-        result = await self._call("send", chat_id, body, mid, timeout=timeout, step=step)
+        alt = self.peer(chat_id).alternate(chat_id)
+        result = await self._call("send", chat_id, body, mid, alt, timeout=timeout, step=step)
         if result.get("error"):
             raise BrowserError(f"send failed: {result['error']}")
         if result.get("result") != wa.SEND_OK:
@@ -263,8 +248,11 @@ class WhatsAppDriver:
         return str(result["key"])
 
     async def message_exists(self, chat_id: str, message_id: str) -> bool:
-        """True when the page knows a message this device sent to `chat_id` with that id."""
-        return bool(await self._call("msgExists", wa.message_key(chat_id, message_id)))
+        """True when the page knows a message this device sent to `chat_id` with that id; the
+        page may have filed it under the person's other id (the LID chat of a number)."""
+        chats = [chat_id, *filter(None, [self.peer(chat_id).alternate(chat_id)])]
+        keys = [wa.message_key(c, message_id) for c in chats]
+        return bool(await self._call("msgExists", keys))
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
         """Presence is cosmetic and no studied client names a module for it: nothing is shown."""
@@ -324,7 +312,7 @@ class WhatsAppDriver:
         if frame.parentFrame is not None:
             return
         # A new document: a new QR generation, its own chats and ids.
-        self._chats.clear()
+        self._peers.clear()
         self._ids.clear()
         self.reports.new_document(frame.url or "")
 
@@ -343,3 +331,10 @@ class WhatsAppDriver:
         self._log.info("qr_reloaded", how=how, reloads=self.reports.reloads, error=error)
         if how is None and self._report is not None:  # no button, no command: a fresh page
             await self.reload()
+
+
+def _not_on_whatsapp(chat_id: str) -> str:
+    if is_lid(chat_id):
+        return f"{chat_id} is not on WhatsApp (WhatsApp does not know this LID); check the id"
+    number = chat_id.split("@", maxsplit=1)[0]
+    return f"+{number} is not on WhatsApp; check the number and its country code"

@@ -87,7 +87,7 @@
   };
   api.newIds = modules(async (n) => { const out = []; for (let i = 0; i < n; i++) out.push(await W.newId()); return out; });
   api.exists = modules(W.exists);
-  api.resolve = modules(async (chatId) => (W.hasChat(chatId) ? chatId : await W.exists(chatId)));  // a known chat needs no round trip
+  api.resolve = modules(W.resolveUser);  // {found, pn, lid}
   api.hasChat = modules(W.hasChat);
   api.msgExists = modules(W.msgExists);
   api.send = modules(W.send);

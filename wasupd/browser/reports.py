@@ -28,6 +28,19 @@ REASONS = {  # what the session history says for each state the page reports
 }
 Emit = Callable[[DriverReport], None]
 Message = dict[str, Any]
+# What an inbound message report carries (DriverKind "message").
+MESSAGE_FIELDS = (
+    "wa_id",
+    "id",
+    "chat_id",
+    "sender",
+    "sender_pn",
+    "sender_lid",
+    "push_name",
+    "body",
+    "type",
+    "t",
+)
 
 
 def classify(state: str, synced: bool) -> str:
@@ -207,7 +220,7 @@ class PageReports:
         if m.get("from_me"):  # sent from the phone: not an inbound message
             self.emit("activity")
             return
-        fields = ("wa_id", "id", "chat_id", "sender", "body", "type", "t")
+        fields = MESSAGE_FIELDS
         self.emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
 
     def on_ack(self, msg: Message) -> None:
@@ -215,7 +228,7 @@ class PageReports:
         if not m.get("from_me"):  # the phone read an inbound message: only a sign of life
             self.emit("activity")
             return
-        keys = ("wa_id", "id", "chat_id")
+        keys = ("wa_id", "id", "chat_id", "chat_pn", "chat_lid")
         self.emit("ack", data={**{k: m.get(k) for k in keys}, "ack": msg.get("ack")})
 
     def on_code(self, msg: Message) -> None:

@@ -38,6 +38,9 @@ MODULES = {
     "prefsInfo": "WAWebUserPrefsInfoStore",  # waNoiseInfo.get()
     "signalStore": "WAWebSignalStoreApi",  # waSignalStore.getRegistrationInfo()
     "offline": "WAWebOfflineHandler",  # OfflineMessageHandler.getOfflineDeliveryProgress()
+    # The LID <-> phone number cache (wwebjs `Store.LidUtils`): getPhoneNumber(lid),
+    # getCurrentLid(pn). Required lazily: a page from before LIDs may not have it.
+    "apiContact": "WAWebApiContact",
 }
 # Without these the module route is useless and the DOM fallback takes over.
 CORE_MODULES = ("socket", "conn", "cmd", "collections")
@@ -88,9 +91,10 @@ PAIRING_CODE_MAX_REFRESHES = 5
 PAIRING_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"  # Crockford without 0, I, O, U
 PAIRING_CODE_LENGTH = 8
 
-# Chat ids and the serialized message key `<fromMe>_<remote>_<id>` (whatsapp-web.js `index.d.ts`).
-USER_SERVER = "c.us"
-GROUP_SERVER = "g.us"
+# Chat ids (`<digits>@c.us`, `<digits>@lid`, `<id>@g.us`) are parsed in wasupd.addressing; the
+# serialized message key is `<fromMe>_<remote>_<id>` (whatsapp-web.js `index.d.ts`).
+# Chat lookup throws this for a number whose LID the page does not know (§4e).
+NO_LID_ERROR = "No LID for user"
 
 
 def message_key(chat_id: str, message_id: str, *, from_me: bool = True) -> str:
@@ -107,12 +111,32 @@ SEND_OK = "OK"
 # Events are Backbone-style `(model, value)`; keys and wids are serialized with `_serialized`.
 SURFACE_JS = r"""
 const ser = (w) => (w === undefined || w === null ? null : String(w._serialized || w));
+const wid = (id) => R("widFactory").createWid(id);
+const isLidId = (id) => String(id || "").endsWith("@lid");
+const isPnId = (id) => String(id || "").endsWith("@c.us");
+// The page's LID <-> number cache: no network (wwebjs enforceLidAndPnRetrieval's lookups).
+// Required lazily and optional: a page from before LIDs knows none.
+const lidApi = () => { try { return R("apiContact"); } catch (e) { return null; } };
+const peerOf = (id) => {
+  const s = ser(id);
+  const api = lidApi();
+  const look = (fn) => { try { return api ? ser(api[fn](wid(s))) : null; } catch (e) { return null; } };
+  if (isLidId(s)) return { pn: look("getPhoneNumber"), lid: s };
+  if (isPnId(s)) return { pn: s, lid: look("getCurrentLid") };
+  return { pn: null, lid: null };  // a group, or nothing
+};
 const serialize = (msg) => {
   const s = msg.serialize ? msg.serialize() : msg;
   const id = s.id || {};
-  return { wa_id: ser(id), id: id.id, chat_id: ser(id.remote), from_me: !!id.fromMe,
-    sender: ser(s.author || s.from) || "", body: s.body || "", type: s.type, t: s.t };
+  const sender = ser(s.author || s.from) || "";
+  const who = peerOf(sender), chat = peerOf(id.remote);
+  return { wa_id: ser(id), id: id.id, chat_id: ser(id.remote), from_me: !!id.fromMe, sender,
+    sender_pn: who.pn, sender_lid: who.lid, chat_pn: chat.pn, chat_lid: chat.lid,
+    push_name: s.notifyName || "", body: s.body || "", type: s.type, t: s.t };
 };
+const findChat = async (chatId) => R("collections").Chat.get(chatId)
+  || ((await R("findChat").findOrCreateLatestChat(wid(chatId))) || {}).chat;
+const meLid = () => { try { return R("meUser").getMaybeMeLidUser() || null; } catch (e) { return null; } };
 return {
   ready: () => !!(window.Debug && window.Debug.VERSION !== undefined && typeof window.require === "function"),
   version: () => window.Debug.VERSION,
@@ -150,16 +174,35 @@ return {
   onAck: (fn) => R("collections").Msg.on("change:ack", (msg, ack) => fn(serialize(msg), ack)),
   newId: async () => String(await R("msgKey").newId()),
   exists: async (chatId) => {
-    const r = await R("queryExists").queryWidExists(R("widFactory").createWid(chatId));
+    const r = await R("queryExists").queryWidExists(wid(chatId));
     return r && r.wid ? ser(r.wid) : null;
   },
+  // A user before a send, as wwebjs's enforceLidAndPnRetrieval: the cache, then the server
+  // (whose answer teaches the page the mapping), then the cache again. A chat the page has
+  // needs no round trip. {found, pn, lid}; found false: not on WhatsApp.
+  resolveUser: async (chatId) => {
+    const known = peerOf(chatId);
+    if ((isLidId(chatId) ? known.pn : known.lid) || R("collections").Chat.get(chatId)) return { found: true, ...known };
+    const r = await R("queryExists").queryWidExists(wid(chatId));
+    if (!r || !r.wid) return { found: false, pn: null, lid: null };
+    const now = peerOf(chatId);
+    return { found: true, pn: now.pn, lid: now.lid || (isPnId(chatId) && r.lid ? ser(r.lid) : null) };
+  },
   hasChat: (chatId) => !!R("collections").Chat.get(chatId),
-  msgExists: (key) => !!R("collections").Msg.get(key),
-  send: async (chatId, body, id) => {  // as Utils.js window.WWebJS.sendMessage builds it
-    const found = await R("findChat").findOrCreateLatestChat(R("widFactory").createWid(chatId));
-    const chat = found && found.chat;
+  msgExists: (keys) => keys.some((key) => !!R("collections").Msg.get(key)),
+  // As Utils.js window.WWebJS.sendMessage builds it. `altId`: the same person's other id, for
+  // a page that throws "No LID for user" although the LID is known to us.
+  send: async (chatId, body, id, altId) => {
+    let chat;
+    try { chat = await findChat(chatId); } catch (e) {
+      if (!altId || !String(e && e.message).includes(NO_LID)) throw e;
+      chat = await findChat(altId);
+    }
     if (!chat) return { error: `no chat with ${chatId}` };
-    const from = R("meUser").getMaybeMePnUser();
+    // `from` is the own LID in @lid chats and LID-mode groups, the number elsewhere (§4b).
+    const chatSer = ser(chat.id);
+    const lidChat = chatSer.endsWith("@g.us") ? !!(chat.groupMetadata && chat.groupMetadata.isLidAddressingMode) : isLidId(chatSer);
+    const from = (lidChat && meLid()) || R("meUser").getMaybeMePnUser();
     const MsgKey = R("msgKey");
     const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
     const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: "out",
@@ -168,7 +211,7 @@ return {
     await msgPromise;
     const result = await resultPromise;
     const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
-    return { key: ser(key), result: code };
+    return { key: ser(key), result: code, chat_id: chatSer };
   },
   startPairing: async (phone, notify) => {  // as Client.js requestPairingCode
     const L = R("altLinking");
@@ -186,6 +229,7 @@ def surface_js() -> str:
     """`SURFACE_JS` as an expression: the accessor object, with `R` bound to `MODULES`."""
     return (
         f"(() => {{ const MODULES = {json.dumps(MODULES)};"
+        f" const NO_LID = {json.dumps(NO_LID_ERROR)};"
         " const R = (key) => window.require(MODULES[key]);"
         f"{SURFACE_JS}}})()"
     )

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from wasupd.addressing import Peer
 from wasupd.config import SendConfig
 from wasupd.errors import NotOnWhatsApp, WasupError
 from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
@@ -149,13 +150,13 @@ class Sender:
             async with asyncio.timeout(ATTEMPT_TIMEOUT):
                 chat = await port.resolve_chat(msg.chat_id)
                 if claimed and await port.message_exists(chat, claimed):
-                    await self._sent(msg, chat, recovered=True)
+                    await self._sent(msg, chat, port.peer(chat), recovered=True)
                     return
                 claimed = claimed or await port.new_message_id()
                 await self.ms.repo.claim(msg.id, self.name, claimed)
                 await self._typing(port, chat, msg.body)
                 await port.send_text(chat, msg.body, message_id=claimed)
-            await self._sent(msg, chat, recovered=False)
+            await self._sent(msg, chat, port.peer(chat), recovered=False)
         except NotOnWhatsApp as exc:
             await self.ms.fail(msg, exc.message)
         except (WasupError, TimeoutError) as exc:
@@ -175,13 +176,15 @@ class Sender:
             await port.set_typing(chat, True)
             await asyncio.sleep(min(0.5 + len(body) / 50, 3.0))  # a human-looking pause
 
-    async def _sent(self, msg: OutboxMessage, chat: str, *, recovered: bool) -> None:
-        row = await self.ms.repo.mark_sent(msg.id, self.name, chat)
+    async def _sent(self, msg: OutboxMessage, chat: str, peer: Peer, *, recovered: bool) -> None:
+        """Mark it sent, counted for the person the page resolved (`peer`), and announce it."""
+        row = await self.ms.repo.mark_sent(msg.id, self.name, chat, peer)
         if recovered:
             log.info("send_recovered", session=self.name, id=msg.id, wa_id=msg.wa_id)
         reason = "found in the page after a restart" if recovered else ""
         await self.ms.changed(row, reason)
-        await self.ms.hook("sent", self.name, {"id": msg.id, "chat_id": chat, "state": SENT})
+        ids = {"recipient_pn": peer.pn, "recipient_lid": peer.lid}
+        await self.ms.hook("sent", self.name, {"id": msg.id, "chat_id": chat, "state": SENT, **ids})
 
     async def _retry(self, msg: OutboxMessage, why: str) -> None:
         """Back off and try again; `failed` after send.max_attempts."""

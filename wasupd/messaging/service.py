@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from wasupd.addressing import Peer
 from wasupd.config import Config, SendConfig
 from wasupd.errors import InvalidArgument, InvalidState, WasupError
 from wasupd.events import EventBus, Subscription
@@ -156,8 +157,9 @@ class Messaging:
                     fut.set_result(row)
 
     async def pick_session(self, chat_id: str) -> str | None:
-        """For `auto`: the session the contact last talked to when it is connected; else a
-        connected one weighted by remaining capacity and health; None when none is connected."""
+        """For `auto`: the session the contact (by number or LID: one person) last talked to
+        when it is connected; else a connected one weighted by remaining capacity and health;
+        None when none is connected."""
         connected = [n for n in self.sessions.names() if self.port(n) is not None]
         if not connected:
             return None
@@ -319,10 +321,14 @@ class Messaging:
             ack = int(data.get("ack") or 0)
         except (TypeError, ValueError):
             return
+        peer = Peer.of(None, pn=data.get("chat_pn"), lid=data.get("chat_lid"))
+        if peer.pn and peer.lid:  # the page knows both: one contact from now on
+            await self.repo.contacts.learn(peer)
         msg = await self.repo.ack(wa_id, ack)
         if msg is None:
             return
         await self.changed(msg, "ack" if ack >= 0 else msg.last_error)
         state = msg.state.value
-        self.bus.publish("ack", session=name, id=msg.id, ack=ack, state=state)
-        await self.hook("ack", name, {"id": msg.id, "ack": ack, "state": state})
+        ids = {"recipient_pn": peer.pn, "recipient_lid": peer.lid}
+        self.bus.publish("ack", session=name, id=msg.id, ack=ack, state=state, **ids)
+        await self.hook("ack", name, {"id": msg.id, "ack": ack, "state": state, **ids})

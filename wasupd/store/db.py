@@ -112,6 +112,49 @@ MIGRATIONS: list[str] = [
     CREATE INDEX contacts_by_last ON contacts(last_at);
     CREATE INDEX session_history_by_at ON session_history(at);
     """,
+    # 4: contacts by person (LID addressing): a phone number id and/or a LID, the push name;
+    # per session the first and last interaction and the messages in and out. Folds in the
+    # reply-stickiness rows of schema 1 (their group rows are not people: stickiness for a
+    # group reads the inbox and outbox, which hold the same history). Inbox rows carry the
+    # sender's number and LID ids.
+    """
+    ALTER TABLE contacts RENAME TO contacts_v1;
+    DROP INDEX contacts_by_last;
+    CREATE TABLE contacts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pn          TEXT UNIQUE,
+        lid         TEXT UNIQUE,
+        push_name   TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        CHECK (pn IS NOT NULL OR lid IS NOT NULL)
+    );
+    CREATE INDEX contacts_by_updated ON contacts(updated_at);
+    CREATE TABLE contact_sessions (
+        contact_id  INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        session     TEXT NOT NULL,
+        first_at    REAL NOT NULL,
+        last_at     REAL NOT NULL,
+        msgs_in     INTEGER NOT NULL DEFAULT 0,
+        msgs_out    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (contact_id, session)
+    );
+    CREATE INDEX contact_sessions_by_last ON contact_sessions(last_at);
+    CREATE INDEX contact_sessions_by_session ON contact_sessions(session, last_at);
+    INSERT INTO contacts (pn, created_at, updated_at)
+        SELECT chat_id, MIN(last_at), MAX(last_at) FROM contacts_v1
+        WHERE chat_id LIKE '%@c.us' GROUP BY chat_id;
+    INSERT INTO contact_sessions (contact_id, session, first_at, last_at)
+        SELECT c.id, v.session, v.last_at, v.last_at FROM contacts_v1 AS v
+        JOIN contacts AS c ON c.pn = v.chat_id;
+    DROP TABLE contacts_v1;
+    ALTER TABLE inbox ADD COLUMN sender_pn TEXT;
+    ALTER TABLE inbox ADD COLUMN sender_lid TEXT;
+    ALTER TABLE inbox ADD COLUMN push_name TEXT NOT NULL DEFAULT '';
+    UPDATE inbox SET sender_pn = sender WHERE sender LIKE '%@c.us';
+    CREATE INDEX inbox_by_sender_lid ON inbox(sender_lid);
+    CREATE INDEX inbox_by_chat ON inbox(chat_id, received_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

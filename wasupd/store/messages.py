@@ -1,4 +1,5 @@
-"""Outbox, inbox and contacts in SQLite (webhook deliveries live in `store/webhooks.py`).
+"""Outbox and inbox in SQLite (contacts: `store/contacts.py`; webhook deliveries:
+`store/webhooks.py`).
 
 Every timestamp comes from the injected clock, so pacing (which counts sends from this store)
 can be tested with a fake one.
@@ -16,7 +17,9 @@ from typing import Any
 
 import aiosqlite
 
+from wasupd.addressing import Peer
 from wasupd.errors import MessageNotFound
+from wasupd.store import contacts
 from wasupd.store.db import Database
 
 
@@ -98,11 +101,12 @@ class NewMessage:
 
 
 class MessageRepo:
-    """Typed access to the outbox, inbox and contacts tables."""
+    """Typed access to the outbox and inbox tables (and, in the same commits, the contacts)."""
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.clock = clock
+        self.contacts = contacts.ContactRepo(db, clock)
 
     def new_id(self) -> str:
         """Sortable by creation time, unique: `m` + ms timestamp (hex) + random."""
@@ -263,10 +267,13 @@ class MessageRepo:
         """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
         await self.update(mid, session=session, wa_id=wa_id, state=SENDING, wait_reason="")
 
-    async def mark_sent(self, mid: str, session: str, chat_id: str) -> OutboxMessage:
+    async def mark_sent(
+        self, mid: str, session: str, chat_id: str, peer: Peer | None = None
+    ) -> OutboxMessage:
         """The page accepted the message (its send resolved, or it was found after a crash);
-        never moves it back when an ack overtook the reply. Remembers the contact in the same
-        commit. The message."""
+        never moves it back when an ack overtook the reply. Counts it for the contact (`peer`:
+        what the page resolved of the recipient, else what `chat_id` says) in the same commit.
+        The message."""
         now = self.clock()
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -275,7 +282,9 @@ class MessageRepo:
                 " last_error = '', session = ?, updated_at = ? WHERE id = ?",
                 (now, session, now, mid),
             )
-            await conn.execute(_TOUCH, (chat_id, session, now))
+            found = await contacts.learn(conn, peer or Peer.of(chat_id), now=now)
+            if found is not None:
+                await contacts.interaction(conn, found, session, now, inbound=False)
             async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
                 return _message(await cur.fetchone())
 
@@ -333,18 +342,28 @@ class MessageRepo:
     # -- inbox and contacts ----------------------------------------------------------------
 
     async def store_inbound(self, session: str, m: dict[str, Any]) -> dict[str, Any] | None:
-        """Store an inbound message (once per session and id) and remember the contact; the
-        row, or None if it was already stored."""
+        """Store an inbound message (once per session and id) with the sender's number and
+        LID as far as the page or an earlier message told them, and count it for the contact;
+        the row, or None if it was already stored."""
         now = self.clock()
+        sender = str(m.get("sender") or "")
+        told = Peer.of(sender, pn=m.get("sender_pn"), lid=m.get("sender_lid"))
+        push_name = str(m.get("push_name") or "")
         async with self.db.transaction() as conn:
+            person = await contacts.learn(conn, told, push_name=push_name, now=now)
+            known = person.peer if person is not None else told
             cur = await conn.execute(
-                "INSERT OR IGNORE INTO inbox (session, wa_id, chat_id, sender, body, type, t, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO inbox (session, wa_id, chat_id, sender, sender_pn,"
+                " sender_lid, push_name, body, type, t, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session,
                     m.get("wa_id") or m.get("id"),
                     m.get("chat_id", ""),
-                    m.get("sender", ""),
+                    sender,
+                    known.pn,
+                    known.lid,
+                    push_name,
                     m.get("body", ""),
                     m.get("type") or "chat",
                     float(m.get("t") or now),
@@ -353,8 +372,10 @@ class MessageRepo:
             )
             if cur.rowcount != 1:
                 return None
-            await conn.execute(_TOUCH, (m.get("chat_id", ""), session, now))
-            async with conn.execute("SELECT * FROM inbox WHERE id = last_insert_rowid()") as c2:
+            inbox_id = cur.lastrowid
+            if person is not None:
+                await contacts.interaction(conn, person, session, now, inbound=True)
+            async with conn.execute("SELECT * FROM inbox WHERE id = ?", (inbox_id,)) as c2:
                 return dict(await c2.fetchone())  # type: ignore[arg-type]
 
     async def inbox(
@@ -375,23 +396,18 @@ class MessageRepo:
 
     async def last_session_for(self, chat_id: str) -> str | None:
         """The session this contact last talked to, or that last took a message for it (so a
-        burst to one contact stays on one number before any of it is sent)."""
+        burst to one contact stays on one number before any of it is sent). A person's number
+        and LID are one contact: either id finds the other's history."""
+        ids = await self.contacts.ids_of(chat_id)
+        marks = ", ".join("?" * len(ids))
         r = await self.db.fetchone(
-            "SELECT session, MAX(at) FROM ("
-            " SELECT session, last_at AS at FROM contacts WHERE chat_id = ?"
-            " UNION ALL SELECT session, created_at FROM outbox WHERE chat_id = ?"
+            "SELECT session, MAX(at) FROM ("  # noqa: S608 (only placeholders are formatted in)
+            " SELECT s.session, s.last_at AS at FROM contact_sessions AS s"
+            f" JOIN contacts AS c ON c.id = s.contact_id WHERE c.pn IN ({marks}) OR c.lid IN ({marks})"
+            f" UNION ALL SELECT session, received_at FROM inbox WHERE chat_id IN ({marks})"
+            f" UNION ALL SELECT session, created_at FROM outbox WHERE chat_id IN ({marks})"
             " AND session IS NOT NULL AND state NOT IN ('failed', 'cancelled'))"
             " GROUP BY session ORDER BY 2 DESC LIMIT 1",
-            (chat_id, chat_id),
+            (*ids, *ids, *ids, *ids),
         )
         return str(r[0]) if r else None
-
-    async def touch_contact(self, chat_id: str, session: str) -> None:
-        """Remember that `session` talked to `chat_id` now."""
-        await self.db.execute(_TOUCH, (chat_id, session, self.clock()))
-
-
-_TOUCH = (
-    "INSERT INTO contacts (chat_id, session, last_at) VALUES (?, ?, ?)"
-    " ON CONFLICT(chat_id, session) DO UPDATE SET last_at = excluded.last_at"
-)

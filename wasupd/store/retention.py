@@ -2,7 +2,8 @@
 
 Every `RETENTION_INTERVAL`, records that are finished and older than `daemon.retention_days`
 are deleted: outgoing messages in a final state, received messages, webhook deliveries that
-were delivered or given up, reply-stickiness contacts, and state history (the newest
+were delivered or given up, contacts and their per-session statistics (which reply
+stickiness reads), and state history (the newest
 `HISTORY_KEPT` transitions of each session stay, however old). Nothing in flight is touched:
 queued and sending messages, pending deliveries. Deletes go in batches of `BATCH` rows, each its
 own short transaction, so a send or an ack never waits long behind them.
@@ -31,14 +32,18 @@ FIRST_DELAY = 300.0  # not during the start-up stampede of a restore
 RETENTION_INTERVAL = 6 * 3600.0
 
 # table -> which of its rows are finished and older than :cutoff. Each is found through an index
-# on its time column (schema 3); the unary `+` keeps SQLite from walking the state index
+# on its time column (schemas 3 and 4); the unary `+` keeps SQLite from walking the state index
 # instead, which would rescan every recent finished row at each batch.
 RULES: dict[str, str] = {
     "outbox": "+state IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
     " AND updated_at < :cutoff",
     "inbox": "received_at < :cutoff",
     "webhook_deliveries": "+state IN ('delivered', 'failed') AND updated_at < :cutoff",
-    "contacts": "last_at < :cutoff",
+    # A contact's per-session statistics go with its last interaction there; the contact
+    # itself (its number <-> LID mapping) once no session has talked to it in that time.
+    "contact_sessions": "last_at < :cutoff",
+    "contacts": "updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM contact_sessions AS s"
+    " WHERE s.contact_id = contacts.id)",
     "session_history": "at < :cutoff AND id NOT IN (SELECT h.id FROM session_history AS h"
     " WHERE h.session = session_history.session ORDER BY h.id DESC LIMIT :kept)",
 }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from wasupd.addressing import Peer
 from wasupd.config import BrowserBuild
 from wasupd.watchdogs.usage import TreeUsage
 
@@ -105,10 +106,12 @@ DriverKind = Literal[
     "qr",  # a QR payload: data = {"payload", "expires_at", "rotation"}
     "code",  # a pairing code: data = {"code", "expires_at"}
     # an inbound message: data = {"wa_id": serialized key, "id": bare id, "chat_id", "sender",
-    #   "body", "type", "t": unix seconds, "from_me": bool}
+    #   "sender_pn", "sender_lid" (the sender's number and LID ids, None when unknown),
+    #   "push_name", "body", "type", "t": unix seconds, "from_me": bool}
     "message",
     # an ack change of a message this device sent: data = {"wa_id": serialized key, "id": bare id,
-    #   "chat_id", "ack": int (-1 error, 0 pending, 1 server, 2 delivered, 3 read, 4 played)}
+    #   "chat_id", "chat_pn", "chat_lid" (None when unknown or a group),
+    #   "ack": int (-1 error, 0 pending, 1 server, 2 delivered, 3 read, 4 played)}
     "ack",
     "logout",  # the phone unlinked this device: data = {"reason"}
     "failed",  # WhatsApp refuses this session: data = {"reason"} (TOS_BLOCK, DEPRECATED_VERSION...)
@@ -224,6 +227,10 @@ class MessagePort(Protocol):
 
     async def set_typing(self, chat_id: str, typing: bool) -> None:
         """Show or clear the "typing..." presence in the chat."""
+
+    def peer(self, chat_id: str) -> Peer:
+        """The person behind a chat `resolve_chat` returned: its number and LID as far as the
+        page knows them (empty for a group)."""
 
 
 class SessionDriver(PageDriver, MessagePort, Protocol):

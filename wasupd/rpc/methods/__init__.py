@@ -35,6 +35,7 @@ def method_table(dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods) -> d
         "message.cancel": mm.cancel,
         "outbox.list": mm.outbox,
         "inbox.list": mm.inbox,
+        "contacts.list": mm.contacts,
         "webhooks.list": mm.webhooks,
         "webhooks.retry": mm.webhooks_retry,
     }

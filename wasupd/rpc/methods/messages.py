@@ -1,11 +1,11 @@
-"""`message.*`, `outbox.list`, `inbox.list`, `webhooks.list`."""
+"""`message.*`, `outbox.list`, `inbox.list`, `contacts.list`, `webhooks.list`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Literal
 
-from wasupd.browser.driver import chat_id_for
+from wasupd.addressing import parse_recipient
 from wasupd.config import Config
 from wasupd.errors import InvalidArgument
 from wasupd.messaging.service import Messaging
@@ -42,9 +42,11 @@ class MessageMethods:
         """Queue a text message durably; returns it (with its id) once committed.
 
         `to`: a phone number with country code (`+`, spaces, dashes accepted) or a chat id
-        (`...@c.us`, `...@g.us`). `session`: a session name, or `auto` to send from the pool
-        (the contact's last session when connected, else by remaining capacity). A repeated
-        `idempotency_key` returns the first message and never sends twice.
+        (`<digits>@c.us`, `<digits>@lid`, `<id>@g.us`); a number is resolved as WhatsApp Web
+        does before the send (its LID chat for a migrated contact). `session`: a session
+        name, or `auto` to send from the pool (the contact's last session, by number or LID,
+        when connected, else by remaining capacity). A repeated `idempotency_key` returns the
+        first message and never sends twice.
         """
         if not text:
             raise InvalidArgument("the message text is empty")
@@ -55,7 +57,7 @@ class MessageMethods:
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidArgument("idempotency_key must be 1 to 200 characters")
-        chat_id = chat_id_for(to)
+        chat_id = parse_recipient(to)
         assigned: str | None
         if session == "auto":
             assigned = await self.messaging.pick_session(chat_id)
@@ -110,6 +112,17 @@ class MessageMethods:
         return await self.repo.inbox(
             session=session, limit=max(1, min(limit, 10000)), after_id=after_id
         )
+
+    async def contacts(
+        self, ctx: Context, session: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Contacts per session, the most recent interaction first: the person's number
+        (`pn`, `<digits>@c.us`) and LID (`lid`, `<digits>@lid`), either null when WhatsApp did
+        not say it, the push name, and with that session `first_at`, `last_at` (unix times),
+        `msgs_in` and `msgs_out`. A number and a LID of one person are one contact."""
+        if session:
+            self.sessions.runner(session)  # SessionNotFound for unknown names
+        return await self.repo.contacts.list(session=session, limit=max(1, min(limit, 10000)))
 
     async def webhooks(
         self,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from wasupd.addressing import normalize_phone
 from wasupd.admin import ProfilesAdmin
 from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.rpc.server import Context
-from wasupd.sessions import SessionManager, normalize_phone
+from wasupd.sessions import SessionManager
 from wasupd.store.sessions import SessionRepo
 from wasupd.supervision.states import SessionState
 
