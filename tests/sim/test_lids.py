@@ -144,3 +144,18 @@ async def test_control_refuses_unknown_lids(lid_sim: SimServer) -> None:
     with pytest.raises(ValueError, match="not a LID"):
         await lid_sim.control("account", {"phone": "12ab@lid"})
     assert (await lid_sim.control("account", {"phone": await lid(lid_sim, D)}))["migrated"] is False
+
+
+async def test_an_old_world_contact_writes_to_a_migrated_account(
+    lid_sim: SimServer, page: Any
+) -> None:
+    """A contact still in the old world (D) writing to a migrated account (A): A's page keys
+    the chat by D's LID like every 1:1 chat and knows D's number; injecting as D leaves D in
+    the old world (its own pages keep seeing numbers)."""
+    await link(lid_sim, page, A)
+    await lid_sim.control("inject", {"to": A, "from": D, "text": "from the old world"})
+    got = await until(page, f"{INBOUND}.find((m) => m.body === 'from the old world')")
+    assert got["from"] == got["id"]["remote"] == await lid(lid_sim, D)
+    pn = await ev(page, f"(d) => String({API}.getPhoneNumber({WID}(d)))", await lid(lid_sim, D))
+    assert pn == f"{D}@c.us"
+    assert (await lid_sim.control("account", {"phone": D}))["migrated"] is False

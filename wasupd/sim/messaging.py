@@ -67,11 +67,15 @@ class Messaging:
 
     async def inject(self, to: str, from_: str, text: str) -> str:
         """A message from `from_` to `to` (a number, a LID or a group). A number that is not
-        registered is registered on the fly; a LID must be a registered account's."""
+        registered is registered on the fly (LID-migrated, as new accounts are); a registered
+        one is used as it is (an old-world account stays one); a LID must be an account's."""
         world = self.core.world
         if not from_:
             raise ValueError("inject needs `from`: the sender's phone number or LID")
-        sender = world.sender(from_) if str(from_).endswith("@lid") else world.add_account(from_)
+        if str(from_).endswith("@lid"):
+            sender = world.sender(from_)
+        else:
+            sender = world.resolve(f"{normalize_phone(from_)}@c.us") or world.add_account(from_)
         chat = world.canonical(chat_id(to))
         recipients = world.recipients(sender.phone, chat) if chat else []
         if not recipients:
