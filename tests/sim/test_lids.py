@@ -159,3 +159,16 @@ async def test_an_old_world_contact_writes_to_a_migrated_account(
     pn = await ev(page, f"(d) => String({API}.getPhoneNumber({WID}(d)))", await lid(lid_sim, D))
     assert pn == f"{D}@c.us"
     assert (await lid_sim.control("account", {"phone": D}))["migrated"] is False
+
+
+async def test_inbound_messages_carry_the_senders_push_name(lid_sim: SimServer, page: Any) -> None:
+    """`Msg.serialize().notifyName` is the sender's name, as WhatsApp Web shows it."""
+    await lid_sim.control("add_account", {"phone": B, "name": "Bob"})
+    await link(lid_sim, page, A)
+    await lid_sim.control("inject", {"to": A, "from": B, "text": "named"})
+    got = await until(
+        page,
+        "window.require('WAWebCollections').Msg.getModelsArray()"
+        ".map((m) => m.serialize()).find((m) => m.body === 'named')",
+    )
+    assert got["notifyName"] == "Bob"

@@ -189,6 +189,8 @@ class Messaging:
             "to": to,
             "author": member,
             "body": rec.body,
+            # The sender's push name, as WhatsApp Web's Msg.notifyName (empty for own messages).
+            "notifyName": "" if from_me else author.name,
             "type": rec.type,
             "t": rec.t,
             "ack": rec.ack if from_me else 0,

@@ -8,7 +8,8 @@ class Msg extends Model {
     const id = { fromMe: this.id.fromMe, remote: this.id.remote._serialized, id: this.id.id, _serialized: this.id._serialized };
     if (this.id.participant) id.participant = this.id.participant._serialized;
     return { id, ack: this.ack, body: this.body, type: this.type, t: this.t, from: String(this.from), to: String(this.to),
-      author: this.author ? String(this.author) : undefined, isNewMsg: !!this.isNewMsg, self: this.self, local: !!this.local,
+      author: this.author ? String(this.author) : undefined, notifyName: this.notifyName || "",
+      isNewMsg: !!this.isNewMsg, self: this.self, local: !!this.local,
       star: false, broadcast: false, isForwarded: false, forwardingScore: 0, hasReaction: false, quotedMsg: undefined,
       mentionedJidList: [], directPath: undefined, isStatusV3: false, links: [] };
   }
@@ -56,7 +57,7 @@ function addMessage(m, isNew) {
   learnLids(m.pairs); // a message from a migrated contact says its number, unless hidden (§4e)
   const chat = ensureChat(key.remote);
   const msg = new Msg({ id: key, ack: m.ack, body: m.body, type: m.type || "chat", t: m.t, from: createWid(m.from),
-    to: createWid(m.to), author: m.author ? createWid(m.author) : undefined, isNewMsg: isNew,
+    to: createWid(m.to), author: m.author ? createWid(m.author) : undefined, notifyName: m.notifyName || "", isNewMsg: isNew,
     self: m.fromMe ? "out" : "in", local: false });
   byId.set(key.id, msg);
   chat.set({ t: Math.max(chat.t || 0, m.t || 0), lastMsg: msg });
