@@ -44,6 +44,8 @@ class DaemonProcess:
     proc: subprocess.Popen[bytes] | None = None
     key: bool = True  # write the key file before the first start (as an operator would)
     uid: int | None = None  # run the daemon as this user (it then owns `root`), not as ours
+    # How to run `wasupd`: this interpreter, or (for another user) the service environment's.
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "wasupd.daemon"])
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,9 +87,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [
                 *self._as_user(env),
-                sys.executable,
-                "-m",
-                "wasupd.daemon",
+                *self.command,
                 "--config",
                 str(self.config_path),
             ],
@@ -208,7 +208,8 @@ def base_config(runtime: Path, state: Path, **sections: dict[str, Any]) -> dict[
 @pytest.fixture
 def daemon_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
     """`daemon_factory(**sections)` -> a started DaemonProcess; all are stopped at teardown.
-    `key=False` starts it without a key file, `uid=N` as user N (needs root).
+    `key=False` starts it without a key file, `uid=N` as user N (needs root; it runs from the
+    `service_env` fixture's interpreter, which that user can run wherever the checkout is).
     When the test failed, each daemon's log tail is printed (pytest shows it with the failure)."""
     made: list[DaemonProcess] = []
 
@@ -217,6 +218,8 @@ def daemon_factory(request: pytest.FixtureRequest) -> Iterator[Any]:
     ) -> DaemonProcess:
         root, runtime, state = make_dirs()
         d = DaemonProcess(root, base_config(runtime, state, **sections), key=key, uid=uid)
+        if uid is not None and uid != os.geteuid():
+            d.command = request.getfixturevalue("service_env").wasupd
         made.append(d)
         return d.start() if start else d
 

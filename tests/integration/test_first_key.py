@@ -44,6 +44,7 @@ def assert_key_missing_and_session_fails(d: DaemonProcess) -> None:
 
 
 @pytest.mark.chromium
+@pytest.mark.service_user
 def test_a_users_first_start_creates_the_key_and_sessions_work(
     daemon_factory: Any, sim_factory: Any
 ) -> None:
@@ -69,6 +70,7 @@ def test_a_users_first_start_creates_the_key_and_sessions_work(
     assert sealed.key_id == ring.current_id
 
 
+@pytest.mark.service_user
 def test_a_sealed_profile_without_its_key_is_not_given_a_new_one(daemon_factory: Any) -> None:
     """A user's daemon with `profiles/*.wasup` and no key creates none, says why at start, and
     its sessions fail with the existing message."""
@@ -84,6 +86,7 @@ def test_a_sealed_profile_without_its_key_is_not_given_a_new_one(daemon_factory:
     assert_key_missing_and_session_fails(d)
 
 
+@pytest.mark.service_user
 def test_a_backup_without_its_key_is_not_given_a_new_one(daemon_factory: Any) -> None:
     """Anything under `backups/` counts: it may hold archives sealed under the missing key."""
     d: DaemonProcess = daemon_factory(start=False, key=False, uid=USER)
