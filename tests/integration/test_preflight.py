@@ -84,7 +84,10 @@ def test_missing_and_loose_keys_fail_with_the_fix(tmp_path: Path) -> None:
     assert code == 1 and f"wasupd keygen {key}" in lines["profile key"]
 
 
-def test_a_users_missing_key_warns_it_will_be_created_unless_something_is_sealed() -> None:
+@pytest.mark.service_user
+def test_a_users_missing_key_warns_it_will_be_created_unless_something_is_sealed(
+    service_env: ServiceEnv,
+) -> None:
     """A user's own daemon (here `nobody`, or ourselves when not root) with no key: WARN that
     it is created at first start, exit 0; with a sealed profile present: FAIL naming keygen."""
     root = make_dirs()[0]
@@ -92,11 +95,11 @@ def test_a_users_missing_key_warns_it_will_be_created_unless_something_is_sealed
         config, cfg = setup(root)
         key = Path(cfg["profiles"]["key_file"])
         key.unlink()
-        as_user: list[str] = []
+        command = [*WASUPD, "--config", str(config), "check"]
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", "nobody:nogroup", str(root)], check=True)
             as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        command = [*as_user, *WASUPD, "--config", str(config), "check"]
+            command = [*as_user, *service_env.wasupd, "--config", str(config), "check"]
         fresh = subprocess.run(command, capture_output=True, text=True, timeout=60)
         (root / "state" / "profiles").mkdir()
         (root / "state" / "profiles" / "old.wasup").write_bytes(b"sealed")
