@@ -79,7 +79,7 @@ def rpc_md() -> str:
         "JSON-RPC 2.0 on the Unix socket (`/run/wasupd/wasupd.sock` by default): one JSON object",
         "per line, UTF-8, at most `daemon.max_message_bytes` (1 MiB). Params are named (an object).",
         "Errors: -32700 parse, -32600 invalid request, -32601 method not found, -32602 invalid",
-        "params, -32603 internal; domain errors -32001..-32016 with a stable `error.data.name`",
+        "params, -32603 internal; domain errors -32001..-32018 with a stable `error.data.name`",
         "(see below). `events.subscribe` turns the connection into a stream of `event`",
         "notifications.",
         "",

@@ -45,6 +45,9 @@ def send(
         typer.Option("--wait", help="wait for 'sent' or 'delivered'", show_default=False),
     ] = None,
     wait_timeout: Annotated[float, typer.Option(help="seconds --wait may take")] = 300.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="send even to a contact who opted out")
+    ] = False,
 ) -> None:
     """Queue a message (durably) and print its id; --wait blocks until sent or delivered."""
     if wait is not None and wait not in WAIT_STATES:
@@ -56,13 +59,13 @@ def send(
         texts = [text] if not lines else [ln for ln in text.split("\n") if ln]
     if not texts or (len(texts) == 1 and texts[0] == ""):
         die("nothing to send: the text is empty", 2)
-    ids = _enqueue(ctx, to, texts, from_, key)
+    ids = _enqueue(ctx, to, texts, from_, key, force)
     if wait:
         _wait(ctx, ids, WAIT_STATES[wait], wait_timeout)
 
 
 def _enqueue(
-    ctx: typer.Context, to: str, texts: list[str], from_: str, key: str | None
+    ctx: typer.Context, to: str, texts: list[str], from_: str, key: str | None, force: bool
 ) -> list[str]:
     from wasupd.rpc.client import Client
 
@@ -71,6 +74,8 @@ def _enqueue(
     with Client(o.socket, timeout=o.timeout) as client:
         for i, body in enumerate(texts):
             params: dict[str, Any] = {"to": to, "text": body, "session": from_}
+            if force:
+                params["force"] = True
             if key:
                 params["idempotency_key"] = key if len(texts) == 1 else f"{key}:{i}"
             msg: dict[str, Any] = guard(lambda p=params: client.call("message.send", **p))  # type: ignore[misc]

@@ -25,6 +25,7 @@ import structlog
 from wasupd import config as configmod
 from wasupd import exporter, logs
 from wasupd.admin import ProfilesAdmin
+from wasupd.campaigns.service import Campaigns
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
@@ -34,6 +35,7 @@ from wasupd.messaging.webhooks import Webhooks
 from wasupd.metrics import DaemonFacts, Metrics
 from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.methods import register_methods
+from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
@@ -41,6 +43,7 @@ from wasupd.rpc.peer import Authorizer
 from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
 from wasupd.store import retention
+from wasupd.store.campaigns import CampaignRepo
 from wasupd.store.db import Database
 from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
@@ -93,6 +96,18 @@ class App:
             )
         )
         manager.route_reports_to(messaging.on_report)
+        campaign_repo = CampaignRepo(db, messages)
+        campaigns = await stack.enter_async_context(
+            Campaigns(
+                config=lambda: self.config,
+                repo=campaign_repo,
+                messages=messages,
+                messaging=messaging,
+                bus=self.bus,
+                webhooks=webhooks,
+            )
+        )
+        messaging.route_inbound_to(campaigns.on_inbound)
         admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))
         await stack.enter_async_context(self._background(db))
         dispatcher = Dispatcher()
@@ -129,7 +144,9 @@ class App:
                 messaging=messaging,
                 repo=messages,
                 webhooks=webhooks,
+                suppressed=campaign_repo.is_suppressed,
             ),
+            CampaignMethods(campaigns=campaigns, repo=campaign_repo),
         )
         await server.start()
         stack.push_async_callback(self._stop_serving)

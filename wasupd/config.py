@@ -163,6 +163,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OptoutConfig:
+    """[optout]: inbound keywords that put a contact on the suppression list."""
+
+    keywords: list[str] = field(default_factory=lambda: ["STOP", "UNSUBSCRIBE"])
+    confirmation: str = ""  # sent once to a contact who opts out; empty: nothing is sent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; build it with `load_config`."""
 
@@ -176,6 +184,7 @@ class Config:
     send: SendConfig = field(default_factory=SendConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    optout: OptoutConfig = field(default_factory=OptoutConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -205,7 +214,7 @@ class Config:
 
 # What SIGHUP can change in a running daemon (everything else needs a restart): these whole
 # sections, and these keys of [daemon]. `LIVE_RELOADABLE` and `apply_live` are derived from it.
-LIVE_SECTIONS = ("limits", "restart", "health", "qr", "send")
+LIVE_SECTIONS = ("limits", "restart", "health", "qr", "send", "optout")
 LIVE_DAEMON_KEYS = ("log_level", "allow_users", "allow_groups", "retention_days")
 LIVE_RELOADABLE = frozenset(
     {f"daemon.{key}" for key in LIVE_DAEMON_KEYS}

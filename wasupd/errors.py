@@ -168,6 +168,22 @@ class DaemonUnreachable(WasupError):
     exit_status = EXIT_UNREACHABLE
 
 
+class CampaignNotFound(WasupError):
+    """A request named a campaign that does not exist."""
+
+    name = "CampaignNotFound"
+    code = -32017
+    exit_status = EXIT_NOT_FOUND
+
+
+class CampaignExists(WasupError):
+    """`campaign.create` named a campaign that was already started (it is never re-sent)."""
+
+    name = "CampaignExists"
+    code = -32018
+    exit_status = EXIT_WRONG_STATE
+
+
 class ProtocolError(WasupError):
     """A JSON-RPC protocol error (parse, invalid request, method, params); `code` set per instance."""
 

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -49,6 +49,8 @@ HEALTH_WINDOW = 600.0
 # States after which a session's queued `auto` messages go back to the pool.
 DROPPED = (SessionState.LOGGED_OUT.value, SessionState.FAILED.value)
 FOLLOWED = ("state", "deleted")
+# Called with (session, inbox row) after an inbound message is stored and announced.
+InboundHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Messaging:
@@ -76,6 +78,7 @@ class Messaging:
         self._pending: list[tuple[NewMessage, asyncio.Future[tuple[OutboxMessage, bool]]]] = []
         self._failures: dict[str, collections.deque[float]] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._inbound_hooks: list[InboundHook] = []
         self._group = asyncio.TaskGroup()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # senders by session
         self._watch: asyncio.Task[None] | None = None
@@ -125,6 +128,20 @@ class Messaging:
     def note_failure(self, name: str) -> None:
         """A send attempt failed: the pool trusts this session a little less for a while."""
         self._failures.setdefault(name, collections.deque(maxlen=100)).append(self.clock())
+
+    def health(self, name: str) -> float:
+        """The pool's trust in a session: 1.0, lower after send failures in the last 10 min."""
+        now = self.clock()
+        fails = sum(1 for t in self._failures.get(name, ()) if t > now - HEALTH_WINDOW)
+        return pool.health(fails)
+
+    def wake(self, session: str | None) -> None:
+        """New work was queued outside `enqueue` (a campaign): wake its sender, or all."""
+        self._poke(session)
+
+    def route_inbound_to(self, hook: InboundHook) -> None:
+        """Call `hook(session, row)` for each newly stored inbound message (opt-outs, replies)."""
+        self._inbound_hooks.append(hook)
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -179,8 +196,7 @@ class Messaging:
                 sent_day=day,
                 backlog=backlog,
             )
-            fails = sum(1 for t in self._failures.get(name, ()) if t > now - HEALTH_WINDOW)
-            candidates.append(pool.Candidate(name, room, pool.health(fails)))
+            candidates.append(pool.Candidate(name, room, self.health(name)))
         return pool.choose(candidates, self.rng)
 
     # -- state changes ---------------------------------------------------------------------
@@ -314,6 +330,11 @@ class Messaging:
             msg_type=row["type"],
         )
         await self.hook("message", name, {k: v for k, v in row.items() if k != "session"})
+        for inbound_hook in self._inbound_hooks:
+            try:
+                await inbound_hook(name, row)
+            except Exception:  # an add-on's fault must not lose the page's next reports
+                log.exception("inbound_hook_failed", session=name)
 
     async def _ack(self, name: str, data: dict[str, Any]) -> None:
         wa_id = str(data.get("id") or "")

@@ -155,6 +155,48 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inbox_by_sender_lid ON inbox(sender_lid);
     CREATE INDEX inbox_by_chat ON inbox(chat_id, received_at);
     """,
+    # 5: campaigns (one text to many recipients), each recipient's number, planned time and
+    # outbox message; the opt-out suppression list.
+    """
+    CREATE TABLE campaigns (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL UNIQUE,
+        state       TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        numbers     TEXT NOT NULL DEFAULT '[]',
+        pinned      INTEGER NOT NULL DEFAULT 0,
+        send_window TEXT NOT NULL DEFAULT '',
+        start_at    REAL,
+        until       REAL,
+        plan        TEXT NOT NULL DEFAULT '{}',
+        errors      INTEGER NOT NULL DEFAULT 0,
+        paused_at   REAL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE campaign_recipients (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        recipient   TEXT NOT NULL,
+        line        INTEGER NOT NULL,
+        phone       TEXT NOT NULL,
+        vars        TEXT NOT NULL DEFAULT '{}',
+        session     TEXT,
+        planned_at  REAL,
+        message_id  TEXT,
+        state       TEXT NOT NULL DEFAULT 'pending',
+        handed_over INTEGER NOT NULL DEFAULT 0,
+        replied_at  REAL,
+        PRIMARY KEY (campaign_id, recipient)
+    );
+    CREATE INDEX campaign_recipients_by_line ON campaign_recipients(campaign_id, line);
+    CREATE INDEX campaign_recipients_by_message ON campaign_recipients(message_id);
+    CREATE INDEX campaign_recipients_by_recipient ON campaign_recipients(recipient);
+    CREATE TABLE suppressions (
+        chat_id     TEXT PRIMARY KEY,
+        source      TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from wasupd.rpc.dispatch import Dispatcher, Handler
+from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
 
 
-def method_table(dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods) -> dict[str, Handler]:
+def method_table(
+    dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods, cm: CampaignMethods
+) -> dict[str, Handler]:
     """Every method of the control socket, by its name (the names are the contract)."""
     return {
         "daemon.status": dm.status,
@@ -38,14 +41,27 @@ def method_table(dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods) -> d
         "contacts.list": mm.contacts,
         "webhooks.list": mm.webhooks,
         "webhooks.retry": mm.webhooks_retry,
+        "campaign.create": cm.create,
+        "campaign.add": cm.add,
+        "campaign.discard": cm.discard,
+        "campaign.start": cm.start,
+        "campaign.list": cm.listing,
+        "campaign.get": cm.get,
+        "campaign.pause": cm.pause,
+        "campaign.resume": cm.resume,
+        "campaign.cancel": cm.cancel,
+        "campaign.report": cm.report,
+        "optout.list": cm.optout_list,
+        "optout.add": cm.optout_add,
+        "optout.rm": cm.optout_rm,
     }
 
 
 def register_methods(
-    d: Dispatcher, dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods
+    d: Dispatcher, dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods, cm: CampaignMethods
 ) -> Dispatcher:
     """Register every method of `method_table` on `d`; returns `d`."""
-    for name, handler in method_table(dm, sm, mm).items():
+    for name, handler in method_table(dm, sm, mm, cm).items():
         d.register(name, handler)
     return d
 
@@ -58,4 +74,5 @@ def documented_dispatcher() -> Dispatcher:
         DaemonMethods.__new__(DaemonMethods),
         SessionMethods.__new__(SessionMethods),
         MessageMethods.__new__(MessageMethods),
+        CampaignMethods.__new__(CampaignMethods),
     )

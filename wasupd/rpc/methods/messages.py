@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from wasupd.addressing import parse_recipient
 from wasupd.config import Config
-from wasupd.errors import InvalidArgument
+from wasupd.errors import InvalidArgument, InvalidState
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.rpc.server import Context
@@ -27,9 +27,10 @@ class MessageMethods:
         messaging: Messaging,
         repo: MessageRepo,
         webhooks: Webhooks,
+        suppressed: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.config, self.sessions, self.messaging = config, sessions, messaging
-        self.repo, self._webhooks = repo, webhooks
+        self.repo, self._webhooks, self._suppressed = repo, webhooks, suppressed
 
     async def send(
         self,
@@ -38,6 +39,7 @@ class MessageMethods:
         text: str,
         session: str = "auto",
         idempotency_key: str | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
         """Queue a text message durably; returns it (with its id) once committed.
 
@@ -46,7 +48,8 @@ class MessageMethods:
         does before the send (its LID chat for a migrated contact). `session`: a session
         name, or `auto` to send from the pool (the contact's last session, by number or LID,
         when connected, else by remaining capacity). A repeated `idempotency_key` returns the
-        first message and never sends twice.
+        first message and never sends twice. A contact on the
+        opt-out suppression list is refused unless `force`.
         """
         if not text:
             raise InvalidArgument("the message text is empty")
@@ -58,6 +61,11 @@ class MessageMethods:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidArgument("idempotency_key must be 1 to 200 characters")
         chat_id = parse_recipient(to)
+        if not force and self._suppressed is not None and await self._suppressed(chat_id):
+            raise InvalidState(
+                f"{to} opted out (on the suppression list): not sent; `--force` sends anyway,"
+                " `wasupctl optout rm` takes the contact off the list"
+            )
         assigned: str | None
         if session == "auto":
             assigned = await self.messaging.pick_session(chat_id)

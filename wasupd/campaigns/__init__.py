@@ -1,0 +1,1 @@
+"""Campaigns: one message to many contacts, spread across numbers and the day."""
