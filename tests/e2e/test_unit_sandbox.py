@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import make_dirs
+from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
 from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
@@ -69,7 +70,16 @@ def status_field(pid: int, name: str) -> str:
     raise AssertionError(f"{name} not in /proc/{pid}/status")
 
 
-def confined(argv: list[str]) -> list[str]:
+def readable_filter(root: Path) -> Path:
+    """A copy of the filter script in `root` (0755), which the service user can read wherever
+    this checkout is."""
+    copy = root / FILTER.name
+    shutil.copyfile(FILTER, copy)
+    copy.chmod(0o644)
+    return copy
+
+
+def confined(argv: list[str], filter_script: Path) -> list[str]:
     """`argv` the way the unit confines the daemon, as far as it can be without systemd."""
     as_unit = (
         "mount -t proc -o hidepid=invisible proc /proc && "
@@ -86,7 +96,7 @@ def confined(argv: list[str]) -> list[str]:
         as_unit,
         "sh",
         str(SYSTEM_PYTHON),
-        str(FILTER),
+        str(filter_script),
         *argv,
     ]
 
@@ -98,13 +108,22 @@ needs = pytest.mark.skipif(
 
 
 @needs
+@pytest.mark.service_user
 def test_the_emulated_filter_refuses_what_the_unit_refuses() -> None:
     """Under the emulation a mount or UTS namespace is refused, user+pid+net are allowed, and
     the bounding set is empty with no_new_privs: the emulation is not a no-op."""
     shell = "unshare --user --mount true || echo mnt-refused; unshare --user --uts true || echo uts-refused; unshare --user --pid --net --fork true && echo sandbox-ns-ok; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"
-    out = subprocess.run(
-        confined(["sh", "-c", shell]), capture_output=True, text=True, timeout=30
-    ).stdout
+    root = make_dirs()[0]
+    try:
+        root.chmod(0o755)
+        out = subprocess.run(
+            confined(["sh", "-c", shell], readable_filter(root)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    finally:
+        shutil.rmtree(root)
     assert "mnt-refused" in out and "uts-refused" in out and "sandbox-ns-ok" in out, out
     assert "CapBnd:\t0000000000000000" in out and "NoNewPrivs:\t1" in out, out
     assert "Seccomp:\t2" in out, out
@@ -112,7 +131,10 @@ def test_the_emulated_filter_refuses_what_the_unit_refuses() -> None:
 
 @needs
 @pytest.mark.timeout(180)
-def test_chromium_keeps_its_sandbox_under_the_units_confinement(sim_factory: Any) -> None:
+@pytest.mark.service_user
+def test_chromium_keeps_its_sandbox_under_the_units_confinement(
+    sim_factory: Any, service_env: ServiceEnv
+) -> None:
     """The confined daemon reaches a QR; its browser has no capabilities, no_new_privs and no
     --no-sandbox, its renderers run in their own user and pid namespaces, and the daemon still
     measures the whole browser tree through the hidepid /proc."""
@@ -130,17 +152,15 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(sim_factory: Any
     )
     generate_key_file(state / "profile.key")
     os.chown(state / "profile.key", NOBODY, NOBODY)
-    site = sysconfig.get_paths()["purelib"]
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(state),
-        "PYTHONPATH": f"{ROOT}:{site}",
         "RUNTIME_DIRECTORY": str(run),
         "STATE_DIRECTORY": str(state),
     }
     log = open(root / "daemon.log", "wb")
     daemon = subprocess.Popen(
-        confined(["/usr/bin/python3", "-m", "wasupd.daemon", "--config", str(cfg)]),
+        confined([*service_env.wasupd, "--config", str(cfg)], readable_filter(root)),
         env=env,
         stdout=log,
         stderr=log,
