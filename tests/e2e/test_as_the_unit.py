@@ -7,35 +7,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.helpers.daemon import make_dirs
+from tests.helpers.daemon import make_dirs, socket_answers, socket_call
 from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
-from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
-from wasupd.rpc.client import Client
 
 NOBODY = 65534
-
-
-def call(sock: Path, method: str, **params: Any) -> Any:
-    """One RPC call as root (always allowed on the socket)."""
-    with Client(sock, timeout=30) as c:
-        return c.call(method, **params)
-
-
-def answers(sock: Path) -> bool:
-    """Whether a daemon answers on `sock` yet."""
-    try:
-        call(sock, "daemon.status")
-    except WasupError:
-        return False
-    return True
 
 
 @pytest.mark.service_user
@@ -76,11 +58,16 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(
     log.close()
     sock = run / "wasupd.sock"
     try:
-        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
+        eventually(
+            lambda: daemon.poll() is None and socket_answers(sock), 30, "the daemon's socket"
+        )
         assert os.stat(sock).st_uid == NOBODY
-        call(sock, "session.create", name="svc")
+        socket_call(sock, "session.create", name="svc")
         info = eventually(
-            lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
+            lambda: (
+                (i := socket_call(sock, "session.get", name="svc", history=0))["state"] == "qr"
+                and i
+            ),
             90,
             "a QR from the unprivileged daemon",
         )

@@ -19,9 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.helpers.daemon import socket_answers
 from tests.helpers.waiting import eventually
-from wasupd.errors import WasupError
-from wasupd.rpc.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "wasupd"
@@ -103,16 +102,6 @@ def installed_package(deb: Path) -> Iterator[list[str]]:
         if not had_user and user_exists():
             subprocess.run(["userdel", USER], capture_output=True, timeout=30)
             subprocess.run(["groupdel", USER], capture_output=True, timeout=30)
-
-
-def answers(sock: Path) -> bool:
-    """Whether a daemon answers on `sock` yet."""
-    try:
-        with Client(sock, timeout=10) as c:
-            c.call("daemon.status")
-    except WasupError:
-        return False
-    return True
 
 
 def ctl(*argv: str) -> str:
@@ -212,7 +201,9 @@ def test_install_check_qr_and_purge(installed_package: list[str], sim_factory: A
     )
     sock = run_dir / "wasupd.sock"
     try:
-        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the installed daemon")
+        eventually(
+            lambda: daemon.poll() is None and socket_answers(sock), 30, "the installed daemon"
+        )
         ctl("session", "create", "pkg", "--no-wait")
         eventually(
             lambda: '"state": "qr"' in ctl("--json", "session", "show", "pkg"),

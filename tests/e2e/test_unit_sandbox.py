@@ -18,32 +18,15 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers.daemon import make_dirs
+from tests.helpers.daemon import make_dirs, socket_answers, socket_call
 from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
-from wasupd.errors import WasupError
 from wasupd.profiles.keys import generate_key_file
-from wasupd.rpc.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 FILTER = ROOT / "tests/helpers/unit_sandbox.py"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-
-
-def call(sock: Path, method: str, **params: Any) -> Any:
-    """One RPC call as root (always allowed on the socket)."""
-    with Client(sock, timeout=30) as c:
-        return c.call(method, **params)
-
-
-def answers(sock: Path) -> bool:
-    """Whether a daemon answers on `sock` yet."""
-    try:
-        call(sock, "daemon.status")
-    except WasupError:
-        return False
-    return True
 
 
 def system_python_matches() -> bool:
@@ -170,10 +153,15 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(
     sock = run / "wasupd.sock"
     pid = 0
     try:
-        eventually(lambda: daemon.poll() is None and answers(sock), 30, "the daemon's socket")
-        call(sock, "session.create", name="svc")
+        eventually(
+            lambda: daemon.poll() is None and socket_answers(sock), 30, "the daemon's socket"
+        )
+        socket_call(sock, "session.create", name="svc")
         info = eventually(
-            lambda: (i := call(sock, "session.get", name="svc", history=0))["state"] == "qr" and i,
+            lambda: (
+                (i := socket_call(sock, "session.get", name="svc", history=0))["state"] == "qr"
+                and i
+            ),
             90,
             "a QR from the confined daemon",
         )
@@ -189,7 +177,7 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(
         assert "sandbox_disabled" not in (root / "daemon.log").read_text()
 
         def measured() -> float:
-            text: str = call(sock, "metrics.get")["text"]
+            text: str = socket_call(sock, "metrics.get")["text"]
             for line in text.splitlines():
                 if line.startswith('wasupd_session_processes{session="svc"}'):
                     return float(line.split()[-1])

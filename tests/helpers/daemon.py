@@ -26,6 +26,21 @@ from wasupd.rpc.client import Client
 TMP_PREFIX = f"wasupd-test-{os.getpid()}-"
 
 
+def socket_call(sock: Path, method: str, **params: Any) -> Any:
+    """One RPC call on the control socket `sock` (as root, always allowed)."""
+    with Client(sock, timeout=30) as c:
+        return c.call(method, **params)
+
+
+def socket_answers(sock: Path) -> bool:
+    """Whether a daemon answers `daemon.status` on `sock` yet."""
+    try:
+        socket_call(sock, "daemon.status")
+    except WasupError:
+        return False
+    return True
+
+
 def make_dirs() -> tuple[Path, Path, Path]:
     """A fresh (root, runtime, state) triple under /tmp."""
     root = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
