@@ -258,7 +258,7 @@ def fit_widths(
     while True:
         room = width - table_width({h: w for h, w in widths.items() if h != last}, extra=1)
         if room >= min(widths[last], layout.flex_min) or not steps:
-            widths[last] = max(min(widths[last], room), cell_len(last))
+            widths[last] = max(min(widths[last], room), 1)
             return widths
         step = steps.pop(0)
         if step.width == 0:
