@@ -232,6 +232,14 @@ def test_status_fields_flow_onto_lines_that_fit() -> None:
     assert render.fields_lines(fields, 40, wide=True) == ["  ".join(fields)]
 
 
+def test_docs_list_each_tables_columns_and_drop_order() -> None:
+    """docs/cli.md's table of tables reads as the layouts are: columns in order, then steps."""
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for layout in (tables.SESSIONS, tables.TOP, tables.OUTBOX):
+        steps = " ".join(s.column + (f"\u2192{s.width}" if s.width else "") for s in layout.steps)
+        assert f"| {' '.join(layout.headers)} | {steps} |" in doc
+
+
 def regenerate() -> None:
     """Write every snapshot from the current code (run as a module; see the docstring)."""
     os.environ["TZ"] = "UTC"
