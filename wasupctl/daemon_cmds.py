@@ -128,28 +128,16 @@ def top(
     """Live view: state, pid, PSS, fds, processes, uptime, restarts, last reason per session."""
     from rich.live import Live
 
-    width = table_width()
-    if once:
-        sessions = call(ctx, "session.list")
-        now = time.time()
-        title = tables.top_title(sessions, now)
-        render.print_table(
-            tables.TOP, tables.top_rows(sessions, now), width, wide=wide, title=title
-        )
-        return
-
     def frame() -> Any:
-        # Measured again each frame: the terminal may have been resized meanwhile.
+        # Measured for each frame: the terminal may have been resized meanwhile.
         sessions = call(ctx, "session.list")
         now = time.time()
-        return render.fit(
-            tables.TOP,
-            tables.top_rows(sessions, now),
-            table_width(),
-            wide=wide,
-            title=tables.top_title(sessions, now),
-        )
+        rows, title = tables.top_rows(sessions, now), tables.top_title(sessions, now)
+        return render.fit(tables.TOP, rows, table_width(), wide=wide, title=title)
 
+    if once:
+        render.show(frame(), table_width(), wide=wide)
+        return
     with Live(frame(), refresh_per_second=4, screen=False) as live:
         while True:
             time.sleep(interval)

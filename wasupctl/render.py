@@ -307,9 +307,13 @@ def print_table(
     title: str | None = None,
 ) -> None:
     """Print `fit(...)` on stdout (with `wide`, as long as its lines are)."""
+    show(fit(layout, rows, width, wide=wide, title=title), width, wide=wide)
+
+
+def show(table: Table, width: int, *, wide: bool = False) -> None:
+    """Print a table made by `fit` on stdout, `width` wide or (`wide`) as wide as it is."""
     from rich.console import Console
 
-    table = fit(layout, rows, width, wide=wide, title=title)
     Console(width=_console_width(table, width, wide)).print(table)
 
 
