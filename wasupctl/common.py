@@ -8,13 +8,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from wasupd.errors import EXIT_FAILURE, EXIT_USAGE, ProtocolError, WasupError
 
 T = TypeVar("T")
+
+# `--wide` of the commands that print a list as a table.
+Wide = Annotated[
+    bool, typer.Option("--wide", help="every column in full, even past the terminal's width")
+]
 
 
 @dataclass(slots=True)
@@ -50,6 +55,13 @@ def call(ctx: typer.Context, method: str, timeout: float | None = None, **params
     o = opts(ctx)
     with Client(o.socket, timeout=o.timeout) as client:
         return guard(lambda: client.call(method, timeout=timeout, **params))
+
+
+def table_width() -> int:
+    """The width tables fit (`render.terminal_width`); a bad `COLUMNS` is the usage error."""
+    from wasupctl.render import terminal_width
+
+    return guard(terminal_width)
 
 
 def guard(fn: Callable[[], T]) -> T:

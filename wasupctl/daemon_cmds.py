@@ -9,48 +9,37 @@ from typing import Annotated, Any
 
 import typer
 
-from wasupctl import render
-from wasupctl.common import call, emit_json, emit_ndjson, fail, guard, opts
+from wasupctl import render, tables
+from wasupctl.common import Wide, call, emit_json, emit_ndjson, fail, guard, opts, table_width
 
 HEALTH_EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 
 
-def status(ctx: typer.Context) -> None:
+def status(ctx: typer.Context, wide: Wide = False) -> None:
     """Daemon version, uptime and a table of sessions."""
     data = call(ctx, "daemon.status")
     if opts(ctx).json:
         emit_json(data)
         return
-    print(
-        f"wasupd {data['version']}  pid {data['pid']}  up {render.duration(data['uptime'])}"
-        f"  socket {data['socket']}  fds {data['fds']}/{data['fd_limit']}"
-    )
-    sessions_table(data["sessions"])
+    width = table_width()
+    fields = [
+        f"wasupd {data['version']}",
+        f"pid {data['pid']}",
+        f"up {render.duration(data['uptime'])}",
+        f"socket {data['socket']}",
+        f"fds {data['fds']}/{data['fd_limit']}",
+    ]
+    print("\n".join(render.fields_lines(fields, width, wide=wide)))
+    sessions_table(data["sessions"], width, wide)
 
 
-def sessions_table(sessions: list[dict[str, Any]]) -> None:
-    """The sessions table shared by `status` and `session list`."""
+def sessions_table(sessions: list[dict[str, Any]], width: int, wide: bool) -> None:
+    """The sessions table shared by `status` and `session list`, fitting `width`."""
     if not sessions:
         print("no sessions (create one: wasupctl session create NAME)")
         return
-    now = time.time()
-    rows = []
-    for s in sessions:
-        started = s.get("started_at")
-        rows.append(
-            [
-                s["name"],
-                render.state(s["state"]),
-                s.get("phone") or "-",
-                s.get("pid"),
-                render.pss(s),
-                render.duration(now - started) if started else "-",
-                s.get("restarts", 0),
-                s.get("reason") or "",
-            ]
-        )
-    render.table(
-        None, ["NAME", "STATE", "PHONE", "PID", "PSS", "UPTIME", "RESTARTS", "REASON"], rows
+    render.print_table(
+        tables.SESSIONS, tables.session_rows(sessions, time.time()), width, wide=wide
     )
 
 
@@ -134,64 +123,25 @@ def top(
     ctx: typer.Context,
     interval: Annotated[float, typer.Option(help="refresh interval in seconds")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+    wide: Wide = False,
 ) -> None:
     """Live view: state, pid, PSS, fds, processes, uptime, restarts, last reason per session."""
-    from rich.console import Console
     from rich.live import Live
 
     def frame() -> Any:
-        return _top_table(call(ctx, "session.list"))
+        # Measured for each frame: the terminal may have been resized meanwhile.
+        sessions = call(ctx, "session.list")
+        now = time.time()
+        rows, title = tables.top_rows(sessions, now), tables.top_title(sessions, now)
+        return render.fit(tables.TOP, rows, table_width(), wide=wide, title=title)
 
     if once:
-        Console().print(frame())
+        render.show(frame(), table_width(), wide=wide)
         return
     with Live(frame(), refresh_per_second=4, screen=False) as live:
         while True:
             time.sleep(interval)
             live.update(frame())
-
-
-def _top_table(sessions: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    t = Table(
-        title=f"wasupd - {render.count(len(sessions), 'session')} - {time.strftime('%H:%M:%S')}"
-    )
-    for col in (
-        "NAME",
-        "STATE",
-        "PID",
-        "PSS",
-        "FDS",
-        "PROCS",
-        "CPU%",
-        "LIVE",
-        "SEALED",
-        "UPTIME",
-        "RESTARTS",
-        "REASON",
-    ):
-        t.add_column(col)
-    now = time.time()
-    for s in sessions:
-        u = s.get("usage") or {}
-        st = s.get("storage") or {}
-        started = s.get("started_at")
-        t.add_row(
-            s["name"],
-            render.state(s["state"]),
-            str(s.get("pid") or "-"),
-            render.pss(s),
-            str(u.get("fds", "-")),
-            str(u.get("processes", "-")),
-            f"{u['cpu_percent']:.0f}" if u else "-",
-            render.size(st.get("live_bytes")),
-            render.size(st.get("sealed_bytes")),
-            render.duration(now - started) if started else "-",
-            str(s.get("restarts", 0)),
-            (s.get("reason") or "")[:40],
-        )
-    return t
 
 
 def reload(ctx: typer.Context) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from wasupctl import render
-from wasupctl.common import call, die, emit_json, emit_ndjson, guard, opts
+from wasupctl import render, tables
+from wasupctl.common import Wide, call, die, emit_json, emit_ndjson, guard, opts, table_width
 from wasupd.addressing import display, is_group
 from wasupd.errors import EXIT_FAILURE
 
@@ -169,6 +169,7 @@ def outbox(
         str | None, typer.Option(help="only this state (queued, sent, failed...)")
     ] = None,
     limit: Annotated[int, typer.Option(help="how many of the latest")] = 50,
+    wide: Wide = False,
 ) -> None:
     """Queued and sent messages, with why and until when a queued one waits."""
     params: dict[str, Any] = {"limit": limit}
@@ -180,23 +181,7 @@ def outbox(
     if opts(ctx).json:
         emit_json(rows)
         return
-    table = []
-    for r in rows:
-        waiting = r.get("wait_reason") or ""
-        if waiting and r.get("not_before"):
-            waiting += f" until {render.when(r['not_before'])}"
-        table.append(
-            [
-                r["id"],
-                r.get("session") or r.get("from_spec"),
-                r["chat_id"],
-                r["state"],
-                r.get("attempts", 0),
-                waiting or r.get("last_error") or "",
-                r["body"][:30],
-            ]
-        )
-    render.table(None, ["ID", "SESSION", "TO", "STATE", "TRIES", "WAITING/ERROR", "TEXT"], table)
+    render.print_table(tables.OUTBOX, tables.outbox_rows(rows), table_width(), wide=wide)
 
 
 def message(

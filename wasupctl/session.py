@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from wasupctl import render
-from wasupctl.common import call, die, emit_json, emit_ndjson, fail, guard, opts
+from wasupctl.common import Wide, call, die, emit_json, emit_ndjson, fail, guard, opts, table_width
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -139,7 +139,7 @@ def _countdown(qr: dict[str, Any]) -> None:
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, wide: Wide = False) -> None:
     """Every session with its state."""
     from wasupctl.daemon_cmds import sessions_table
 
@@ -147,7 +147,7 @@ def list_(ctx: typer.Context) -> None:
     if opts(ctx).json:
         emit_json(data)
     else:
-        sessions_table(data)
+        sessions_table(data, table_width(), wide)
 
 
 @app.command()
