@@ -37,11 +37,16 @@ class FakePage:
         self.not_on_whatsapp: set[str] = set()
         self.hang_after_send = False
         self.gate: asyncio.Event | None = None  # when set: sends wait for it
+        self.resolve_gate: asyncio.Event | None = None  # when set: resolving a chat waits for it
+        self.resolving = asyncio.Event()  # set once a resolve has started
         self.typing: list[str] = []
         self.lids: dict[str, str] = {}  # number id -> LID id the page would resolve
         self._ids = itertools.count()
 
     async def resolve_chat(self, to: str) -> str:
+        self.resolving.set()
+        if self.resolve_gate is not None:
+            await self.resolve_gate.wait()
         if to in self.not_on_whatsapp:
             raise NotOnWhatsApp(f"{to} is not on WhatsApp")
         return to
@@ -380,3 +385,18 @@ async def test_typing_is_shown_before_a_send_when_asked(env: Env) -> None:
 async def _held(env: Env, mid: str) -> dict[str, Any] | None:
     row = await env.repo.get(mid)
     return row if row.wait_reason == "3 per minute reached" else None
+
+
+async def test_a_message_cancelled_while_the_sender_looks_at_it_is_not_sent(env: Env) -> None:
+    """Cancelled after the sender took it from the store but before it recorded the page id:
+    the claim finds it no longer waiting, and nothing goes out (an opt-out cancels this way)."""
+    page = env.manager.add("a", FakePage())
+    assert page is not None
+    page.resolve_gate = asyncio.Event()
+    async with env.messaging() as ms:
+        msg = await ms.enqueue(item("too late"))
+        await asyncio.wait_for(page.resolving.wait(), 10)  # the sender is at the page
+        assert (await ms.cancel(msg.id)).state == "cancelled"
+        page.resolve_gate.set()
+        await until(lambda: not ms.senders["a"].busy)
+    assert page.sent == [] and (await env.repo.get(msg.id)).state == "cancelled"

@@ -153,7 +153,9 @@ class Sender:
                     await self._sent(msg, chat, port.peer(chat), recovered=True)
                     return
                 claimed = claimed or await port.new_message_id()
-                await self.ms.repo.claim(msg.id, self.name, claimed)
+                if not await self.ms.repo.claim(msg.id, self.name, claimed):
+                    log.info("send_dropped", session=self.name, id=msg.id, why="cancelled meanwhile")
+                    return
                 await self._typing(port, chat, msg.body)
                 await port.send_text(chat, msg.body, message_id=claimed)
             await self._sent(msg, chat, port.peer(chat), recovered=False)

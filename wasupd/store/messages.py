@@ -263,9 +263,16 @@ class MessageRepo:
         )
         return changed == 1
 
-    async def claim(self, mid: str, session: str, wa_id: str) -> None:
-        """Record the page's message id BEFORE sending: the key to exactly-once after a crash."""
-        await self.update(mid, session=session, wa_id=wa_id, state=SENDING, wait_reason="")
+    async def claim(self, mid: str, session: str, wa_id: str) -> bool:
+        """Record the page's message id BEFORE sending: the key to exactly-once after a crash.
+        False (nothing changed) when the message is no longer waiting: it was cancelled (by
+        the operator, or an opt-out) while the sender looked at it, and must not go out."""
+        changed = await self.db.execute(
+            "UPDATE outbox SET session = ?, wa_id = ?, state = 'sending', wait_reason = '',"
+            " updated_at = ? WHERE id = ? AND state IN ('queued', 'sending')",
+            (session, wa_id, self.clock(), mid),
+        )
+        return changed == 1
 
     async def mark_sent(
         self, mid: str, session: str, chat_id: str, peer: Peer | None = None
