@@ -154,7 +154,9 @@ class Sender:
                     return
                 claimed = claimed or await port.new_message_id()
                 if not await self.ms.repo.claim(msg.id, self.name, claimed):
-                    log.info("send_dropped", session=self.name, id=msg.id, why="cancelled meanwhile")
+                    log.info(
+                        "send_dropped", session=self.name, id=msg.id, why="cancelled meanwhile"
+                    )
                     return
                 await self._typing(port, chat, msg.body)
                 await port.send_text(chat, msg.body, message_id=claimed)
