@@ -154,6 +154,23 @@ def test_shares_follow_capacity_of_numbers_of_different_ages() -> None:
     assert min(gaps) >= cfg.jitter_max  # never closer than the pacing pause
 
 
+def test_window_sends_stop_short_of_the_close_and_continue_next_day() -> None:
+    """A day's part is spread across the window and ends CLOSE_MARGIN before it closes (room
+    for the send itself); what does not fit goes to the next day's window."""
+    cfg = SendConfig(per_minute=60, per_hour=3600, jitter_min=0.5, jitter_max=1.0)
+    lt = time.localtime()
+    opens = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + 1, 9, 0, 0, 0, 0, -1))
+    n = planner.number_for(
+        "a", cfg, linked_at=opens - 60 * DAY, now=opens, sent_day=0, health=1.0,
+        window="09:00-09:10",
+    )  # fmt: skip
+    times = list(planner.slots(n, n.capacity + 5, opens, random.Random(3)))
+    first_day = [t for t in times if t < opens + DAY / 2]
+    assert len(first_day) == n.capacity == int((600 - planner.CLOSE_MARGIN) / n.spacing)
+    assert max(first_day) <= opens + 600 - planner.CLOSE_MARGIN
+    assert all(opens + DAY - 3600 < t < opens + DAY + 600 for t in times[n.capacity :])
+
+
 def test_until_refusal_says_what_is_missing() -> None:
     """A plan that cannot finish in time names how many more numbers or days it needs."""
     cfg = SendConfig(new_number_per_day=10, per_day=10)

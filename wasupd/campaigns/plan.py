@@ -9,8 +9,9 @@ Pure (the caller reads the numbers' limits and recent sends from the store):
 - A number's share is spread across its send window: evenly when the rest fits in the day,
   else at the day's capacity, continuing in the next day's window. Each time moves by up to
   +-20 % of the spacing, and the spacing is chosen so that two neighbours are never closer
-  than the pacing rules allow (`MIN_SPACING_FACTOR`). Without a window, messages go out at
-  that minimum spacing and a "day" is the 24 hours from the start.
+  than the pacing rules allow (`MIN_SPACING_FACTOR`). The last send of a window is planned
+  `CLOSE_MARGIN` before it closes, so the send itself still falls inside. Without a window,
+  messages go out at that minimum spacing and a "day" is the 24 hours from the start.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ JITTER = 0.2
 MIN_SPACING_FACTOR = 1 - 2 * JITTER
 # A number with pacing off (tests, benchmarks) has no day limit worth the name.
 UNLIMITED = 10**9
+# The last send of a window is planned at least this long before it closes: a send takes time
+# after its planned moment (the page's round trips, a typing pause of up to 3 s, a busy host),
+# and planned right at the close it would go out after it.
+CLOSE_MARGIN = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,13 +69,21 @@ def window_minutes(window: str) -> tuple[int, int]:
     return start, (end - start) % 1440
 
 
+def usable_seconds(length_minutes: int) -> float:
+    """How much of a window of `length_minutes` sends may be planned in (all but the margin
+    before it closes; a window too short for a margin keeps all of it)."""
+    seconds = length_minutes * 60.0
+    return seconds - CLOSE_MARGIN if seconds > 2 * CLOSE_MARGIN else seconds
+
+
 def window_at(window: str, t: float) -> tuple[float, float]:
-    """The window occurrence (open, close) containing `t`, else the next one; open >= t."""
+    """The window occurrence (open, close) containing `t`, else the next one; open >= t.
+    `close` is the last moment a send may be planned: `CLOSE_MARGIN` before the window ends."""
     start, length = window_minutes(window)
     lt = time.localtime(t)
     for offset in (-1, 0, 1, 2):
         opens = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + offset, 0, start, 0, 0, 0, -1))
-        closes = opens + length * 60.0
+        closes = opens + usable_seconds(length)
         if closes > t:
             return max(opens, t), closes
     raise AssertionError("a window always opens within two days")  # pragma: no cover
@@ -102,7 +115,7 @@ def number_for(
     if cfg.per_hour:
         gaps.append(3600.0 / cfg.per_hour)
     spacing = max(gaps) / MIN_SPACING_FACTOR
-    day_len = window_minutes(window)[1] * 60.0 if window else DAY
+    day_len = usable_seconds(window_minutes(window)[1]) if window else DAY
     fits = int(day_len / spacing) if spacing > 0 else UNLIMITED
     cap = daily_cap(cfg, linked_at, now) or UNLIMITED
     return Number(
