@@ -172,3 +172,20 @@ async def test_inbound_messages_carry_the_senders_push_name(lid_sim: SimServer, 
         ".map((m) => m.serialize()).find((m) => m.body === 'named')",
     )
     assert got["notifyName"] == "Bob"
+
+
+async def test_a_logged_out_page_gets_no_answer_rather_than_a_no(
+    lid_sim: SimServer, page: Any
+) -> None:
+    """After a remote logout the page is no longer linked: `queryWidExists` rejects (no server
+    answers it) instead of resolving null, which would read as "not on WhatsApp"."""
+    await link(lid_sim, page, A)
+    await lid_sim.control("logout", {"phone": A})
+    await until(page, "window.require('WAWebSocketModel').Socket.state === 'UNPAIRED'")
+    outcome = await ev(
+        page,
+        f"""(b) => window.require('WAWebQueryExistsJob').queryWidExists({WID}(b))
+          .then((r) => 'answered ' + JSON.stringify(r), (e) => 'rejected: ' + e.message)""",
+        f"{B}@c.us",
+    )
+    assert outcome.startswith("rejected"), outcome

@@ -219,6 +219,12 @@ class WhatsAppDriver:
             return chat_id
         found = await self._call("resolve", chat_id, step="existence query")
         if not found.get("found"):
+            if found.get("state") not in (None, wa.STATE_CONNECTED):
+                # A page that is logging out or reconnecting answers from no server: not a
+                # verdict on the number (a retryable error, not a failed message).
+                raise BrowserError(
+                    f"the page was {found['state']} while looking {to} up; trying again"
+                )
             raise NotOnWhatsApp(_not_on_whatsapp(chat_id), chat_id=chat_id)
         self._peers[chat_id] = Peer.of(chat_id, pn=found.get("pn"), lid=found.get("lid"))
         return chat_id

@@ -184,7 +184,7 @@ return {
     const known = peerOf(chatId);
     if ((isLidId(chatId) ? known.pn : known.lid) || R("collections").Chat.get(chatId)) return { found: true, ...known };
     const r = await R("queryExists").queryWidExists(wid(chatId));
-    if (!r || !r.wid) return { found: false, pn: null, lid: null };
+    if (!r || !r.wid) return { found: false, pn: null, lid: null, state: R("socket").Socket.state };
     const now = peerOf(chatId);
     return { found: true, pn: now.pn, lid: now.lid || (isPnId(chatId) && r.lid ? ser(r.lid) : null) };
   },

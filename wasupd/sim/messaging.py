@@ -129,8 +129,11 @@ class Messaging:
         """`queryWidExists`: a server round trip answering the wid (with its LID and number
         as far as this page may know them), or null (§4b, §4e)."""
         viewer = conn.account
+        if viewer is None:  # a page no longer linked (logged out) gets no answer, not a "no"
+            await conn.send("exists", qid=qid, error="not logged in")
+            return
         acc = self.core.world.resolve(wid)
-        if viewer is None or acc is None:
+        if acc is None:
             await conn.send("exists", qid=qid, wid=None)
             return
         await conn.send("exists", qid=qid, **lids.exists_answer(acc, viewer, wid))

@@ -88,6 +88,7 @@ handlers.exists = (m) => {
   const q = Net.queries.get(m.qid);
   if (!q) return;
   Net.queries.delete(m.qid);
+  if (m.error) { q.reject(new Error(m.error)); return; } // no answer at all: not a "no such user"
   if (m.wid && m.lid) learnLids([[m.lid, m.pn]]); // the answer teaches the mapping (§4e)
   q.resolve(m.wid ? m : null);
 };
