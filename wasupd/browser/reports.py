@@ -41,6 +41,14 @@ MESSAGE_FIELDS = (
     "type",
     "t",
 )
+# What a media message's report carries besides (its body is the caption).
+MEDIA_FIELDS = (
+    "mimetype",
+    "size",
+    "filename",
+    "caption",
+    "filehash",
+)
 
 
 def classify(state: str, synced: bool) -> str:
@@ -220,7 +228,7 @@ class PageReports:
         if m.get("from_me"):  # sent from the phone: not an inbound message
             self.emit("activity")
             return
-        fields = MESSAGE_FIELDS
+        fields = MESSAGE_FIELDS + (MEDIA_FIELDS if m.get("has_media") else ())
         self.emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
 
     def on_ack(self, msg: Message) -> None:
