@@ -138,6 +138,23 @@ MEDIA_LIMITS = {
     "sticker": 500 << 10,
 }
 STICKER_MIME = "image/webp"
+# The MIME types WhatsApp takes for each media kind (WhatsApp Business Platform, Cloud API
+# "Supported media types"; WebP images as WhatsApp Web sends them). A document may be anything.
+MEDIA_MIMES = {
+    "image": ("image/jpeg", "image/png", "image/webp"),
+    "video": ("video/mp4", "video/3gpp"),
+    "audio": ("audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg"),
+    "voice": ("audio/ogg", "audio/aac", "audio/mp4", "audio/mpeg", "audio/amr"),
+    "sticker": (STICKER_MIME,),
+}
+# The kind a file gets from its content when the sender does not choose one.
+AUTO_KINDS = {
+    "image/jpeg": "image",
+    "image/png": "image",
+    "video/mp4": "video",
+    "video/3gpp": "video",
+    **{mime: "audio" for mime in MEDIA_MIMES["audio"]},
+}
 # Media bytes move through the DevTools pipe in chunks of this size (base64 in one
 # Runtime.callFunctionOn each): a 64 MiB file is 128 messages of ~700 KB, not one of 90 MB.
 MEDIA_CHUNK = 512 << 10
