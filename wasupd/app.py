@@ -157,7 +157,7 @@ class App:
                 suppressed=campaign_repo.is_suppressed,
                 intake=intake,
             ),
-            CampaignMethods(campaigns=campaigns, repo=campaign_repo),
+            CampaignMethods(campaigns=campaigns, repo=campaign_repo, intake=intake),
             MediaMethods(intake=intake, repo=messages, downloads=messaging.downloads, store=media),
         )
         await server.start()

@@ -73,10 +73,12 @@ async def prune(db: Database, cutoff: float, batch: int = BATCH) -> dict[str, in
 
 
 # Which files of the media store messages still need: outgoing files (whatever their state:
-# the row goes with retention, and then its file) and received files that were fetched.
+# the row goes with retention, and then its file), received files that were fetched, and
+# campaigns' files (queued in batches).
 MEDIA_NEEDED = (
     "SELECT media_sha256 FROM outbox WHERE media_sha256 IS NOT NULL UNION"
-    " SELECT media_sha256 FROM inbox WHERE media_sha256 IS NOT NULL AND media_stored = 1"
+    " SELECT media_sha256 FROM inbox WHERE media_sha256 IS NOT NULL AND media_stored = 1 UNION"
+    " SELECT json_extract(media, '$.sha256') FROM campaigns WHERE media != ''"
 )
 UPLOAD_MAX_AGE = DAY  # an upload no `message.send` took within a day is abandoned
 
