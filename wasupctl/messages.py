@@ -204,13 +204,21 @@ def _follow_inbox(ctx: typer.Context, stream: Any) -> None:
         _print_inbox(ctx, [event])
 
 
+def _file(r: dict[str, Any]) -> str:
+    """A received file in a word: `[image photo.jpg, 879 KiB]`; `media get` fetches it."""
+    name = f" {r['media_name']}" if r.get("media_name") else ""
+    size = f", {render.size(r['media_size'])}" if r.get("media_size") is not None else ""
+    return f"[{r['media_kind']}{name}{size}]"
+
+
 def _print_inbox(ctx: typer.Context, rows: list[dict[str, Any]]) -> None:
     if opts(ctx).json:
         for r in rows:
             emit_ndjson(r)
         return
     for r in rows:
-        print(f"{render.when(r.get('t'))} {r['session']} {_sender(r)}: {r['body']}", flush=True)
+        text = f"{_file(r)} {r['body']}".strip() if r.get("media_kind") else r["body"]
+        print(f"{render.when(r.get('t'))} {r['session']} {_sender(r)}: {text}", flush=True)
 
 
 def _sender(row: dict[str, Any]) -> str:

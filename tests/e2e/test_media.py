@@ -211,3 +211,6 @@ def test_inbound_image_and_document_are_fetched_with_matching_hashes(
         assert out.returncode == 0, out.stderr
         assert hashlib.sha256(dest.read_bytes()).hexdigest() == row["media_sha256"]
     assert stored() == {"document": 1, "image": 1}
+    out = ctl(d, "inbox", "alice")
+    assert b"[document invoice.pdf, 1 MiB] the document" in out.stdout, out.stdout
+    assert b"[image, 879 KiB] the image" in out.stdout, out.stdout

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Protocol
 
+from wasupd.addressing import Peer
 from wasupd.browser import whatsapp as wa
 from wasupd.errors import BrowserError
 from wasupd.supervision.seams import InboundMedia, OutboundMedia
@@ -33,7 +34,7 @@ class Page(Protocol):
         """`window.__wasupd.<fn>(*args)`, bounded; `BrowserError` on failure."""
         ...
 
-    def peer(self, chat_id: str) -> Any:
+    def peer(self, chat_id: str) -> Peer:
         """What the driver learnt of the person behind `chat_id`."""
         ...
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from wasupd.config import MediaConfig
-from wasupd.errors import BrowserError, InvalidArgument, InvalidState, MessageNotFound
+from wasupd.errors import BrowserError, InvalidArgument, InvalidState, MessageNotFound, WasupError
 from wasupd.store.media import MediaStore
 from wasupd.store.messages import MessageRepo
 from wasupd.supervision.seams import MessagePort
@@ -56,6 +56,8 @@ class Downloads:
                     return str(digest)
                 return await self._download(row)
         finally:
+            # Forgotten once free; a caller that was already waiting on it may then overlap a
+            # new one, which only fetches the same bytes twice (adopt keeps one copy).
             if not lock.locked():
                 self._locks.pop(int(row["id"]), None)
 
@@ -94,8 +96,8 @@ class Downloads:
             return
         try:
             await self.fetch(row)
-        except Exception as exc:
-            why = getattr(exc, "message", None) or repr(exc)
+        except Exception as exc:  # a bad download must not end the daemon's report handling
+            why = exc.message if isinstance(exc, WasupError) else repr(exc)
             log.warning(
                 "media_fetch_failed", session=row.get("session"), inbox_id=row["id"], error=why
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 from typing import Any
 
-from wasupd.errors import InvalidArgument
+from wasupd.errors import InvalidArgument, MessageNotFound
 from wasupd.messaging.downloads import Downloads
 from wasupd.messaging.media import MAX_CHUNK, MediaIntake
 from wasupd.rpc.server import Context
@@ -39,6 +40,8 @@ class MediaMethods:
         `done`, and the file's `sha256`, `kind`, `mime`, `name`."""
         digest, meta = await self._file_of(id)
         path = self.store.path(digest)
+        if not path.is_file():
+            raise MessageNotFound(f"the file of message {id} is no longer kept (retention)")
         size = max(1, min(size, MAX_CHUNK))
         data, total = await asyncio.to_thread(_read_at, path, offset, size)
         return {
@@ -69,7 +72,7 @@ class MediaMethods:
         }
 
 
-def _read_at(path: Any, offset: int, size: int) -> tuple[bytes, int]:
+def _read_at(path: Path, offset: int, size: int) -> tuple[bytes, int]:
     with open(path, "rb") as fh:
         fh.seek(offset)
         return fh.read(size), fh.seek(0, 2)
