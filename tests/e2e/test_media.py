@@ -108,7 +108,7 @@ def test_a_16_mib_image_arrives_and_one_over_the_limit_is_refused_before_queuein
         fh.write(b"x")
     out = ctl(d, "send", "--from", "alice", BOB, "--file", str(big))
     assert out.returncode == 2, out.stderr
-    assert b"over WhatsApp's limit for a image, 16 MiB" in out.stderr, out.stderr
+    assert b"over WhatsApp's limit for an image, 16 MiB" in out.stderr, out.stderr
     small = tmp_path / "small.jpg"
     small.write_bytes(media_bytes("image", 10_000))
     out = ctl(d, "send", "--from", "alice", BOB, "--file", str(small), "--as", "sticker")

@@ -46,7 +46,7 @@ def test_limits_name_the_kind_and_the_size() -> None:
     documents go to 100 MiB; an empty file is refused."""
     check_size("image", 16 << 20)
     with pytest.raises(
-        InvalidArgument, match=r"limit for a image, 16 MiB \(send it --as document\)"
+        InvalidArgument, match=r"limit for an image, 16 MiB \(send it --as document\)"
     ):
         check_size("image", (16 << 20) + 1)
     check_size("document", 100 << 20)

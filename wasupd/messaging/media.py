@@ -34,13 +34,18 @@ def mib(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
+def _a(kind: str) -> str:
+    """`an image`, `a video`."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def check_size(kind: str, size: int) -> None:
     """InvalidArgument naming the limit when `size` is over WhatsApp's for `kind`."""
     limit = wa.MEDIA_LIMITS[kind]
     if size > limit:
         hint = " (send it --as document)" if kind != "document" and size <= LARGEST else ""
         raise InvalidArgument(
-            f"the file is {size} bytes: over WhatsApp's limit for a {kind}, {mib(limit)}{hint}"
+            f"the file is {size} bytes: over WhatsApp's limit for {_a(kind)}, {mib(limit)}{hint}"
         )
     if size == 0:
         raise InvalidArgument("the file is empty: nothing to send")
@@ -65,7 +70,7 @@ def choose_kind(mime: str, requested: str | None) -> str:
     allowed = wa.MEDIA_MIMES.get(requested)
     if allowed is not None and mime not in allowed:
         raise InvalidArgument(
-            f"the file is {mime}; WhatsApp sends only {', '.join(allowed)} as a {requested}:"
+            f"the file is {mime}; WhatsApp sends only {', '.join(allowed)} as {_a(requested)}:"
             " send it --as document"
         )
     return requested
