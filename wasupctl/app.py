@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from wasupctl import campaign, contacts, daemon_cmds, messages, optout, qr, session
+from wasupctl import campaign, contacts, daemon_cmds, media, messages, optout, qr, session
 from wasupctl.common import Options, default_socket
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.add_typer(session.app, name="session", help="Create, inspect and control ses
 app.add_typer(session.profiles_app, name="profiles", help="Sealed profile archives (key rotation).")
 app.add_typer(campaign.app, name="campaign", help="One message to many contacts, paced.")
 app.add_typer(optout.app, name="optout", help="The opt-out suppression list.")
+app.add_typer(media.app, name="media", help="Files of messages sent and received.")
 daemon_cmds.register(app)
 qr.register(app)
 messages.register(app)

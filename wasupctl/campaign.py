@@ -94,12 +94,39 @@ def create(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the plan, queue nothing")
     ] = False,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="a file every recipient gets; the text is its caption"),
+    ] = None,
+    as_: Annotated[
+        str | None, typer.Option("--as", help="the file's kind (default: from its content)")
+    ] = None,
+    filename: Annotated[
+        str | None, typer.Option("--filename", help="file name the recipients see")
+    ] = None,
 ) -> None:
     """Check every row of the CSV, then queue one message per recipient, spread across the
-    numbers and the window. Nothing is queued when any row is bad."""
-    if (text is None) == (text_file is None):
-        die("give the text with --text or --text-file (one of them)", EXIT_USAGE)
-    body = text if text is not None else _read_text(text_file)
+    numbers and the window. Nothing is queued when any row is bad. With --file every
+    recipient gets the file, with the text (optional) as its caption."""
+    if (text is not None and text_file is not None) or (
+        text is None and text_file is None and file is None
+    ):
+        die("give the text with --text or --text-file (one of them), or a --file", EXIT_USAGE)
+    if file == "-" and recipients == "-":
+        die("only one of --file and --recipients can read stdin", EXIT_USAGE)
+    if file is None and (as_ is not None or filename is not None):
+        die("--as and --filename go with --file", EXIT_USAGE)
+    body = text if text is not None else (_read_text(text_file) if text_file else "")
+    media_params: dict[str, Any] = {}
+    if file is not None:
+        from wasupctl import media
+
+        media_params = {
+            "file": media.upload(ctx, file),
+            "filename": media.file_name(file, filename),
+        }
+        if as_:
+            media_params["kind"] = as_
     numbers = [] if from_ == "auto" else [n.strip() for n in from_.split(",") if n.strip()]
     with _open_csv(recipients) as fh:
         reader = csv.DictReader(fh)
@@ -119,6 +146,7 @@ def create(
             window=window,
             start=parse_time(start, "--start"),
             until=parse_time(until, "--until"),
+            **media_params,
         )
         errors: list[str] = []
         for batch in _batches(reader):

@@ -48,10 +48,33 @@ def send(
     force: Annotated[
         bool, typer.Option("--force", help="send even to a contact who opted out")
     ] = False,
+    file: Annotated[
+        str | None, typer.Option("--file", help="send this file ('-': read it from stdin)")
+    ] = None,
+    caption: Annotated[str, typer.Option("--caption", help="text shown with the file")] = "",
+    as_: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="document, image, video, audio, voice or sticker [default: from the content]",
+        ),
+    ] = None,
+    filename: Annotated[
+        str | None, typer.Option("--filename", help="file name the recipient sees")
+    ] = None,
 ) -> None:
-    """Queue a message (durably) and print its id; --wait blocks until sent or delivered."""
+    """Queue a message (durably) and print its id; --wait blocks until sent or delivered.
+    With --file a document, picture, video, audio, voice note or sticker (the kind is read
+    from the content; --as chooses), its caption from --caption."""
     if wait is not None and wait not in WAIT_STATES:
         die("--wait takes 'sent' or 'delivered'", 2)
+    if file is not None:
+        _send_file(
+            ctx, to, text, file, caption, as_, filename, from_, key, force, wait, wait_timeout
+        )
+        return
+    if caption or as_ or filename is not None:
+        die("--caption, --as and --filename go with --file", 2)
     if text is None or text == "-":
         body = _read_stdin()
         texts = [ln for ln in body.split("\n") if ln] if lines else [body]
@@ -62,6 +85,44 @@ def send(
     ids = _enqueue(ctx, to, texts, from_, key, force)
     if wait:
         _wait(ctx, ids, WAIT_STATES[wait], wait_timeout)
+
+
+def _send_file(
+    ctx: typer.Context,
+    to: str,
+    text: str | None,
+    file: str,
+    caption: str,
+    kind: str | None,
+    filename: str | None,
+    from_: str,
+    key: str | None,
+    force: bool,
+    wait: str | None,
+    wait_timeout: float,
+) -> None:
+    from wasupctl import media
+
+    if text is not None:
+        die("with --file the text goes in --caption", 2)
+    if kind is not None and kind not in media.KINDS:
+        die(f"--as takes one of {', '.join(media.KINDS)}", 2)
+    token = media.upload(ctx, file)
+    params: dict[str, Any] = {"to": to, "text": caption, "session": from_, "file": token}
+    params["filename"] = media.file_name(file, filename)
+    if kind:
+        params["kind"] = kind
+    if force:
+        params["force"] = True
+    if key:
+        params["idempotency_key"] = key
+    msg = call(ctx, "message.send", **params)
+    if opts(ctx).json:
+        emit_ndjson(msg)
+    else:
+        print(msg["id"], flush=True)
+    if wait:
+        _wait(ctx, [msg["id"]], WAIT_STATES[wait], wait_timeout)
 
 
 def _enqueue(
@@ -143,13 +204,21 @@ def _follow_inbox(ctx: typer.Context, stream: Any) -> None:
         _print_inbox(ctx, [event])
 
 
+def _file(r: dict[str, Any]) -> str:
+    """A received file in a word: `[image photo.jpg, 879 KiB]`; `media get` fetches it."""
+    name = f" {r['media_name']}" if r.get("media_name") else ""
+    size = f", {render.size(r['media_size'])}" if r.get("media_size") is not None else ""
+    return f"[{r['media_kind']}{name}{size}]"
+
+
 def _print_inbox(ctx: typer.Context, rows: list[dict[str, Any]]) -> None:
     if opts(ctx).json:
         for r in rows:
             emit_ndjson(r)
         return
     for r in rows:
-        print(f"{render.when(r.get('t'))} {r['session']} {_sender(r)}: {r['body']}", flush=True)
+        text = f"{_file(r)} {r['body']}".strip() if r.get("media_kind") else r["body"]
+        print(f"{render.when(r.get('t'))} {r['session']} {_sender(r)}: {text}", flush=True)
 
 
 def _sender(row: dict[str, Any]) -> str:

@@ -166,7 +166,7 @@ def outbox_rows(messages: Sequence[dict[str, Any]]) -> list[list[Any]]:
                 r["chat_id"],
                 r["state"],
                 r.get("attempts", 0),
-                r["body"],
+                f"[{r['media_kind']}] {r['body']}".strip() if r.get("media_kind") else r["body"],
                 waiting or r.get("last_error") or "",
             ]
         )

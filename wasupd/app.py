@@ -30,6 +30,7 @@ from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
 from wasupd.loops import keep_running
+from wasupd.messaging.media import MediaIntake
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.metrics import DaemonFacts, Metrics
@@ -37,6 +38,7 @@ from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.methods import register_methods
 from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.media import MediaMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
 from wasupd.rpc.peer import Authorizer
@@ -45,6 +47,7 @@ from wasupd.sessions import Services, SessionManager
 from wasupd.store import retention
 from wasupd.store.campaigns import CampaignRepo
 from wasupd.store.db import Database
+from wasupd.store.media import MediaStore
 from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
 from wasupd.supervision.reaper import OrphanReaper
@@ -90,9 +93,15 @@ class App:
             SessionManager(config=config, repo=sessions_repo, bus=self.bus, services=self.services)
         )
         webhooks = await stack.enter_async_context(Webhooks(config.webhooks, db))
+        media = MediaStore(config.state.media)
         self.messaging = messaging = await stack.enter_async_context(
             Messaging(
-                config=config, repo=messages, sessions=manager, bus=self.bus, webhooks=webhooks
+                config=config,
+                repo=messages,
+                sessions=manager,
+                bus=self.bus,
+                webhooks=webhooks,
+                media=media,
             )
         )
         manager.route_reports_to(messaging.on_report)
@@ -109,7 +118,7 @@ class App:
         )
         messaging.route_inbound_to(campaigns.on_inbound)
         admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))
-        await stack.enter_async_context(self._background(db))
+        await stack.enter_async_context(self._background(db, media))
         dispatcher = Dispatcher()
         self.server = server = RpcServer(
             path=config.socket_path,
@@ -124,6 +133,7 @@ class App:
             await stack.enter_async_context(
                 exporter.serving(config.metrics.listen, metrics.exposition)
             )
+        intake = MediaIntake(config.state.uploads, media)
         register_methods(
             dispatcher,
             DaemonMethods(
@@ -145,15 +155,17 @@ class App:
                 repo=messages,
                 webhooks=webhooks,
                 suppressed=campaign_repo.is_suppressed,
+                intake=intake,
             ),
-            CampaignMethods(campaigns=campaigns, repo=campaign_repo),
+            CampaignMethods(campaigns=campaigns, repo=campaign_repo, intake=intake),
+            MediaMethods(intake=intake, repo=messages, downloads=messaging.downloads, store=media),
         )
         await server.start()
         stack.push_async_callback(self._stop_serving)
         manager.restore()
 
     @contextlib.asynccontextmanager
-    async def _background(self, db: Database) -> AsyncIterator[None]:
+    async def _background(self, db: Database, media: MediaStore) -> AsyncIterator[None]:
         """The daemon-wide loops, in a TaskGroup of their own, cancelled at shutdown."""
         group = asyncio.TaskGroup()
         await group.__aenter__()
@@ -162,7 +174,11 @@ class App:
             group.create_task(
                 keep_running(
                     "retention",
-                    lambda: retention.run(db, lambda: self.config.daemon.retention_days),
+                    lambda: retention.run(
+                        db,
+                        lambda: self.config.daemon.retention_days,
+                        media=(media, self.config.state.uploads),
+                    ),
                 )
             ),
         ]

@@ -171,6 +171,14 @@ class OptoutConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MediaConfig:
+    """[media]: which received files are fetched into the media store as they arrive."""
+
+    download: Literal["none", "documents", "all"] = "documents"
+    max_download_mib: int = 64  # larger files stay with WhatsApp (`wasupctl media get` fetches)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; build it with `load_config`."""
 
@@ -185,6 +193,7 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     optout: OptoutConfig = field(default_factory=OptoutConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -214,7 +223,7 @@ class Config:
 
 # What SIGHUP can change in a running daemon (everything else needs a restart): these whole
 # sections, and these keys of [daemon]. `LIVE_RELOADABLE` and `apply_live` are derived from it.
-LIVE_SECTIONS = ("limits", "restart", "health", "qr", "send", "optout")
+LIVE_SECTIONS = ("limits", "restart", "health", "qr", "send", "optout", "media")
 LIVE_DAEMON_KEYS = ("log_level", "allow_users", "allow_groups", "retention_days")
 LIVE_RELOADABLE = frozenset(
     {f"daemon.{key}" for key in LIVE_DAEMON_KEYS}
@@ -318,6 +327,10 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.metrics.listen:
         listen_address(cfg.metrics.listen)  # raises ConfigError naming the key
+    if cfg.media.max_download_mib < 0:
+        raise ConfigError(
+            "media.max_download_mib: must be 0 (fetch none) or more", key="media.max_download_mib"
+        )
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(
             "restart.backoff_factor: must be at least 1", key="restart.backoff_factor"

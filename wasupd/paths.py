@@ -165,6 +165,16 @@ class StateLayout:
         return self.root / "exports"
 
     @property
+    def media(self) -> Path:
+        """The content-addressed media store: `<sha256[:2]>/<sha256>`, one file per content."""
+        return self.root / "media"
+
+    @property
+    def uploads(self) -> Path:
+        """Files being uploaded by `media.upload`, before `message.send` takes them."""
+        return self.root / "uploads"
+
+    @property
     def backups(self) -> Path:
         """Where `daemon.backup` writes `wasupd-<UTC time>` directories."""
         return self.root / "backups"

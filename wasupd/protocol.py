@@ -44,6 +44,8 @@ METHODS = (
     "message.send",
     "message.get",
     "message.cancel",
+    "media.upload",
+    "media.get",
     "outbox.list",
     "inbox.list",
     "contacts.list",

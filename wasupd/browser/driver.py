@@ -17,11 +17,13 @@ import math
 import time
 from collections.abc import Awaitable, Coroutine
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
 from wasupd.addressing import Peer, is_group, is_lid, parse_recipient
+from wasupd.browser import transfer
 from wasupd.browser import whatsapp as wa
 from wasupd.browser.reports import PageReports, classify
 from wasupd.config import Config
@@ -29,6 +31,8 @@ from wasupd.errors import BrowserError, NotOnWhatsApp
 from wasupd.supervision.seams import (
     BrowserHandle,
     DriverReport,
+    InboundMedia,
+    OutboundMedia,
     Report,
     SessionOptions,
 )
@@ -244,9 +248,23 @@ class WhatsAppDriver:
         server took it (`BrowserError` for any other result)."""
         return await self._send(chat_id, body, message_id, timeout=EVAL_TIMEOUT, step="sending")
 
+    async def send_media(self, chat_id: str, media: OutboundMedia, *, message_id: str) -> str:
+        """Hand `media`'s bytes to the page in chunks, then have it prepare, upload and send
+        them as WhatsApp Web does (docs/driver.md "Media"); the serialized key once the
+        server took it."""
+        return await transfer.send_media(self, chat_id, media, message_id)
+
+    async def download_media(self, wa_id: str, dest: Path) -> InboundMedia | None:
+        """Have the page download a received file, then read it out in chunks into `dest`."""
+        return await transfer.download_media(self, wa_id, dest)
+
     async def _send(self, chat_id: str, body: str, mid: str, *, timeout: float, step: str) -> str:
         alt = self.peer(chat_id).alternate(chat_id)
         result = await self._call("send", chat_id, body, mid, alt, timeout=timeout, step=step)
+        return self.sent_key(result)
+
+    def sent_key(self, result: dict[str, Any]) -> str:
+        """The serialized key of a page send's `result`; `BrowserError` unless it was sent."""
         if result.get("error"):
             raise BrowserError(f"send failed: {result['error']}")
         if result.get("result") != wa.SEND_OK:
@@ -265,6 +283,10 @@ class WhatsAppDriver:
         return None
 
     # -- page calls ------------------------------------------------------------------------
+
+    async def call(self, fn: str, *args: Any, timeout: float = EVAL_TIMEOUT, step: str = "") -> Any:
+        """A page function of inject.js, bounded (`BrowserError` on any failure)."""
+        return await self._call(fn, *args, timeout=timeout, step=step)
 
     async def _call(
         self, fn: str, *args: Any, timeout: float = EVAL_TIMEOUT, step: str = ""

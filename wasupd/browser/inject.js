@@ -92,6 +92,36 @@
   api.msgExists = modules(W.msgExists);
   api.send = modules(W.send);
   api.logout = modules(W.logout);
+
+  // ---- media bytes, moved in chunks (one DevTools call each, never one giant message) ----
+  // Outbound: mediaOpen, mediaPut (base64 chunks, in order), sendMedia builds the File from
+  // them; inbound: mediaFetch downloads into `held`, mediaRead hands out base64 slices.
+  const parts = new Map(), held = new Map();
+  const fromB64 = (text) => { const bin = atob(text); const out = new Uint8Array(bin.length); for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i); return out; };
+  const toB64 = (bytes) => { let bin = ""; for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000)); return btoa(bin); };
+  api.mediaOpen = (token) => { parts.set(token, []); return true; };
+  api.mediaPut = (token, b64) => { const list = parts.get(token); if (!list) throw new Error(`no media upload ${token} open`); list.push(fromB64(b64)); return list.length; };
+  api.mediaDrop = (token) => { parts.delete(token); held.delete(token); return true; };
+  api.sendMedia = modules(async (chatId, token, meta, id, altId) => {
+    const list = parts.get(token);
+    if (!list) throw new Error(`no media upload ${token} open`);
+    const file = new File(list, meta.filename || "file", { type: meta.mimetype, lastModified: Date.now() });
+    parts.delete(token);  // the File holds the bytes now
+    if (file.size !== meta.size) throw new Error(`media arrived incomplete: ${file.size} of ${meta.size} bytes`);
+    return W.sendMedia(chatId, file, meta.kind, meta.caption || undefined, id, altId);
+  });
+  api.mediaFetch = modules(async (key, token) => {
+    const got = await W.downloadMedia(key);
+    if (!got) return null;
+    const bytes = new Uint8Array(got.data);
+    held.set(token, bytes);
+    return { size: bytes.length, mimetype: got.mimetype, filename: got.filename };
+  });
+  api.mediaRead = (token, offset, length) => {
+    const bytes = held.get(token);
+    if (!bytes) throw new Error(`no media download ${token} held`);
+    return toB64(bytes.subarray(offset, offset + length));
+  };
   api.probe = async (connected) => {
     if (api.mode === "dom") {  // no module to ask: only what the page shows
       const main = !!document.querySelector(CFG.mainSelector);

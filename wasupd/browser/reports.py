@@ -10,6 +10,7 @@ a method; an unknown kind is logged and ignored (never turned into a method name
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,23 @@ MESSAGE_FIELDS = (
     "type",
     "t",
 )
+# What a media message's report carries besides (its body is the caption).
+MEDIA_FIELDS = (
+    "mimetype",
+    "size",
+    "filename",
+    "caption",
+    "filehash",
+)
+
+
+def _hex_hash(filehash: Any) -> str | None:
+    """WhatsApp's `filehash` (base64 SHA-256) in hex; None when it is not one."""
+    try:
+        raw = base64.b64decode(str(filehash or ""), validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
 
 
 def classify(state: str, synced: bool) -> str:
@@ -220,8 +238,12 @@ class PageReports:
         if m.get("from_me"):  # sent from the phone: not an inbound message
             self.emit("activity")
             return
-        fields = MESSAGE_FIELDS
-        self.emit("message", data={**{k: m.get(k) for k in fields}, "from_me": False})
+        data = {k: m.get(k) for k in MESSAGE_FIELDS}
+        if m.get("has_media"):
+            data.update({k: m.get(k) for k in MEDIA_FIELDS})
+            data["kind"] = wa.MEDIA_KINDS.get(str(m.get("type")), "document")
+            data["sha256"] = _hex_hash(m.get("filehash"))
+        self.emit("message", data={**data, "from_me": False})
 
     def on_ack(self, msg: Message) -> None:
         m = msg.get("msg") or {}

@@ -41,6 +41,16 @@ MODULES = {
     # The LID <-> phone number cache (wwebjs `Store.LidUtils`): getPhoneNumber(lid),
     # getCurrentLid(pn). Required lazily: a page from before LIDs may not have it.
     "apiContact": "WAWebApiContact",
+    # The media path (docs/driver.md "Media"): whatsapp-web.js `src/util/Injected/Utils.js`
+    # processMediaData (send) and `src/structures/Message.js` downloadMedia (receive).
+    "opaqueData": "WAWebMediaOpaqueData",  # createFromData(file, mimetype) -> OpaqueData
+    "prepRawMedia": "WAWebPrepRawMedia",  # prepRawMedia(opaque, params).waitForPrep() -> MediaData
+    "mediaStorage": "WAWebMediaStorage",  # getOrCreateMediaObject(filehash)
+    "mmsTypes": "WAWebMmsMediaTypes",  # msgToMediaType({type, isGif, isNewsletter}), castToV4
+    "mediaDataUtils": "WAWebMediaDataUtils",  # shouldUseMediaCache(type)
+    "blobCache": "WAWebMediaInMemoryBlobCache",  # InMemoryMediaBlobCache.put(filehash, blob)
+    "mmsUpload": "WAWebMediaMmsV4Upload",  # uploadMedia({mimetype, mediaObject, mediaType})
+    "downloadManager": "WAWebDownloadManager",  # downloadManager.downloadAndMaybeDecrypt(...)
 }
 # Without these the module route is useless and the DOM fallback takes over.
 CORE_MODULES = ("socket", "conn", "cmd", "collections")
@@ -102,6 +112,54 @@ def message_key(chat_id: str, message_id: str, *, from_me: bool = True) -> str:
     return f"{'true' if from_me else 'false'}_{chat_id}_{message_id}"
 
 
+# Media kinds: ours (what `--as` takes) -> WhatsApp Web's Msg.type, and the prep flags
+# processMediaData passes for a forced kind (sendMediaAsDocument, sendAudioAsVoice,
+# sendMediaAsSticker: asDocument, isPtt, asSticker).
+MEDIA_TYPES = {
+    "document": "document",
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "voice": "ptt",
+    "sticker": "sticker",
+}
+MEDIA_KINDS = {wa_type: kind for kind, wa_type in MEDIA_TYPES.items()}
+# WhatsApp's size limits per kind, checked before a message is queued. Images, video, audio
+# and voice notes: 16 MB (WhatsApp Help Center, "About sending media"; WhatsApp Web refuses a
+# larger photo or video as media and offers it as a document); documents: 100 MB from
+# WhatsApp Web (the phones take 2 GB); stickers: 500 KB (an animated WebP; static ones are
+# ~100 KB), WebP only. MiB are used: the clients count in binary megabytes.
+MEDIA_LIMITS = {
+    "document": 100 << 20,
+    "image": 16 << 20,
+    "video": 16 << 20,
+    "audio": 16 << 20,
+    "voice": 16 << 20,
+    "sticker": 500 << 10,
+}
+STICKER_MIME = "image/webp"
+# The MIME types WhatsApp takes for each media kind (WhatsApp Business Platform, Cloud API
+# "Supported media types"; WebP images as WhatsApp Web sends them). A document may be anything.
+MEDIA_MIMES = {
+    "image": ("image/jpeg", "image/png", "image/webp"),
+    "video": ("video/mp4", "video/3gpp"),
+    "audio": ("audio/aac", "audio/mp4", "audio/mpeg", "audio/amr", "audio/ogg"),
+    "voice": ("audio/ogg", "audio/aac", "audio/mp4", "audio/mpeg", "audio/amr"),
+    "sticker": (STICKER_MIME,),
+}
+# The kind a file gets from its content when the sender does not choose one.
+AUTO_KINDS = {
+    "image/jpeg": "image",
+    "image/png": "image",
+    "video/mp4": "video",
+    "video/3gpp": "video",
+    **{mime: "audio" for mime in MEDIA_MIMES["audio"]},
+}
+# Media bytes move through the DevTools pipe in chunks of this size (base64 in one
+# Runtime.callFunctionOn each): a 64 MiB file is 128 messages of ~700 KB, not one of 90 MB.
+MEDIA_CHUNK = 512 << 10
+
+
 # The only SendMsgResult that means sent (wa-js `src/whatsapp/enums/`, SendMsgResult).
 SEND_OK = "OK"
 
@@ -132,11 +190,65 @@ const serialize = (msg) => {
   const who = peerOf(sender), chat = peerOf(id.remote);
   return { wa_id: ser(id), id: id.id, chat_id: ser(id.remote), from_me: !!id.fromMe, sender,
     sender_pn: who.pn, sender_lid: who.lid, chat_pn: chat.pn, chat_lid: chat.lid,
-    push_name: s.notifyName || "", body: s.body || "", type: s.type, t: s.t };
+    push_name: s.notifyName || "", body: (s.directPath ? s.caption : s.body) || "", type: s.type, t: s.t,
+    ...mediaInfo(s) };
 };
+// A media message (wwebjs Message: hasMedia = Boolean(directPath), body = caption).
+const mediaInfo = (s) => (s.directPath ? { has_media: true, mimetype: s.mimetype || null,
+  size: s.size === undefined ? null : Number(s.size), filename: s.filename || null,
+  caption: s.caption || "", filehash: s.filehash || null } : { has_media: false });
 const findChat = async (chatId) => R("collections").Chat.get(chatId)
   || ((await R("findChat").findOrCreateLatestChat(wid(chatId))) || {}).chat;
 const meLid = () => { try { return R("meUser").getMaybeMeLidUser() || null; } catch (e) { return null; } };
+// The send shared by text and media (Utils.js sendMessage): the chat, `from` and the key, the
+// message with `fields()` spread in, addAndSendMsgToChat's two promises.
+const sendBuilt = async (chatId, id, altId, fields) => {
+  let chat;
+  try { chat = await findChat(chatId); } catch (e) {
+    if (!altId || !String(e && e.message).includes(NO_LID)) throw e;
+    chat = await findChat(altId);
+  }
+  if (!chat) return { error: `no chat with ${chatId}` };
+  // `from` is the own LID in @lid chats and LID-mode groups, the number elsewhere (§4b).
+  const chatSer = ser(chat.id);
+  const lidChat = chatSer.endsWith("@g.us") ? !!(chat.groupMetadata && chat.groupMetadata.isLidAddressingMode) : isLidId(chatSer);
+  const from = (lidChat && meLid()) || R("meUser").getMaybeMePnUser();
+  const MsgKey = R("msgKey");
+  const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
+  const msg = { id: key, ack: 0, from, to: chat.id, local: true, self: "out",
+    t: Math.floor(Date.now() / 1000), isNewMsg: true, type: "chat", ...R("ephemeral").getEphemeralFields(chat), ...fields() };
+  const [msgPromise, resultPromise] = R("sendMsg").addAndSendMsgToChat(chat, msg);
+  await msgPromise;
+  const result = await resultPromise;
+  const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
+  return { key: ser(key), result: code, chat_id: chatSer };
+};
+// Utils.js processMediaData, step by step: OpaqueData, prepRawMedia, the MediaObject by
+// filehash, the in-memory cache, uploadMedia, the media entry's fields on the MediaData.
+const prepareMedia = async (file, kind) => {
+  const OpaqueData = R("opaqueData");
+  const opaque = await OpaqueData.createFromData(file, file.type);
+  const params = { asSticker: kind === "sticker", asGif: false, isPtt: kind === "voice", asDocument: kind === "document" };
+  const mediaData = await R("prepRawMedia").prepRawMedia(opaque, params).waitForPrep();
+  const mediaObject = R("mediaStorage").getOrCreateMediaObject(mediaData.filehash);
+  const types = R("mmsTypes");
+  const mediaType = types.msgToMediaType({ type: mediaData.type, isGif: mediaData.isGif, isNewsletter: false });
+  if (!mediaData.filehash) throw new Error("media-fault: sendToChat filehash undefined");
+  if (!(mediaData.mediaBlob instanceof OpaqueData)) mediaData.mediaBlob = await OpaqueData.createFromData(mediaData.mediaBlob, mediaData.mediaBlob.type);
+  mediaData.renderableUrl = mediaData.mediaBlob.url();
+  mediaObject.consolidate(mediaData.toJSON());
+  mediaData.mediaBlob.autorelease();
+  if (R("mediaDataUtils").shouldUseMediaCache(types.castToV4(mediaObject.type)) && mediaData.mediaBlob instanceof OpaqueData) {
+    R("blobCache").InMemoryMediaBlobCache.put(mediaObject.filehash, mediaData.mediaBlob.formData());
+  }
+  const uploaded = await R("mmsUpload").uploadMedia({ mimetype: mediaData.mimetype, mediaObject, mediaType });
+  const e = uploaded.mediaEntry;
+  if (!e) throw new Error("upload failed: media entry was not created");
+  mediaData.set({ clientUrl: e.mmsUrl, deprecatedMms3Url: e.deprecatedMms3Url, directPath: e.directPath, mediaKey: e.mediaKey,
+    mediaKeyTimestamp: e.mediaKeyTimestamp, filehash: mediaObject.filehash, encFilehash: e.encFilehash, uploadhash: e.uploadHash,
+    size: mediaObject.size, streamingSidecar: e.sidecar, firstFrameSidecar: e.firstFrameSidecar, mediaHandle: null });
+  return mediaData;
+};
 return {
   ready: () => !!(window.Debug && window.Debug.VERSION !== undefined && typeof window.require === "function"),
   version: () => window.Debug.VERSION,
@@ -192,26 +304,32 @@ return {
   msgExists: (keys) => keys.some((key) => !!R("collections").Msg.get(key)),
   // As Utils.js window.WWebJS.sendMessage builds it. `altId`: the same person's other id, for
   // a page that throws "No LID for user" although the LID is known to us.
-  send: async (chatId, body, id, altId) => {
-    let chat;
-    try { chat = await findChat(chatId); } catch (e) {
-      if (!altId || !String(e && e.message).includes(NO_LID)) throw e;
-      chat = await findChat(altId);
+  send: async (chatId, body, id, altId) => sendBuilt(chatId, id, altId, () => ({ body })),
+  // A file (a File of the bytes) as Utils.js processMediaData prepares and uploads it, then
+  // sent as sendMessage sends media (the caption beside, the prepared fields spread in).
+  sendMedia: async (chatId, file, kind, caption, id, altId) => {
+    const media = await prepareMedia(file, kind);
+    return sendBuilt(chatId, id, altId, () => ({ body: media.preview, ...media, ...media.toJSON(), caption }));
+  },
+  // As Message.js downloadMedia: resolve the media, then download it by its direct path.
+  // {data: ArrayBuffer, mimetype, filename, size}, or null when it cannot be had (expired).
+  downloadMedia: async (key) => {
+    const C = R("collections").Msg;
+    const msg = C.get(key) || (((await C.getMessagesById([key])) || {}).messages || [])[0];
+    if (!msg || !msg.mediaData || msg.mediaData.mediaStage === "REUPLOADING") return null;
+    if (msg.mediaData.mediaStage !== "RESOLVED") await msg.downloadMedia({ downloadEvenIfExpensive: true, rmrReason: 1 });
+    const stage = String(msg.mediaData.mediaStage);
+    if (stage.includes("ERROR") || stage === "FETCHING") return null;
+    const qpl = { addAnnotations() { return this; }, addPoint() { return this; } };
+    try {
+      const data = await R("downloadManager").downloadManager.downloadAndMaybeDecrypt({ directPath: msg.directPath,
+        encFilehash: msg.encFilehash, filehash: msg.filehash, mediaKey: msg.mediaKey, mediaKeyTimestamp: msg.mediaKeyTimestamp,
+        type: msg.type, signal: new AbortController().signal, downloadQpl: qpl });
+      return { data, mimetype: msg.mimetype, filename: msg.filename || null, size: msg.size };
+    } catch (e) {
+      if (e && e.status === 404) return null;
+      throw e;
     }
-    if (!chat) return { error: `no chat with ${chatId}` };
-    // `from` is the own LID in @lid chats and LID-mode groups, the number elsewhere (§4b).
-    const chatSer = ser(chat.id);
-    const lidChat = chatSer.endsWith("@g.us") ? !!(chat.groupMetadata && chat.groupMetadata.isLidAddressingMode) : isLidId(chatSer);
-    const from = (lidChat && meLid()) || R("meUser").getMaybeMePnUser();
-    const MsgKey = R("msgKey");
-    const key = new MsgKey({ from, to: chat.id, id, participant: undefined, selfDir: "out" });
-    const msg = { id: key, ack: 0, body, from, to: chat.id, local: true, self: "out",
-      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: "chat", ...R("ephemeral").getEphemeralFields(chat) };
-    const [msgPromise, resultPromise] = R("sendMsg").addAndSendMsgToChat(chat, msg);
-    await msgPromise;
-    const result = await resultPromise;
-    const code = typeof result === "string" ? result : (result && (result.messageSendResult || result.status)) || String(result);
-    return { key: ser(key), result: code, chat_id: chatSer };
   },
   startPairing: async (phone, notify) => {  // as Client.js requestPairingCode
     const L = R("altLinking");

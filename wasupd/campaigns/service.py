@@ -12,6 +12,7 @@ the campaign is pinned.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -79,8 +80,10 @@ class Campaigns:
     # -- creating --------------------------------------------------------------------------
 
     async def create(self, **p: Any) -> Campaign:
-        """A draft: the text, the numbers, the window and times are checked now."""
-        used = fields(p["text"])
+        """A draft: the text, the numbers, the window and times are checked now. With a file
+        (`media`, already in the media store) the text is its caption and may be empty."""
+        media = p.get("media")
+        used = fields(p["text"]) if p["text"] or media is None else []
         check_columns(p["columns"], used)
         window = p["window"] or ""
         if window:
@@ -100,12 +103,13 @@ class Campaigns:
             send_window=window,
             start_at=p["start"],
             until=p["until"],
+            media=dataclasses.asdict(media) if media is not None else None,
         )
 
     async def add(self, name: str, rows: list[list[Any]]) -> list[str]:
         """Check and store a batch of a draft's rows ([line, {column: value}]); the errors."""
         c = await self._draft(name)
-        used = fields(c.body)
+        used = fields(c.body) if c.body or c.media is None else []
         good: list[Row] = []
         errors: list[str] = []
         for line, values in rows:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -21,12 +22,14 @@ from wasupd.config import SendConfig
 from wasupd.errors import NotOnWhatsApp, WasupError
 from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
 from wasupd.store.messages import QUEUED, SENDING, SENT, MessageRepo, OutboxMessage
-from wasupd.supervision.seams import MessagePort
+from wasupd.supervision.seams import MessagePort, OutboundMedia
 
 log = structlog.get_logger("wasupd.messaging")
 
 # Bounds one attempt (resolve, look up, send): a hung page must not hold the queue forever.
 ATTEMPT_TIMEOUT = 60.0
+# A file's attempt gets one more second for each MEDIA_RATE bytes (1 MiB/s at the worst).
+MEDIA_RATE = float(1 << 20)
 # Longest idle wait between looks at the store. New work, a connect and pool work wake the
 # sender at once, and a due time is waited for exactly: this is only a safety net, and with 50
 # idle sessions every look costs two queries.
@@ -54,6 +57,10 @@ class SendContext(Protocol):
 
     def note_failure(self, name: str) -> None:
         """A send attempt failed (the pool trusts the session less for a while)."""
+        ...
+
+    def media_path(self, sha256: str) -> Path:
+        """Where the media store keeps the file with that hash."""
         ...
 
     async def changed(self, msg: OutboxMessage, reason: str) -> None:
@@ -147,7 +154,7 @@ class Sender:
             return  # another sender of the pool took it first
         claimed: str | None = msg.wa_id if msg.session == self.name else None
         try:
-            async with asyncio.timeout(ATTEMPT_TIMEOUT):
+            async with asyncio.timeout(ATTEMPT_TIMEOUT + (msg.media_size or 0) / MEDIA_RATE):
                 chat = await port.resolve_chat(msg.chat_id)
                 if claimed and await port.message_exists(chat, claimed):
                     await self._sent(msg, chat, port.peer(chat), recovered=True)
@@ -159,7 +166,7 @@ class Sender:
                     )
                     return
                 await self._typing(port, chat, msg.body)
-                await port.send_text(chat, msg.body, message_id=claimed)
+                await self._send(port, chat, msg, claimed)
             await self._sent(msg, chat, port.peer(chat), recovered=False)
         except NotOnWhatsApp as exc:
             await self.ms.fail(msg, exc.message)
@@ -171,6 +178,21 @@ class Sender:
             await self._retry(
                 dataclasses.replace(msg, wa_id=claimed), f"{type(exc).__name__}: {exc}"
             )
+
+    async def _send(self, port: MessagePort, chat: str, msg: OutboxMessage, mid: str) -> None:
+        """A text, or the message's file from the media store with the body as its caption."""
+        if msg.media_sha256 is None:
+            await port.send_text(chat, msg.body, message_id=mid)
+            return
+        media = OutboundMedia(
+            path=self.ms.media_path(msg.media_sha256),
+            kind=msg.media_kind or "document",
+            mimetype=msg.media_mime or "application/octet-stream",
+            size=int(msg.media_size or 0),
+            filename=msg.media_name or "",
+            caption=msg.body,
+        )
+        await port.send_media(chat, media, message_id=mid)
 
     async def _typing(self, port: MessagePort, chat: str, body: str) -> None:
         """With `send.typing`: show "typing..." for a time that grows with the text (<= 3 s)."""

@@ -15,6 +15,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,11 +25,13 @@ from wasupd.config import Config, SendConfig
 from wasupd.errors import InvalidArgument, InvalidState, WasupError
 from wasupd.events import EventBus, Subscription
 from wasupd.loops import keep_running
-from wasupd.messaging import pool
+from wasupd.messaging import downloads, pool
+from wasupd.messaging.downloads import Downloads
 from wasupd.messaging.pacing import with_overrides
 from wasupd.messaging.seams import SessionDirectory
 from wasupd.messaging.sender import Sender
 from wasupd.messaging.webhooks import Webhooks
+from wasupd.store.media import MediaStore
 from wasupd.store.messages import (
     CANCELLED,
     FAILED,
@@ -66,8 +69,13 @@ class Messaging:
         webhooks: Webhooks | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        media: MediaStore | None = None,
     ) -> None:
+        """`media`: the media store (default: under `daemon.state_dir`)."""
         self.config = config
+        self.media = media or MediaStore(config.state.media)
+        self.downloads = Downloads(repo=repo, store=self.media, port=self.port)
+        self._fetches: set[asyncio.Task[None]] = set()  # received files being fetched
         self.repo = repo
         self.sessions = sessions
         self.bus = bus
@@ -94,7 +102,7 @@ class Messaging:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in [self._watch, self._flush, *self._tasks.values()]:
+        for task in [self._watch, self._flush, *self._tasks.values(), *self._fetches]:
             if task is not None:
                 task.cancel()
         await self._group.__aexit__(None, None, None)
@@ -124,6 +132,10 @@ class Messaging:
     def port(self, name: str) -> MessagePort | None:
         """The session's page when it is connected, else None."""
         return self.sessions.port(name)
+
+    def media_path(self, sha256: str) -> Path:
+        """Where the media store keeps the file with that hash."""
+        return self.media.path(sha256)
 
     def note_failure(self, name: str) -> None:
         """A send attempt failed: the pool trusts this session a little less for a while."""
@@ -330,6 +342,10 @@ class Messaging:
             msg_type=row["type"],
         )
         await self.hook("message", name, {k: v for k, v in row.items() if k != "session"})
+        if downloads.wanted(self.config.media, row):
+            task = self._group.create_task(self.downloads.on_arrival(self.config.media, row))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
         for inbound_hook in self._inbound_hooks:
             try:
                 await inbound_hook(name, row)

@@ -113,10 +113,16 @@ class Control:
         """The phone of `phone` types a pairing code."""
         return await self.linking.enter_code(code, phone)
 
-    async def inject(self, to: str, text: str, **sender: str) -> str:
+    async def inject(
+        self, to: str, text: str = "", media: dict[str, Any] | None = None, **sender: str
+    ) -> str:
         """A message from outside (`from`: a number or a LID) to `to` (a number, a LID or a
-        group); its message id."""
-        return await self.messaging.inject(to, sender.get("from", sender.get("from_", "")), text)
+        group); its message id. `media`: a file from the phone, `{data: base64, kind:
+        image|video|audio|ptt|document|sticker, mimetype, filename}`, `text` its caption."""
+        if not text and media is None:
+            raise ValueError("inject needs text, or media (a file) with an optional caption")
+        who = sender.get("from", sender.get("from_", ""))
+        return await self.messaging.inject(to, who, text, media)
 
     async def received(self, phone: str) -> list[dict[str, Any]]:
         """Every message that reached `phone`'s phone, in order, repeats included."""

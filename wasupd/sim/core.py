@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from wasupd.sim.faults import Faults
+from wasupd.sim.media import MediaHost
 from wasupd.sim.model import Account, World
 from wasupd.sim.pages import PageConn
 from wasupd.sim.timing import Timings
@@ -21,6 +22,7 @@ class Core:
         self.page_weight_mib = page_weight_mib
         self.auto_read = auto_read
         self.world = World()
+        self.media = MediaHost()  # uploaded files, by hash (§4f)
         self.pages: set[PageConn] = set()
         self.faults = Faults()
         self._changed = asyncio.Event()

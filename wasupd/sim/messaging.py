@@ -10,6 +10,7 @@ from typing import Any
 
 from wasupd.sim import lids, timing
 from wasupd.sim.core import Core
+from wasupd.sim.media import decode_b64, media_record
 from wasupd.sim.model import (
     Account,
     Device,
@@ -52,6 +53,11 @@ class Messaging:
         body, kind = str(msg.get("body", "")), str(msg.get("type", "chat"))
         rec = Message(mid, sender.wid, self.core.world.canonical(chat) or chat, body, type=kind)
         rec.addressed = chat
+        if msg.get("media") is not None and not self._attach(rec, msg["media"]):
+            sender.sent.append(rec)  # a reference to nothing uploaded: refused (§4g)
+            rec.ack = ACK_FAILED
+            await conn.send("ack", id=mid, ack=ACK_FAILED, result="ERROR_UNKNOWN")
+            return
         rec.dup = earlier is not None
         recipients = self.core.world.recipients(sender.phone, chat)
         sender.sent.append(rec)
@@ -65,10 +71,29 @@ class Messaging:
                 await other.send("msg", msg=self.as_page_msg(rec, sender, from_me=True))
         await self.deliver(rec, recipients)
 
-    async def inject(self, to: str, from_: str, text: str) -> str:
+    def _attach(self, rec: Message, ref: dict[str, Any]) -> bool:
+        """Give `rec` the media its page uploaded (by direct path); False when the server has
+        no such upload or the hash does not match it."""
+        blob = self.core.media.by_path(str(ref.get("directPath", "")))
+        if blob is None or str(ref.get("filehash", "")) != blob.filehash:
+            return False
+        rec.media = media_record(
+            blob,
+            rec.type,
+            str(ref.get("mimetype", "")),
+            str(ref.get("filename") or ""),
+            str(ref.get("caption") or ""),
+        )
+        return True
+
+    async def inject(
+        self, to: str, from_: str, text: str, media: dict[str, Any] | None = None
+    ) -> str:
         """A message from `from_` to `to` (a number, a LID or a group). A number that is not
         registered is registered on the fly (LID-migrated, as new accounts are); a registered
-        one is used as it is (an old-world account stays one); a LID must be an account's."""
+        one is used as it is (an old-world account stays one); a LID must be an account's.
+        `media` (`data` base64, `kind`, `mimetype`, `filename`): a file sent from the phone,
+        with `text` as its caption."""
         world = self.core.world
         if not from_:
             raise ValueError("inject needs `from`: the sender's phone number or LID")
@@ -81,9 +106,21 @@ class Messaging:
         if not recipients:
             raise ValueError(f"{to} reaches no simulated account (add_account / add_group first)")
         rec = Message(secrets.token_hex(16).upper(), sender.wid, chat, str(text))  # §4a: android id
+        if media is not None:
+            self._inject_media(rec, media)
         sender.sent.append(rec)
         await self.deliver(rec, recipients)
         return rec.id
+
+    def _inject_media(self, rec: Message, media: dict[str, Any]) -> None:
+        """The phone uploads the file, then sends a message referring to it."""
+        if not isinstance(media, dict) or "data" not in media:
+            raise ValueError("inject media must be an object with data (base64), kind, mimetype")
+        kind = str(media.get("kind") or "document")
+        blob = self.core.media.put(decode_b64(media["data"], "inject media.data"))
+        mimetype, filename = str(media.get("mimetype") or ""), str(media.get("filename") or "")
+        rec.media = media_record(blob, kind, mimetype, filename, rec.body)
+        rec.type, rec.body = kind, ""
 
     async def deliver(self, rec: Message, recipients: list[Account]) -> None:
         """Record the arrival on every recipient's phone and push it to their live pages."""
@@ -198,4 +235,21 @@ class Messaging:
             "t": rec.t,
             "ack": rec.ack if from_me else 0,
             "pairs": [p for a in known if (p := lids.pair(a, viewer))],
+            "media": _page_media(rec.media),
         }
+
+
+def _page_media(media: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The media fields a page's Msg carries (WhatsApp Web names, §4g)."""
+    if media is None:
+        return None
+    return {
+        "mimetype": media["mimetype"],
+        "size": media["size"],
+        "filehash": media["filehash"],
+        "encFilehash": media["filehash"],
+        "directPath": media["direct_path"],
+        "mediaKey": media["filehash"],  # no encryption modelled: a stand-in key
+        "filename": media["filename"] or None,
+        "caption": media["caption"],
+    }

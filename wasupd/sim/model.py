@@ -69,6 +69,15 @@ class Message:
     dup: bool = False
     resent: int = 0
     arrived: float = field(default_factory=time.time)
+    media: dict[str, Any] | None = None  # `media.media_record`: kind, size, sha256, caption...
+
+    def media_fields(self) -> dict[str, Any]:
+        """`kind` ("text" or the media kind) and, for media, its size, sha256, caption,
+        MIME type and file name, as `received` and `sent` list them."""
+        if self.media is None:
+            return {"kind": "text"}
+        keep = ("kind", "size", "sha256", "caption", "mimetype", "filename")
+        return {k: self.media[k] for k in keep}
 
     def for_recipient(self, phone: str) -> dict[str, Any]:
         """The record as `received(phone)` lists it."""
@@ -82,6 +91,7 @@ class Message:
             "t": self.t,
             "type": self.type,
             "dup": self.dup,
+            **self.media_fields(),
         }
 
     def for_sender(self) -> dict[str, Any]:
@@ -97,6 +107,7 @@ class Message:
             "ack": self.ack,
             "dup": self.dup,
             "resent": self.resent,
+            **self.media_fields(),
         }
 
 

@@ -29,8 +29,11 @@ VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 # roughly 60-120 MiB for a modest account. 64 MiB of live heap (which V8 keeps with some
 # headroom) brings the tab close to the low end of §8 without making 20-session tests heavy.
 DEFAULT_PAGE_WEIGHT_MIB = 64
-SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "modules.js", "boot.js")
+SCRIPTS = (
+    "core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "media.js", "modules.js", "boot.js",
+)  # fmt: skip
 MAX_WS_MESSAGE = 16 << 20
+MAX_UPLOAD = 2 << 30  # the media host's bound; WhatsApp's own limits are checked by clients
 CLOSE_TIMEOUT_S = 2.0  # a hung page must not hold up a close for long
 
 
@@ -73,8 +76,10 @@ class SimServer:
 
     async def start(self) -> SimServer:
         """Listen on `host:port` (0: any free port); sets `.url`."""
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD)
         app.router.add_get("/", self._index)
+        app.router.add_post("/mms/{kind}", self._upload)
+        app.router.add_get("/v/{path:.+}", self._download)
         app.router.add_get("/app.js", self._script)
         app.router.add_get("/favicon.ico", self._no_icon)
         app.router.add_get("/ws", self._ws)
@@ -131,6 +136,20 @@ class SimServer:
         }
         js = f'(function (CFG) {{\n"use strict";\n{body}\n}})({json.dumps(config)});\n'
         return web.Response(text=js, content_type="application/javascript", headers=_NO_STORE)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The media host (§4g): the body is the file; answers its media entry."""
+        if self.core.faults.server_down:
+            raise web.HTTPServiceUnavailable(text="simulated WhatsApp server is down")
+        blob = self.core.media.put(await request.read())
+        return web.json_response(self.core.media.entry(blob))
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A download by direct path: the bytes, or 404 (an unknown or expired path)."""
+        blob = self.core.media.by_path("/v/" + request.match_info["path"])
+        if blob is None:
+            raise web.HTTPNotFound(text="no such media (expired or never uploaded)")
+        return web.Response(body=blob.data, content_type="application/octet-stream")
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if self.core.faults.server_down:

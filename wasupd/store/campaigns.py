@@ -47,6 +47,7 @@ class Campaign:
     paused_at: float | None
     created_at: float
     updated_at: float
+    media: dict[str, Any] | None = None  # a file every recipient gets (MediaRef fields)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Campaign:
@@ -58,6 +59,7 @@ class Campaign:
                 "numbers": json.loads(d["numbers"]),
                 "pinned": bool(d["pinned"]),
                 "plan": json.loads(d["plan"]),
+                "media": json.loads(d["media"]) if d.get("media") else None,
             }
         )
 
@@ -127,8 +129,8 @@ class CampaignRepo:
             await conn.execute("DELETE FROM campaigns WHERE name = ?", (name,))
             await conn.execute(
                 "INSERT INTO campaigns (name, state, body, numbers, pinned, send_window,"
-                " start_at, until, created_at, updated_at)"
-                " VALUES (?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " start_at, until, created_at, updated_at, media)"
+                " VALUES (?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     fields["body"],
@@ -139,6 +141,7 @@ class CampaignRepo:
                     fields["until"],
                     now,
                     now,
+                    json.dumps(fields["media"]) if fields.get("media") else "",
                 ),
             )
         return await self.get(name)
@@ -260,7 +263,7 @@ class CampaignRepo:
         assignment. A key already in the outbox (an earlier, interrupted start) keeps its
         message: never a second one."""
         now = self.clock()
-        msgs = [self._message(campaign.name, a, now) for a in batch]
+        msgs = [self._message(campaign, a, now) for a in batch]
         async with self.db.transaction() as conn:
             if msgs:
                 cols = list(msgs[0].as_dict())
@@ -285,9 +288,10 @@ class CampaignRepo:
                 ],
             )
 
-    def _message(self, campaign: str, a: Assignment, now: float) -> OutboxMessage:
+    def _message(self, c: Campaign, a: Assignment, now: float) -> OutboxMessage:
         # Pinned to its number (from_spec = the session): a logged-out number's messages are
         # handed over by the campaign, once, never by the pool.
+        campaign, media = c.name, c.media or {}
         return OutboxMessage(
             id=self.messages.new_id(),
             session=a.session,
@@ -306,6 +310,11 @@ class CampaignRepo:
             sent_at=None,
             delivered_at=None,
             read_at=None,
+            media_sha256=media.get("sha256"),
+            media_kind=media.get("kind"),
+            media_mime=media.get("mime"),
+            media_size=media.get("size"),
+            media_name=media.get("name"),
         )
 
     async def queued_per_session(self, cid: int) -> dict[str, int]:

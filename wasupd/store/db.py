@@ -197,6 +197,26 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 6: media. An outbox message may carry a file of the media store (by SHA-256; its body
+    # is the caption); an inbox row says what file a received message has and whether its
+    # bytes were fetched into the store; a campaign may send one file to every recipient
+    # (its MediaRef as JSON, '' for text). Indexes for retention (which files are needed).
+    """
+    ALTER TABLE outbox ADD COLUMN media_sha256 TEXT;
+    ALTER TABLE outbox ADD COLUMN media_kind TEXT;
+    ALTER TABLE outbox ADD COLUMN media_mime TEXT;
+    ALTER TABLE outbox ADD COLUMN media_size INTEGER;
+    ALTER TABLE outbox ADD COLUMN media_name TEXT;
+    CREATE INDEX outbox_by_media ON outbox(media_sha256) WHERE media_sha256 IS NOT NULL;
+    ALTER TABLE inbox ADD COLUMN media_kind TEXT;
+    ALTER TABLE inbox ADD COLUMN media_mime TEXT;
+    ALTER TABLE inbox ADD COLUMN media_size INTEGER;
+    ALTER TABLE inbox ADD COLUMN media_name TEXT;
+    ALTER TABLE inbox ADD COLUMN media_sha256 TEXT;
+    ALTER TABLE inbox ADD COLUMN media_stored INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX inbox_by_media ON inbox(media_sha256) WHERE media_sha256 IS NOT NULL;
+    ALTER TABLE campaigns ADD COLUMN media TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -64,6 +64,13 @@ class OutboxMessage:
     sent_at: float | None
     delivered_at: float | None
     read_at: float | None
+    # A file to send (the body is its caption): its hash in the media store, kind
+    # (document, image, video, audio, voice, sticker), MIME type, size and file name.
+    media_sha256: str | None = None
+    media_kind: str | None = None
+    media_mime: str | None = None
+    media_size: int | None = None
+    media_name: str | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> OutboxMessage:
@@ -82,6 +89,14 @@ _RANK = {FAILED: -1, QUEUED: 0, SENDING: 1, SENT: 2, DELIVERED: 3, READ: 4}
 _AT = {SENT: "sent_at", DELIVERED: "delivered_at", READ: "read_at"}
 
 
+def _inbound_media(m: dict[str, Any]) -> tuple[Any, ...]:
+    """The inbox's media columns for a page report (all NULL for a text)."""
+    if not m.get("kind"):
+        return (None, None, None, None, None)
+    size = int(m["size"]) if m.get("size") is not None else None
+    return (m["kind"], m.get("mimetype"), size, m.get("filename"), m.get("sha256"))
+
+
 def _message(r: aiosqlite.Row | None) -> OutboxMessage:
     if r is None:
         raise MessageNotFound("no such message (see `wasupctl outbox`)")
@@ -98,6 +113,18 @@ class NewMessage:
     body: str
     idempotency_key: str | None = None
     wait_reason: str = ""
+    media: MediaRef | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRef:
+    """The file of an outgoing message: in the media store by `sha256`."""
+
+    sha256: str
+    kind: str
+    mime: str
+    size: int
+    name: str
 
 
 class MessageRepo:
@@ -173,6 +200,11 @@ class MessageRepo:
             sent_at=None,
             delivered_at=None,
             read_at=None,
+            media_sha256=it.media.sha256 if it.media else None,
+            media_kind=it.media.kind if it.media else None,
+            media_mime=it.media.mime if it.media else None,
+            media_size=it.media.size if it.media else None,
+            media_name=it.media.name if it.media else None,
         )
 
     # -- outbox: reading -------------------------------------------------------------------
@@ -361,8 +393,9 @@ class MessageRepo:
             known = person.peer if person is not None else told
             cur = await conn.execute(
                 "INSERT OR IGNORE INTO inbox (session, wa_id, chat_id, sender, sender_pn,"
-                " sender_lid, push_name, body, type, t, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sender_lid, push_name, body, type, t, received_at, media_kind, media_mime,"
+                " media_size, media_name, media_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session,
                     m.get("wa_id") or m.get("id"),
@@ -375,6 +408,7 @@ class MessageRepo:
                     m.get("type") or "chat",
                     float(m.get("t") or now),
                     now,
+                    *_inbound_media(m),
                 ),
             )
             if cur.rowcount != 1:
@@ -384,6 +418,19 @@ class MessageRepo:
                 await contacts.interaction(conn, person, session, now, inbound=True)
             async with conn.execute("SELECT * FROM inbox WHERE id = ?", (inbox_id,)) as c2:
                 return dict(await c2.fetchone())  # type: ignore[arg-type]
+
+    async def inbound(self, inbox_id: int) -> dict[str, Any]:
+        """One received message; MessageNotFound when there is none with that id."""
+        r = await self.db.fetchone("SELECT * FROM inbox WHERE id = ?", (inbox_id,))
+        if r is None:
+            raise MessageNotFound(f"no received message {inbox_id} (see `wasupctl inbox`)")
+        return dict(r)
+
+    async def media_stored(self, inbox_id: int, sha256: str) -> None:
+        """The received message's file is in the media store now, under `sha256`."""
+        await self.db.execute(
+            "UPDATE inbox SET media_stored = 1, media_sha256 = ? WHERE id = ?", (sha256, inbox_id)
+        )
 
     async def inbox(
         self, *, session: str | None, limit: int, after_id: int | None

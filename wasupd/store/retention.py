@@ -16,12 +16,15 @@ Pacing needs the last day of sends, hence the minimum of 2 days (config validati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
 from wasupd.store.db import Database
+from wasupd.store.media import MediaStore
 
 log = structlog.get_logger("wasupd.store")
 
@@ -69,19 +72,59 @@ async def prune(db: Database, cutoff: float, batch: int = BATCH) -> dict[str, in
     return counts
 
 
+# Which files of the media store messages still need: outgoing files (whatever their state:
+# the row goes with retention, and then its file), received files that were fetched, and
+# campaigns' files (queued in batches).
+MEDIA_NEEDED = (
+    "SELECT media_sha256 FROM outbox WHERE media_sha256 IS NOT NULL UNION"
+    " SELECT media_sha256 FROM inbox WHERE media_sha256 IS NOT NULL AND media_stored = 1 UNION"
+    " SELECT json_extract(media, '$.sha256') FROM campaigns WHERE media != ''"
+)
+UPLOAD_MAX_AGE = DAY  # an upload no `message.send` took within a day is abandoned
+
+
+async def prune_media(
+    db: Database, store: MediaStore, uploads: Path, *, now: float | None = None
+) -> int:
+    """Remove the media store's files no message needs, and abandoned uploads; how many
+    files of the store were removed. Runs after `prune`, so files of pruned messages go."""
+    now = time.time() if now is None else now
+    needed = {str(r[0]) for r in await db.fetchall(MEDIA_NEEDED)}
+    removed = await asyncio.to_thread(store.prune, needed, now=now)
+    await asyncio.to_thread(_drop_stale_uploads, uploads, now - UPLOAD_MAX_AGE)
+    return removed
+
+
+def _drop_stale_uploads(uploads: Path, cutoff: float) -> None:
+    for part in uploads.glob("*.part") if uploads.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+
+
 async def run(
     db: Database,
     days: Callable[[], float],
     *,
+    media: tuple[MediaStore, Path] | None = None,
     first_delay: float = FIRST_DELAY,
     interval: float = RETENTION_INTERVAL,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Prune every `interval` seconds with the current `days()` (0: keep everything), until
-    cancelled. A failed round is logged and retried at the next one."""
+    """Prune every `interval` seconds with the current `days()` (0: keep everything), then
+    the media store (`media`: the store and the uploads directory), until cancelled. A
+    failed round is logged and retried at the next one."""
     await asyncio.sleep(first_delay)
     while True:
         keep = days()
+        if media is not None:
+            try:
+                files = await prune_media(db, *media, now=clock())
+            except Exception:
+                log.exception("media_retention_failed")
+            else:
+                if files:
+                    log.info("media_pruned", files=files)
         if keep > 0:
             try:
                 counts = await prune(db, clock() - keep * DAY)

@@ -205,6 +205,27 @@ class ProfileHooks(Protocol):
         """`{"live_bytes": ..., "sealed_bytes": ...}` for status, top and metrics."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundMedia:
+    """A file to send: where its bytes are (the media store) and what WhatsApp is told."""
+
+    path: Path
+    kind: str  # document, image, video, audio, voice, sticker
+    mimetype: str
+    size: int
+    filename: str
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMedia:
+    """A received file the page downloaded into `dest`: its size and what the page said."""
+
+    size: int
+    mimetype: str | None
+    filename: str | None
+
+
 class MessagePort(Protocol):
     """What the outbox needs from a connected session's page (the WhatsApp driver implements it).
 
@@ -221,6 +242,14 @@ class MessagePort(Protocol):
 
     async def send_text(self, chat_id: str, body: str, *, message_id: str) -> str:
         """Send `body` with the given id; returns the serialized key. Raises on failure."""
+
+    async def send_media(self, chat_id: str, media: OutboundMedia, *, message_id: str) -> str:
+        """Upload `media` through the page and send it with the given id (its caption beside);
+        returns the serialized key. Raises on failure."""
+
+    async def download_media(self, wa_id: str, dest: Path) -> InboundMedia | None:
+        """Download a received message's file (by its serialized key) into `dest`; None when
+        WhatsApp no longer has it."""
 
     async def message_exists(self, chat_id: str, message_id: str) -> bool:
         """True when a message this device sent with that id is known to the page."""
@@ -244,10 +273,12 @@ __all__ = [
     "Clock",
     "DriverKind",
     "DriverReport",
+    "InboundMedia",
     "LaunchRequest",
     "Launcher",
     "Linking",
     "MessagePort",
+    "OutboundMedia",
     "PageDriver",
     "ProfileHooks",
     "Report",

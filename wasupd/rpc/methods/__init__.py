@@ -5,12 +5,17 @@ from __future__ import annotations
 from wasupd.rpc.dispatch import Dispatcher, Handler
 from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.media import MediaMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
 
 
 def method_table(
-    dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods, cm: CampaignMethods
+    dm: DaemonMethods,
+    sm: SessionMethods,
+    mm: MessageMethods,
+    cm: CampaignMethods,
+    media: MediaMethods,
 ) -> dict[str, Handler]:
     """Every method of the control socket, by its name (the names are the contract)."""
     return {
@@ -36,6 +41,8 @@ def method_table(
         "message.send": mm.send,
         "message.get": mm.get,
         "message.cancel": mm.cancel,
+        "media.upload": media.upload,
+        "media.get": media.get,
         "outbox.list": mm.outbox,
         "inbox.list": mm.inbox,
         "contacts.list": mm.contacts,
@@ -58,10 +65,15 @@ def method_table(
 
 
 def register_methods(
-    d: Dispatcher, dm: DaemonMethods, sm: SessionMethods, mm: MessageMethods, cm: CampaignMethods
+    d: Dispatcher,
+    dm: DaemonMethods,
+    sm: SessionMethods,
+    mm: MessageMethods,
+    cm: CampaignMethods,
+    media: MediaMethods,
 ) -> Dispatcher:
     """Register every method of `method_table` on `d`; returns `d`."""
-    for name, handler in method_table(dm, sm, mm, cm).items():
+    for name, handler in method_table(dm, sm, mm, cm, media).items():
         d.register(name, handler)
     return d
 
@@ -75,4 +87,5 @@ def documented_dispatcher() -> Dispatcher:
         SessionMethods.__new__(SessionMethods),
         MessageMethods.__new__(MessageMethods),
         CampaignMethods.__new__(CampaignMethods),
+        MediaMethods.__new__(MediaMethods),
     )

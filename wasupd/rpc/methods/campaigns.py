@@ -7,15 +7,19 @@ from typing import Any
 from wasupd.addressing import parse_recipient
 from wasupd.campaigns.service import Campaigns
 from wasupd.errors import InvalidArgument
+from wasupd.messaging.media import MediaIntake
 from wasupd.rpc.server import Context
 from wasupd.store.campaigns import CampaignRepo
+from wasupd.store.messages import MediaRef
 
 
 class CampaignMethods:
     """Creating, controlling and reporting campaigns; opt-outs."""
 
-    def __init__(self, *, campaigns: Campaigns, repo: CampaignRepo) -> None:
-        self.campaigns, self.repo = campaigns, repo
+    def __init__(
+        self, *, campaigns: Campaigns, repo: CampaignRepo, intake: MediaIntake | None = None
+    ) -> None:
+        self.campaigns, self.repo, self.intake = campaigns, repo, intake
 
     async def create(
         self,
@@ -28,12 +32,17 @@ class CampaignMethods:
         window: str = "",
         start: float | None = None,
         until: float | None = None,
+        file: str | None = None,
+        kind: str | None = None,
+        filename: str = "",
     ) -> dict[str, Any]:
         """Create a campaign draft: `text` with `{column}` fields, the CSV header `columns`
         (must have `phone` and every field), the `numbers` to send from (omitted: every
         connected session), `pin` (a number that drops keeps its recipients), the local send
         `window` (`HH:MM-HH:MM`; default each number's `send.window`), `start` and `until`
-        (unix times). Add recipients with `campaign.add`, then `campaign.start`."""
+        (unix times). Add recipients with `campaign.add`, then `campaign.start`. `file`,
+        `kind`, `filename`: a file every recipient gets (a finished `media.upload`, checked as
+        `message.send` checks it), `text` its caption."""
         if not name.strip() or len(name) > 100:
             raise InvalidArgument("the campaign name must be 1 to 100 characters")
         c = await self.campaigns.create(
@@ -45,8 +54,18 @@ class CampaignMethods:
             window=window,
             start=start,
             until=until,
+            media=await self._take_file(file, kind, filename),
         )
         return c.as_dict()
+
+    async def _take_file(
+        self, file: str | None, kind: str | None, filename: str
+    ) -> MediaRef | None:
+        if file is None:
+            return None
+        if self.intake is None:
+            raise InvalidArgument("this daemon takes no files")
+        return await self.intake.accept(file, kind, filename)
 
     async def add(self, ctx: Context, name: str, rows: list[list[Any]]) -> dict[str, Any]:
         """Add a batch of a draft's recipients, each `[line, {column: value}]`; `errors` lists

@@ -8,11 +8,12 @@ from typing import Any, Literal
 from wasupd.addressing import parse_recipient
 from wasupd.config import Config
 from wasupd.errors import InvalidArgument, InvalidState
+from wasupd.messaging.media import MediaIntake
 from wasupd.messaging.service import Messaging
 from wasupd.messaging.webhooks import Webhooks
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager
-from wasupd.store.messages import WAITING, MessageRepo, NewMessage, OutboxMessage
+from wasupd.store.messages import WAITING, MediaRef, MessageRepo, NewMessage, OutboxMessage
 from wasupd.supervision.states import SessionState
 
 
@@ -28,20 +29,31 @@ class MessageMethods:
         repo: MessageRepo,
         webhooks: Webhooks,
         suppressed: Callable[[str], Awaitable[bool]] | None = None,
+        intake: MediaIntake | None = None,
     ) -> None:
         self.config, self.sessions, self.messaging = config, sessions, messaging
         self.repo, self._webhooks, self._suppressed = repo, webhooks, suppressed
+        self.intake = intake
 
     async def send(
         self,
         ctx: Context,
         to: str,
-        text: str,
+        text: str = "",
         session: str = "auto",
         idempotency_key: str | None = None,
         force: bool = False,
+        file: str | None = None,
+        kind: str | None = None,
+        filename: str = "",
     ) -> dict[str, Any]:
-        """Queue a text message durably; returns it (with its id) once committed.
+        """Queue a message durably; returns it (with its id) once committed.
+
+        A text, or a file: `file` is the token of a finished `media.upload`, `text` its
+        caption (may be empty), `kind` one of document, image, video, audio, voice, sticker
+        (default: from the file's content), `filename` what the recipient sees. The file is
+        checked against WhatsApp's size limit for its kind and moved into the daemon's media
+        store before the answer, so the caller may delete its own copy at once.
 
         `to`: a phone number with country code (`+`, spaces, dashes accepted) or a chat id
         (`<digits>@c.us`, `<digits>@lid`, `<id>@g.us`); a number is resolved as WhatsApp Web
@@ -51,7 +63,7 @@ class MessageMethods:
         first message and never sends twice. A contact on the
         opt-out suppression list is refused unless `force`.
         """
-        if not text:
+        if not text and file is None:
             raise InvalidArgument("the message text is empty")
         size, limit = len(text.encode("utf-8")), self.config().send.max_text_bytes
         if size > limit:
@@ -66,11 +78,13 @@ class MessageMethods:
                 f"{to} opted out (on the suppression list): not sent; `--force` sends anyway,"
                 " `wasupctl optout rm` takes the contact off the list"
             )
+        if session != "auto":
+            self.sessions.runner(session)  # SessionNotFound before a file is taken
+        media = await self._take_file(file, kind, filename)
         assigned: str | None
         if session == "auto":
             assigned = await self.messaging.pick_session(chat_id)
         else:
-            self.sessions.runner(session)  # SessionNotFound for unknown names
             assigned = session
         msg = await self.messaging.enqueue(
             NewMessage(
@@ -80,9 +94,24 @@ class MessageMethods:
                 body=text,
                 idempotency_key=idempotency_key,
                 wait_reason="" if assigned else "no session of the pool is connected",
+                media=media,
             )
         )
         return self._explain(msg)
+
+    async def _take_file(
+        self, file: str | None, kind: str | None, filename: str
+    ) -> MediaRef | None:
+        """The uploaded file, checked and in the media store; None for a text."""
+        if file is None:
+            if kind is not None or filename:
+                raise InvalidArgument("kind and filename go with a file (upload it first)")
+            return None
+        if self.intake is None:
+            raise InvalidArgument("this daemon takes no files")
+        if len(filename) > 255 or "/" in filename:
+            raise InvalidArgument("filename must be a plain name of at most 255 characters")
+        return await self.intake.accept(file, kind, filename)
 
     def _explain(self, msg: OutboxMessage) -> dict[str, Any]:
         """The message as answered, saying why a waiting message waits when its session cannot

@@ -64,6 +64,7 @@ const MODULES = {
     identityKeyPair: { pubKey: Link.keys.identity, privKey: new ArrayBuffer(32) } }) } },
   // Synchronous, as in WhatsApp Web: whatsapp-web.js 1.34.x puts its result in the QR as is.
   WAWebUserPrefsMultiDevice: { getADVSecretKey: () => (noLinkSecret() ? null : Link.keys.adv) },
+  ...MEDIA_MODULES, // media.js (§4f)
   WAWebAdvSignatureApi: {
     async getADVSecretKey() {
       if (noLinkSecret()) throw new Error("secretKey is null or undefined"); // none while linking by code

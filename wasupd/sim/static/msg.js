@@ -11,8 +11,10 @@ class Msg extends Model {
       author: this.author ? String(this.author) : undefined, notifyName: this.notifyName || "",
       isNewMsg: !!this.isNewMsg, self: this.self, local: !!this.local,
       star: false, broadcast: false, isForwarded: false, forwardingScore: 0, hasReaction: false, quotedMsg: undefined,
-      mentionedJidList: [], directPath: undefined, isStatusV3: false, links: [] };
+      mentionedJidList: [], directPath: undefined, isStatusV3: false, links: [], ...(mediaOf(this) || {}) };
   }
+  /** downloadMedia(opts): resolve the media (the real one fetches when it is not yet on the device). */
+  async downloadMedia() { if (this.mediaData) this.mediaData.set("mediaStage", "RESOLVED"); }
 }
 class Chat extends Model {
   serialize() {
@@ -58,7 +60,8 @@ function addMessage(m, isNew) {
   const chat = ensureChat(key.remote);
   const msg = new Msg({ id: key, ack: m.ack, body: m.body, type: m.type || "chat", t: m.t, from: createWid(m.from),
     to: createWid(m.to), author: m.author ? createWid(m.author) : undefined, notifyName: m.notifyName || "", isNewMsg: isNew,
-    self: m.fromMe ? "out" : "in", local: false });
+    self: m.fromMe ? "out" : "in", local: false, ...(m.media || {}),
+    mediaData: m.media ? new MediaData({ type: m.type, mediaStage: "INIT" }) : undefined });
   byId.set(key.id, msg);
   chat.set({ t: Math.max(chat.t || 0, m.t || 0), lastMsg: msg });
   if (isNew && !m.fromMe) chat.set("unreadCount", (chat.unreadCount || 0) + 1);
@@ -95,7 +98,7 @@ handlers.exists = (m) => {
 
 const outgoingRecord = (msg) => ({ id: msg.id.id, key: msg.id._serialized, remote: msg.id.remote._serialized,
   participant: msg.id.participant ? msg.id.participant._serialized : null, to: String(msg.to), from: String(msg.from),
-  body: msg.body, type: msg.type, t: msg.t, ack: msg.ack });
+  body: msg.body, type: msg.type, t: msg.t, ack: msg.ack, media: mediaOf(msg) });
 
 /** addAndSendMsgToChat(chat, msg) -> [Promise<Msg>, Promise<'OK'|'ERROR_UNKNOWN'>] (§4b). */
 function addAndSendMsgToChat(chat, data) {
@@ -111,7 +114,7 @@ function addAndSendMsgToChat(chat, data) {
   }
   const stored = idbPut("message", key.id, outgoingRecord(msg)).catch(() => {});
   const result = new Promise((resolve) => sendResults.set(key.id, resolve));
-  stored.then(() => toServer({ t: "send", id: key.id, to: chat.id._serialized, body: msg.body, type: msg.type }));
+  stored.then(() => toServer({ t: "send", id: key.id, to: chat.id._serialized, body: msg.body, type: msg.type, media: mediaOf(msg) }));
   return [stored.then(() => msg), result];
 }
 
@@ -123,14 +126,14 @@ async function resendPending(history) {
     if (known.has(rec.id) || rec.ack !== 0) continue;
     if (!MsgColl.get(rec.key)) {
       const msg = new Msg({ id: MsgKey.fromString(rec.key), ack: 0, body: rec.body, type: rec.type, t: rec.t,
-        from: createWid(rec.from), to: createWid(rec.to), isNewMsg: false, self: "out", local: true });
+        from: createWid(rec.from), to: createWid(rec.to), isNewMsg: false, self: "out", local: true, ...(rec.media || {}) });
       byId.set(rec.id, msg);
       MsgColl.add(msg);
     }
   }
   for (const msg of MsgColl.getModelsArray()) {
     if (msg.id.fromMe && msg.ack === 0 && !known.has(msg.id.id)) {
-      toServer({ t: "send", id: msg.id.id, to: msg.id.remote._serialized, body: msg.body, type: msg.type, retry: true });
+      toServer({ t: "send", id: msg.id.id, to: msg.id.remote._serialized, body: msg.body, type: msg.type, media: mediaOf(msg), retry: true });
     }
   }
 }
