@@ -214,3 +214,34 @@ def test_inbound_image_and_document_are_fetched_with_matching_hashes(
     out = ctl(d, "inbox", "alice")
     assert b"[document invoice.pdf, 1 MiB] the document" in out.stdout, out.stdout
     assert b"[image, 879 KiB] the image" in out.stdout, out.stdout
+
+
+def test_download_all_fetches_every_file_within_the_cap_as_it_arrives(
+    daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """With download = "all" an inbound image is fetched as it arrives (no `media get`), and
+    its bytes match; a file over max_download_mib is left for `media get`."""
+    d, sim = linked(
+        daemon_factory, sim_factory, tmp_path, media={"download": "all", "max_download_mib": 1}
+    )
+    small, large = media_bytes("image", 300_000), media_bytes("image", 1_500_000)
+    for name, data in (("small", small), ("large", large)):
+        media = {"data": base64.b64encode(data).decode(), "kind": "image", "mimetype": "image/jpeg"}
+        sim.call("inject", to=ALICE, text=name, media=media, **{"from": BOB})
+    rows = eventually(
+        lambda: {r["body"]: r for r in d.call("inbox.list", session="alice")},
+        30,
+        "both images in the inbox",
+        ok=lambda r: set(r) == {"small", "large"},
+    )
+
+    def stored(body: str) -> int:
+        found = {r["body"]: r for r in d.call("inbox.list", session="alice")}
+        return int(found[body]["media_stored"])
+
+    eventually(lambda: stored("small"), 30, "the small image fetched as it arrived")
+    assert stored("large") == 0  # over the cap: only on request
+    dest = tmp_path / "small.jpg"
+    out = ctl(d, "media", "get", str(rows["small"]["id"]), "-o", str(dest))
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == hashlib.sha256(small).hexdigest()
