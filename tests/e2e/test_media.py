@@ -17,6 +17,7 @@ from tests.e2e.test_whatsapp import state
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.sim import SimProcess
 from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import SECRET, Receiver
 
 # The first bytes that make a file what it is (what `filetype` reads), then random bytes.
 HEADS = {
@@ -245,3 +246,35 @@ def test_download_all_fetches_every_file_within_the_cap_as_it_arrives(
     out = ctl(d, "media", "get", str(rows["small"]["id"]), "-o", str(dest))
     assert out.returncode == 0, out.stderr
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == hashlib.sha256(small).hexdigest()
+
+
+def test_a_media_webhook_names_the_file_and_carries_no_bytes(
+    daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """The `message` webhook of an inbound image has its kind, MIME type, size and hash, and the
+    payload stays small: the bytes are fetched with `media get`, never inlined."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    rx = Receiver([])
+    try:
+        hooks = {"url": rx.url, "secret_file": str(secret), "events": ["message"]}
+        _, sim = linked(daemon_factory, sim_factory, tmp_path, webhooks=hooks)
+        data = media_bytes("image", 400_000)
+        media = {"data": base64.b64encode(data).decode(), "kind": "image", "mimetype": "image/jpeg"}
+        sim.call("inject", to=ALICE, text="look", media=media, **{"from": BOB})
+        [delivery] = eventually(
+            lambda: [b for b in rx.by_id().values() if b[0]["data"].get("body") == "look"],
+            30,
+            "the message webhook",
+        )
+    finally:
+        rx.stop()
+    payload = delivery[0]["data"]
+    assert (payload["media_kind"], payload["media_mime"], payload["media_size"]) == (
+        "image",
+        "image/jpeg",
+        400_000,
+    )
+    assert payload["media_sha256"] == hashlib.sha256(data).hexdigest()
+    with rx.lock:
+        assert all(len(body) < 8192 for _, body, _ in rx.got)  # names the file, holds no bytes
