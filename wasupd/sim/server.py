@@ -29,7 +29,17 @@ VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 # roughly 60-120 MiB for a modest account. 64 MiB of live heap (which V8 keeps with some
 # headroom) brings the tab close to the low end of §8 without making 20-session tests heavy.
 DEFAULT_PAGE_WEIGHT_MIB = 64
-SCRIPTS = ("core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "modules.js", "boot.js")
+SCRIPTS = (
+    "core.js",
+    "store.js",
+    "ui.js",
+    "link.js",
+    "lid.js",
+    "msg.js",
+    "modules.js",
+    "growth.js",
+    "boot.js",
+)
 MAX_WS_MESSAGE = 16 << 20
 CLOSE_TIMEOUT_S = 2.0  # a hung page must not hold up a close for long
 

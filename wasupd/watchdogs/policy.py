@@ -69,10 +69,8 @@ class ReclaimPolicy:
         """What the memory reason adds about the last reclaim ("" when there was none)."""
         if self.count == 0:
             return ""
-        return (
-            f" after a reclaim {max(0.0, now - self.last_at):.0f} s ago"
-            f" (freed {self.freed_bytes // MIB} MiB)"
-        )
+        freed = f"freed {self.freed_bytes // MIB} MiB" if self.freed_bytes > 0 else "freed nothing"
+        return f" after a reclaim {max(0.0, now - self.last_at):.0f} s ago ({freed})"
 
 
 class ResourcePolicy:
