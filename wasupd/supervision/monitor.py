@@ -2,10 +2,11 @@
 
 Every `limits.check_interval` it samples the tree's resources (a tree over the soft memory
 limit first gets a reclaim over DevTools; only one still over the hard limit trips), pings
-DevTools (the hang watchdog), probes a silent connected page (degrade + reload, then restart on a second failure)
-and seals the live profile when a checkpoint is due. A tripped check is posted to the runner as
-an `End` and ends the monitor; the runner decides what follows. A check that itself fails is
-logged and the others go on (a broken check must not silently end them all).
+DevTools (the hang watchdog), probes a silent connected page (degrade + reload, then restart
+on a second failure) and seals the live profile when a checkpoint is due. A tripped check is
+posted to the runner as an `End` and ends the monitor; the runner decides what follows. A check
+that itself fails is logged and the others go on (a broken check must not silently end them
+all).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class Monitor:
             async with asyncio.timeout(RECLAIM_TIMEOUT + DETACH_TIMEOUT):
                 after = await self.handle.reclaim(RECLAIM_TIMEOUT)
         except (BrowserError, TimeoutError) as exc:
-            policy.reclaim.done(now, usage, usage)  # the interval holds for a failed one too
+            policy.reclaim.done(now, usage, None)
             self._log.warning("memory_reclaim_failed", error=str(exc) or type(exc).__name__)
             return usage
         policy.reclaim.done(now, usage, after)

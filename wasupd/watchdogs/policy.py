@@ -52,6 +52,7 @@ class ReclaimPolicy:
         self.last_at = -math.inf
         self.freed_bytes = 0
         self.count = 0
+        self.failed = False  # the last one: DevTools refused or did not answer
 
     def due(self, now: float, u: TreeUsage, lim: Limits) -> bool:
         """True when a reclaim should run now for sample `u`."""
@@ -60,17 +61,21 @@ class ReclaimPolicy:
             return False
         return now - self.last_at >= lim.reclaim_interval
 
-    def done(self, now: float, before: TreeUsage, after: TreeUsage) -> None:
-        """Record a reclaim that took the tree from `before` to `after`."""
-        self.last_at, self.count = now, self.count + 1
-        self.freed_bytes = before.pss_bytes - after.pss_bytes
+    def done(self, now: float, before: TreeUsage, after: TreeUsage | None) -> None:
+        """Record a reclaim that took the tree from `before` to `after` (None: it failed; the
+        interval holds for a failed one too, so a broken DevTools is not asked every sample)."""
+        self.last_at, self.count, self.failed = now, self.count + 1, after is None
+        self.freed_bytes = 0 if after is None else before.pss_bytes - after.pss_bytes
 
     def note(self, now: float) -> str:
         """What the memory reason adds about the last reclaim ("" when there was none)."""
         if self.count == 0:
             return ""
+        ago = f"{max(0.0, now - self.last_at):.0f} s ago"
+        if self.failed:
+            return f" after a failed reclaim {ago}"
         freed = f"freed {self.freed_bytes // MIB} MiB" if self.freed_bytes > 0 else "freed nothing"
-        return f" after a reclaim {max(0.0, now - self.last_at):.0f} s ago ({freed})"
+        return f" after a reclaim {ago} ({freed})"
 
 
 class ResourcePolicy:
