@@ -74,6 +74,8 @@ class LimitsConfig:
 
     max_sessions: int = 50
     memory_mib: int = 1536
+    memory_soft_mib: int = 0  # 0: 80% of memory_mib (watchdogs.policy.SOFT_SHARE)
+    reclaim_interval: float = 300.0
     fds: int = 4096
     processes: int = 64
     cpu_percent: float = 0.0
@@ -330,6 +332,13 @@ def _validate(cfg: Config) -> None:
     if cfg.media.max_download_mib < 0:
         raise ConfigError(
             "media.max_download_mib: must be 0 (fetch none) or more", key="media.max_download_mib"
+        )
+    lim = cfg.limits
+    if lim.memory_soft_mib and lim.memory_mib and lim.memory_soft_mib > lim.memory_mib:
+        raise ConfigError(
+            f"limits.memory_soft_mib: must not exceed limits.memory_mib ({lim.memory_mib});"
+            " set it lower, or to 0 for the default share of memory_mib",
+            key="limits.memory_soft_mib",
         )
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(

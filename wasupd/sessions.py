@@ -234,7 +234,7 @@ class SessionManager:
             await self._refresh(name)
         if self.on_report_hook is not None:
             await self.on_report_hook(name, report)
-        if report.kind in ("qr", "code"):
+        if report.kind in ("qr", "code", "reclaim"):
             self.bus.publish(report.kind, session=name, **report.data)
 
     # -- what messaging sees (messaging.seams.SessionDirectory) ------------------------------

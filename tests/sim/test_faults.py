@@ -245,3 +245,42 @@ async def test_unknown_fault_is_refused(sim: SimServer) -> None:
     with pytest.raises(ValueError, match="known: stall"):
         await sim.control("fault", {"kind": "meteor"})
     assert await sim.control("fault", {"kind": "qr_never_scanned"}) is True
+
+
+async def test_growth_adds_heap_over_time_and_drops_its_cache_on_memory_pressure(
+    browser: Any,
+) -> None:
+    """`growth` adds heap at its rate; a `memorypressure` event drops the reclaimable share
+    (half here) and leaves the leak; clearing the fault frees both."""
+    # 0.05: a simulated hour is 180 s, so 3600 MiB per hour is 20 MiB per real second.
+    async with SimServer(time_factor=0.05, page_weight_mib=32) as sim:
+        page = await new_page(browser)
+        try:
+            await goto(page, sim.url)
+            await qr_payload(page)
+            rest = await heap_mib(page)
+            await sim.control("fault", {"kind": "growth", "mib_per_hour": 3600, "reclaimable": 0.5})
+            grown = await until_heap(page, lambda mib: mib >= rest + 100)
+            await sim.control("clear_fault", {"kind": "growth"})  # growth stops, both shares go
+            await until_heap(page, lambda mib: mib < rest + 10)
+            await sim.control("fault", {"kind": "growth", "mib_per_hour": 3600, "reclaimable": 0.5})
+            grown = await until_heap(page, lambda mib: mib >= rest + 100)
+            await ev(page, "() => { window.dispatchEvent(new CustomEvent('memorypressure')); }")
+            after = await heap_mib(page)
+            # Half of what had grown is gone (the heap keeps growing meanwhile: a margin).
+            assert after < rest + (grown - rest) * 0.5 + 25
+            assert after > rest + (grown - rest) * 0.5 - 25
+        finally:
+            await sim.control("clear_fault", {"kind": "growth"})
+            async with asyncio.timeout(10):
+                await page.target.browserContext.close()
+
+
+async def test_growth_parameters_are_checked(sim: SimServer) -> None:
+    """A growth rate that is not positive or a share outside 0..1 is refused saying so."""
+    with pytest.raises(ValueError, match="mib_per_hour must be positive"):
+        await sim.control("fault", {"kind": "growth", "mib_per_hour": 0})
+    with pytest.raises(ValueError, match="reclaimable share, from 0 to 1, got 1.5"):
+        await sim.control("fault", {"kind": "growth", "reclaimable": 1.5})
+    with pytest.raises(ValueError, match="mib_per_hour must be a number, got 'fast'"):
+        await sim.control("fault", {"kind": "growth", "mib_per_hour": "fast"})

@@ -105,6 +105,9 @@ class FakeHandle:
         self.sample = TreeUsage(pss_bytes=100 << 20, fds=100, processes=5)
         self.quick = False  # what usage_is_quick answers
         self.sampled_in: list[str] = []  # "thread" or "loop", for each usage() call
+        self.reclaims: list[int] = []  # PSS bytes of the sample each reclaim started from
+        self.reclaim_to: TreeUsage | None = None  # the sample after a reclaim (None: freed nothing)
+        self.reclaim_error: Exception | None = None
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @property
@@ -135,6 +138,15 @@ class FakeHandle:
 
     def usage_is_quick(self) -> bool:
         return self.quick
+
+    async def reclaim(self, timeout: float) -> TreeUsage:
+        self.reclaims.append(self.sample.pss_bytes)
+        if self.reclaim_error is not None:
+            raise self.reclaim_error
+        if self.reclaim_to is None:
+            return self.usage()  # freed nothing: a fresh sample says the same
+        self.sample = self.reclaim_to  # what was freed stays freed until the page grows again
+        return self.sample
 
 
 class FakeLauncher:

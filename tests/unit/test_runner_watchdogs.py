@@ -31,7 +31,7 @@ async def test_memory_watchdog_restarts_cleanly(tmp_path: Path) -> None:
         await h.clock.advance(1.0)
         await h.reach(S.BACKOFF)
         assert h.states[-2:] == ["stopping", "backoff"]
-        assert h.reasons[-2] == "watchdog: memory 300 MiB > limit 200 MiB"
+        assert h.reasons[-2].startswith("watchdog: memory 300 MiB > limit 200 MiB after a reclaim")
         assert h.log[-2:] == ["stop:100", "release:wipe=False"]  # polite stop, profile kept
         await h.clock.advance(1.0)
         await until(lambda: len(h.launcher.handles) == 2, "new browser")
@@ -128,7 +128,7 @@ async def test_per_session_memory_limit_trips(tmp_path: Path) -> None:
         await h.connected()
         await h.clock.advance(1.0)
         await h.reach(S.BACKOFF)
-        assert h.reasons[-2] == "watchdog: memory 100 MiB > limit 80 MiB"
+        assert h.reasons[-2].startswith("watchdog: memory 100 MiB > limit 80 MiB after a reclaim")
 
 
 # -- liveness ---------------------------------------------------------------------------------
@@ -346,4 +346,4 @@ async def test_a_broken_check_does_not_end_the_watchdogs(tmp_path: Path) -> None
         assert h.state is S.CONNECTED
         await h.clock.advance(1.0)
         await h.reach(S.BACKOFF)
-        assert len(calls) == 2 and good is not None
+        assert len(calls) >= 2 and good is not None  # (the reclaim before the trip samples too)

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from wasupd.sim import growth
 from wasupd.sim.core import Core
 from wasupd.sim.faults import EVERYONE, PAGE_FAULTS, STATE_FAULTS, check_kind
 from wasupd.sim.linking import Linking
@@ -146,6 +147,8 @@ class Control:
     async def fault(self, kind: str, phone: str = "", **params: Any) -> bool:
         """Start a fault for `phone`'s pages, or for every page when no phone is given."""
         scope = normalize_phone(phone) if phone else EVERYONE
+        if kind == "growth":
+            params = growth.params(params)  # a bad rate or share is refused here, not in the page
         self.core.faults.set(check_kind(kind), scope, params)
         if kind == "server_down":
             await self.core.drop(list(self.core.pages), 1011, "simulated server down")

@@ -21,8 +21,8 @@ STATE_FAULTS = {
     "deprecated_version": "DEPRECATED_VERSION",
 }
 # Carried out by the page itself; the sticky ones also reach pages that connect later.
-PAGE_FAULTS = ("memory", "slow_idb", "hang_close", "hang", "crash", "fast_sync")
-STICKY_PAGE_FAULTS = ("memory", "slow_idb", "hang_close", "fast_sync")
+PAGE_FAULTS = ("memory", "growth", "slow_idb", "hang_close", "hang", "crash", "fast_sync")
+STICKY_PAGE_FAULTS = ("memory", "growth", "slow_idb", "hang_close", "fast_sync")
 SERVER_FAULTS = ("stall", "server_down", "server_up", "logout_after", "qr_never_scanned")
 KINDS = (*SERVER_FAULTS, *STATE_FAULTS, *PAGE_FAULTS)
 EVERYONE = "*"

@@ -30,7 +30,8 @@ VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 # headroom) brings the tab close to the low end of §8 without making 20-session tests heavy.
 DEFAULT_PAGE_WEIGHT_MIB = 64
 SCRIPTS = (
-    "core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "media.js", "modules.js", "boot.js",
+    "core.js", "store.js", "ui.js", "link.js", "lid.js", "msg.js", "media.js", "modules.js",
+    "growth.js", "boot.js",
 )  # fmt: skip
 MAX_WS_MESSAGE = 16 << 20
 MAX_UPLOAD = 2 << 30  # the media host's bound; WhatsApp's own limits are checked by clients

@@ -87,6 +87,13 @@ class BrowserLife:
     def note_live(self) -> None:
         raise NotImplementedError  # the runner's: feeds the backoff
 
+    async def reclaimed(self, report: DriverReport) -> None:
+        """The monitor reclaimed memory: handed on like a page report, not judged by the rules."""
+        try:
+            await self.on_report(self.name, report)
+        except Exception:  # a consumer's bug must not take the browser down
+            self._log.exception("report_handler_failed", kind=report.kind)
+
     def wake_watch(self) -> None:
         """A request came in: the watch of the current browser takes it."""
         self._events.put_nowait(("command", None))

@@ -1,10 +1,12 @@
 """The monitor of one running browser: watchdogs, the liveness probe and checkpoints.
 
-Every `limits.check_interval` it samples the tree's resources, pings DevTools (the hang
-watchdog), probes a silent connected page (degrade + reload, then restart on a second failure)
-and seals the live profile when a checkpoint is due. A tripped check is posted to the runner as
-an `End` and ends the monitor; the runner decides what follows. A check that itself fails is
-logged and the others go on (a broken check must not silently end them all).
+Every `limits.check_interval` it samples the tree's resources (a tree over the soft memory
+limit first gets a reclaim over DevTools; only one still over the hard limit trips), pings
+DevTools (the hang watchdog), probes a silent connected page (degrade + reload, then restart
+on a second failure) and seals the live profile when a checkpoint is due. A tripped check is
+posted to the runner as an `End` and ends the monitor; the runner decides what follows. A check
+that itself fails is logged and the others go on (a broken check must not silently end them
+all).
 """
 
 from __future__ import annotations
@@ -20,16 +22,25 @@ from wasupd.supervision.rules import LIVE, End
 from wasupd.supervision.seams import (
     BrowserHandle,
     Clock,
+    DriverReport,
     PageDriver,
     ProfileHooks,
     SessionOptions,
     TreeUsage,
 )
 from wasupd.supervision.states import SessionState
-from wasupd.watchdogs.policy import Limits, LivenessPolicy, ResourcePolicy, hang_reason
+from wasupd.watchdogs.policy import (
+    MIB,
+    Limits,
+    LivenessPolicy,
+    ResourcePolicy,
+    hang_reason,
+    soft_limit_mib,
+)
 
 S = SessionState
 DETACH_TIMEOUT = 5.0  # a driver's detach/reload is page work: seconds, not minutes
+RECLAIM_TIMEOUT = 30.0  # a forced GC of a heap of several GiB takes seconds; a hung one, forever
 
 
 class Watched(Protocol):
@@ -53,6 +64,9 @@ class Watched(Protocol):
     def note_live(self) -> None:
         """A check found the browser running: the backoff learns how long it has been stable."""
 
+    async def reclaimed(self, report: DriverReport) -> None:
+        """A memory reclaim ran (a `reclaim` report): published on the event bus."""
+
     async def set_state(self, new: SessionState, reason: str) -> None:
         """Record a state change (checked against the transition table)."""
 
@@ -60,8 +74,12 @@ class Watched(Protocol):
 def limits_for(config: Config, options: SessionOptions) -> Limits:
     """The resource limits of one session: its own overrides, else `[limits]`."""
     lim, o = config.limits, options
+    memory = o.memory_mib if o.memory_mib is not None else lim.memory_mib
+    soft = o.memory_soft_mib if o.memory_soft_mib is not None else lim.memory_soft_mib
     return Limits(
-        memory_mib=o.memory_mib if o.memory_mib is not None else lim.memory_mib,
+        memory_mib=memory,
+        memory_soft_mib=soft_limit_mib(soft, memory),
+        reclaim_interval=lim.reclaim_interval,
         fds=o.fds if o.fds is not None else lim.fds,
         processes=o.processes if o.processes is not None else lim.processes,
         cpu_percent=lim.cpu_percent,
@@ -113,10 +131,11 @@ class Monitor:
         # hand-off would (with 50 sessions the hand-offs were a third of the daemon's idle CPU).
         handle = self.handle
         usage = handle.usage() if handle.usage_is_quick() else await asyncio.to_thread(handle.usage)
-        self.session.usage = usage
         if self.session.state in LIVE:
             self.session.note_live()
-        if (why := policy.check(usage)) is not None:
+        usage = await self.maybe_reclaim(policy, usage)
+        self.session.usage = usage
+        if (why := policy.check(usage, self.clock.monotonic())) is not None:
             return End("trip", why)
         hang = self.session.config.browser.hang_timeout
         try:
@@ -126,6 +145,32 @@ class Monitor:
         except (BrowserError, TimeoutError):
             return End("death", hang_reason(hang), hung=True)
         return None
+
+    async def maybe_reclaim(self, policy: ResourcePolicy, usage: TreeUsage) -> TreeUsage:
+        """Reclaim when over the soft limit (at most once per reclaim_interval); the sample the
+        hard limit is then judged on. A reclaim that fails is logged and the old sample stands."""
+        now, lim = self.clock.monotonic(), policy.limits
+        if not policy.reclaim.due(now, usage, lim):
+            return usage
+        t0 = self.clock.monotonic()
+        try:
+            async with asyncio.timeout(RECLAIM_TIMEOUT + DETACH_TIMEOUT):
+                after = await self.handle.reclaim(RECLAIM_TIMEOUT)
+        except (BrowserError, TimeoutError) as exc:
+            policy.reclaim.done(now, usage, None)
+            self._log.warning("memory_reclaim_failed", error=str(exc) or type(exc).__name__)
+            return usage
+        policy.reclaim.done(now, usage, after)
+        data = {
+            "before_mib": usage.pss_bytes // MIB,
+            "after_mib": after.pss_bytes // MIB,
+            "soft_mib": lim.memory_soft_mib,
+            "limit_mib": lim.memory_mib,
+            "duration": round(self.clock.monotonic() - t0, 3),
+        }
+        self._log.info("memory_reclaimed", **data)
+        await self.session.reclaimed(DriverReport(kind="reclaim", data=data))
+        return after
 
     async def check_liveness(self) -> End | None:
         """Probe a silent connected page; degrade + reload, then restart on a second failure."""

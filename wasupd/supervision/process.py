@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import structlog
 
-from wasupd.devtools import cdp
+from wasupd.devtools import cdp, memory
 from wasupd.devtools.pipe import PipeTransport
 from wasupd.errors import BrowserError
 from wasupd.supervision import reaper
@@ -159,6 +159,15 @@ class ChromiumHandle:
     def usage_is_quick(self) -> bool:
         """See `BrowserHandle.usage_is_quick`."""
         return self._sampler.quick()
+
+    async def reclaim(self, timeout: float) -> TreeUsage:
+        """See `BrowserHandle.reclaim` (`wasupd.devtools.memory` says what each step frees)."""
+        if self.exited or self._page is None:
+            raise BrowserError(f"browser exited with status {self.exit_status}")
+        await memory.reclaim(self.browser, self._page, timeout)
+        # Exact: the estimate between exact samples follows private memory, which is what a
+        # reclaim moves, but the hard limit is judged on this sample and must not be a guess.
+        return await asyncio.to_thread(self._sampler.sample, exact=True)
 
     def _signal_group(self, sig: int) -> None:
         # The group id stays reserved while any member lives, so this cannot hit a stranger.

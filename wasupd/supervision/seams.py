@@ -32,6 +32,7 @@ class SessionOptions:
     build: BrowserBuild | None = None
     extra_args: tuple[str, ...] = ()
     memory_mib: int | None = None
+    memory_soft_mib: int | None = None
     fds: int | None = None
     processes: int | None = None
     allow_auto: bool | None = None
@@ -93,6 +94,11 @@ class BrowserHandle(Protocol):
         """True when the next `usage()` is quick enough for the event loop (no /proc scan, no
         exact PSS); otherwise the caller runs it in a thread."""
 
+    async def reclaim(self, timeout: float) -> TreeUsage:
+        """Ask the browser to give memory back without restarting it (cache purge, critical
+        memory pressure, forced GC of the page), then measure the tree exactly; the sample
+        after. Raises `BrowserError` when DevTools fails or does not answer within `timeout`."""
+
 
 class Launcher(Protocol):
     """Starts browsers. `launch` returns only once the browser is ready (page target exists)."""
@@ -117,6 +123,9 @@ DriverKind = Literal[
     "failed",  # WhatsApp refuses this session: data = {"reason"} (TOS_BLOCK, DEPRECATED_VERSION...)
     "crash",  # the page or target went away ("Target closed")
     "activity",  # any page event, used only to feed the liveness clock
+    # not the page's but the monitor's: a memory reclaim ran; data = {"before_mib", "after_mib",
+    #   "soft_mib", "limit_mib", "duration"}
+    "reclaim",
 ]
 
 

@@ -16,6 +16,7 @@ from wasupd.config import HealthConfig
 from wasupd.watchdogs.usage import TreeUsage
 
 MIB = 1024 * 1024
+SOFT_SHARE = 0.8  # the soft memory limit when none is set: this share of the hard one
 CPU_SAMPLES = 3  # CPU must stay over its limit this many samples in a row
 HOUR = 3600.0
 
@@ -28,6 +29,53 @@ class Limits:
     fds: int
     processes: int
     cpu_percent: float
+    memory_soft_mib: int = 0  # effective: already resolved from SOFT_SHARE (0 = no reclaim)
+    reclaim_interval: float = 0.0
+
+
+def soft_limit_mib(soft_mib: int, memory_mib: int) -> int:
+    """The effective soft limit: `soft_mib`, else SOFT_SHARE of `memory_mib` (0 when both are 0),
+    never above the hard limit."""
+    soft = soft_mib or int(memory_mib * SOFT_SHARE)
+    return min(soft, memory_mib) if memory_mib else soft
+
+
+class ReclaimPolicy:
+    """When a page gets a memory reclaim, and what the last one did (for the restart reason).
+
+    A reclaim is due when PSS is over the soft limit and the previous reclaim was at least
+    `reclaim_interval` ago: a page that stays over the soft limit gets one reclaim per interval,
+    not one per sample (a forced GC of a large heap costs the page a pause).
+    """
+
+    def __init__(self) -> None:
+        self.last_at = -math.inf
+        self.freed_bytes = 0
+        self.count = 0
+        self.failed = False  # the last one: DevTools refused or did not answer
+
+    def due(self, now: float, u: TreeUsage, lim: Limits) -> bool:
+        """True when a reclaim should run now for sample `u`."""
+        soft = lim.memory_soft_mib
+        if not soft or u.pss_bytes <= soft * MIB:
+            return False
+        return now - self.last_at >= lim.reclaim_interval
+
+    def done(self, now: float, before: TreeUsage, after: TreeUsage | None) -> None:
+        """Record a reclaim that took the tree from `before` to `after` (None: it failed; the
+        interval holds for a failed one too, so a broken DevTools is not asked every sample)."""
+        self.last_at, self.count, self.failed = now, self.count + 1, after is None
+        self.freed_bytes = 0 if after is None else before.pss_bytes - after.pss_bytes
+
+    def note(self, now: float) -> str:
+        """What the memory reason adds about the last reclaim ("" when there was none)."""
+        if self.count == 0:
+            return ""
+        ago = f"{max(0.0, now - self.last_at):.0f} s ago"
+        if self.failed:
+            return f" after a failed reclaim {ago}"
+        freed = f"freed {self.freed_bytes // MIB} MiB" if self.freed_bytes > 0 else "freed nothing"
+        return f" after a reclaim {ago} ({freed})"
 
 
 class ResourcePolicy:
@@ -36,12 +84,18 @@ class ResourcePolicy:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._cpu_over = 0
+        self.reclaim = ReclaimPolicy()
 
-    def check(self, u: TreeUsage) -> str | None:
-        """The reason to restart, or None when the sample is within limits."""
+    def check(self, u: TreeUsage, now: float = 0.0) -> str | None:
+        """The reason to restart, or None when the sample (taken at monotonic `now`) is within
+        limits. Memory over the hard limit trips even right after a reclaim: the reclaim did
+        not bring it under, and the reason says what it freed."""
         lim = self.limits
         if lim.memory_mib and u.pss_bytes > lim.memory_mib * MIB:
-            return f"watchdog: memory {u.pss_bytes // MIB} MiB > limit {lim.memory_mib} MiB"
+            return (
+                f"watchdog: memory {u.pss_bytes // MIB} MiB > limit {lim.memory_mib} MiB"
+                + self.reclaim.note(now)
+            )
         if lim.fds and u.fds > lim.fds:
             return f"watchdog: {u.fds} open fds > limit {lim.fds}"
         if lim.processes and u.processes > lim.processes:

@@ -142,8 +142,8 @@ class DaemonMethods:
     ) -> dict[str, Any]:
         """Stream events on this connection as `event` notifications.
 
-        Filters: `types` (state, qr, code, message, ack, sent, deleted...) and `sessions`; empty
-        means all. Each event carries `type`, `seq`, `at` and its own fields.
+        Filters: `types` (state, qr, code, reclaim, message, ack, sent, deleted...) and
+        `sessions`; empty means all. Each event carries `type`, `seq`, `at` and its own fields.
         """
         sub = self.bus.subscribe(types or (), sessions or ())
         ctx.conn.stream(sub)

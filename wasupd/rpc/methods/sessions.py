@@ -18,6 +18,7 @@ _OPTION_KEYS = {
     "build",
     "extra_args",
     "memory_mib",
+    "memory_soft_mib",
     "fds",
     "processes",
     "allow_auto",
@@ -47,7 +48,7 @@ class SessionMethods:
         """Create a session and (unless `start` is false) start it.
 
         `options` overrides per session: proxy, user_agent, build ('full' | 'headless-shell'),
-        extra_args, memory_mib, fds, processes.
+        extra_args, memory_mib, memory_soft_mib, fds, processes.
         """
         opts = dict(options or {})
         unknown = sorted(set(opts) - _OPTION_KEYS)
@@ -57,6 +58,12 @@ class SessionMethods:
             )
         if opts.get("build") not in (None, "full", "headless-shell"):
             raise InvalidArgument("option build must be 'full' or 'headless-shell'")
+        soft = opts.get("memory_soft_mib", 0)
+        if not isinstance(soft, int) or isinstance(soft, bool) or soft < 0:
+            raise InvalidArgument(
+                f"option memory_soft_mib must be a whole number of MiB, got {soft!r}"
+                " (0: 80% of memory_mib)"
+            )
         await self.sessions.create(name, phone=phone, options=opts, start=start)
         return await self._get(name)
 

@@ -1,0 +1,32 @@
+/* growth.js: the growth fault (wasupd/sim/growth.py says why it is built this way). Every
+ * simulated 2 s the page adds its share of `mib_per_hour`: the `reclaimable` part to a cache it
+ * drops on a `memorypressure` event (a reclaim dispatches one before its forced GC), the rest
+ * to a leak that only a reload frees. */
+const GROWTH_STEP_S = 2; // simulated seconds per growth step
+const Growth = { timer: 0, leak: [], cache: [], owed: 0 };
+
+function growthStep(p) {
+  Growth.owed += (p.mib_per_hour * GROWTH_STEP_S) / 3600;
+  const whole = Math.floor(Growth.owed);
+  Growth.owed -= whole;
+  const keep = Math.round(whole * p.reclaimable);
+  holdMiB(Growth.cache, keep);
+  holdMiB(Growth.leak, whole - keep);
+}
+
+function stopGrowth() {
+  clearInterval(Growth.timer);
+  Object.assign(Growth, { timer: 0, leak: [], cache: [], owed: 0 });
+}
+
+window.addEventListener("memorypressure", () => { Growth.cache = []; });
+PAGE_FAULTS.growth = (p) => {
+  stopGrowth();
+  const params = { mib_per_hour: Number(p.mib_per_hour ?? 60), reclaimable: Number(p.reclaimable ?? 0.5) };
+  Growth.timer = setInterval(() => growthStep(params), Math.max(20, GROWTH_STEP_S * 1000 * CFG.timeFactor));
+};
+const clearFaultBeforeGrowth = handlers.clear_fault;
+handlers.clear_fault = (m) => {
+  if (m.kind === "growth") stopGrowth();
+  clearFaultBeforeGrowth(m);
+};
