@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 from pathlib import Path
@@ -10,9 +9,9 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from wasupctl.chunks import CHUNK, atomic_file, encode, fetch
 from wasupctl.common import call, die, emit_json, opts
 
-CHUNK = 512 * 1024  # base64 of this stays well under the 1 MiB message limit
 KINDS = ("document", "image", "video", "audio", "voice", "sticker")
 
 app = typer.Typer(no_args_is_help=True)
@@ -39,7 +38,7 @@ def _upload(ctx: typer.Context, fh: IO[bytes]) -> str:
             return token
         if not chunk:
             die("nothing to send: the file is empty", 2)
-        params: dict[str, Any] = {"data": base64.b64encode(chunk).decode(), "offset": offset}
+        params: dict[str, Any] = {"data": encode(chunk), "offset": offset}
         if token:
             params["token"] = token
         token = str(call(ctx, "media.upload", **params)["token"])
@@ -63,30 +62,14 @@ def get(
 ) -> None:
     """Write a message's file: one sent, or one received (fetched through its session's
     page first when it is not in the daemon's media store yet)."""
-    sink: IO[bytes]
-    tmp = output.with_name(f".{output.name}.part")
-    sink = sys.stdout.buffer if str(output) == "-" else open(tmp, "wb")  # noqa: SIM115
-    offset, part = 0, {}
-    try:
-        while True:
-            part = call(ctx, "media.get", id=message_id, offset=offset, size=CHUNK)
-            data = base64.b64decode(part["data"])
-            sink.write(data)
-            offset += len(data)
-            if part["done"]:
-                break
-        sink.flush()
-        if sink is not sys.stdout.buffer:
-            os.fsync(sink.fileno())
-    finally:
-        if sink is not sys.stdout.buffer:
-            sink.close()
-    if str(output) != "-":
-        os.replace(tmp, output)
-        meta = {k: part.get(k) for k in ("sha256", "kind", "mime", "name")}
-        if opts(ctx).json:
-            emit_json({**meta, "bytes": offset, "path": str(output)})
-        else:
-            print(
-                f"{output}: {offset} bytes, {meta['kind']} {meta['mime']}, sha256 {meta['sha256']}"
-            )
+    if str(output) == "-":
+        fetch(ctx, "media.get", sys.stdout.buffer, id=message_id)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_file(output) as fh:
+        size, part = fetch(ctx, "media.get", fh, id=message_id)
+    meta = {k: part.get(k) for k in ("sha256", "kind", "mime", "name")}
+    if opts(ctx).json:
+        emit_json({**meta, "bytes": size, "path": str(output)})
+    else:
+        print(f"{output}: {size} bytes, {meta['kind']} {meta['mime']}, sha256 {meta['sha256']}")

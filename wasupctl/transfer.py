@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from wasupctl.chunks import CHUNK, atomic_file, encode, fetch
 from wasupctl.common import call, die
-
-CHUNK = 512 * 1024  # base64 of this stays well under the 1 MiB message limit
 
 
 def download(ctx: typer.Context, name: str, output: Path) -> int:
     """Fetch the archive chunk by chunk into `output` (atomically); its size."""
-    tmp = output.with_name(f".{output.name}.part")
-    offset = 0
-    with open(tmp, "wb") as fh:
-        while True:
-            part = call(ctx, "session.export", name=name, offset=offset, size=CHUNK)
-            data = base64.b64decode(part["data"])
-            fh.write(data)
-            offset += len(data)
-            if part["done"]:
-                break
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, output)
-    return offset
+    with atomic_file(output) as fh:
+        size, _ = fetch(ctx, "session.export", fh, name=name)
+    return size
 
 
 def upload(ctx: typer.Context, name: str, source: Path, *, replace: bool) -> Any:
@@ -46,7 +32,7 @@ def upload(ctx: typer.Context, name: str, source: Path, *, replace: bool) -> Any
             last = len(chunk) < CHUNK
             params: dict[str, Any] = {
                 "name": name,
-                "data": base64.b64encode(chunk).decode(),
+                "data": encode(chunk),
                 "offset": offset,
                 "final": last,
                 "replace": replace,
