@@ -5,14 +5,13 @@ Chromium with its own sandbox on. (No systemd here: its environment is reproduce
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.helpers.daemon import make_dirs, socket_answers, socket_call
+from tests.helpers.daemon import await_qr, logged_daemon, make_dirs, socket_call
 from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
 from wasupd.profiles.keys import generate_key_file
@@ -46,40 +45,17 @@ def test_unprivileged_daemon_uses_systemd_directories_and_the_sandbox(
         "STATE_DIRECTORY": str(state),
         "CREDENTIALS_DIRECTORY": str(creds),
     }
-    log = open(root / "daemon.log", "wb")
     as_service_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    daemon = subprocess.Popen(
-        [*as_service_user, *service_env.wasupd],
-        env=env,
-        stdout=log,
-        stderr=log,
-        cwd="/",
-    )
-    log.close()
     sock = run / "wasupd.sock"
-    try:
-        eventually(
-            lambda: daemon.poll() is None and socket_answers(sock), 30, "the daemon's socket"
-        )
+    with logged_daemon([*as_service_user, *service_env.wasupd], env, root / "daemon.log", sock):
         assert os.stat(sock).st_uid == NOBODY
         socket_call(sock, "session.create", name="svc")
-        info = eventually(
-            lambda: (
-                (i := socket_call(sock, "session.get", name="svc", history=0))["state"] == "qr"
-                and i
-            ),
-            90,
-            "a QR from the unprivileged daemon",
-        )
+        info = await_qr(sock, "svc", "a QR from the unprivileged daemon")
         browser = psutil.Process(info["pid"])
         assert browser.uids().effective == NOBODY
         assert "--no-sandbox" not in browser.cmdline()
         assert any(a == f"--user-data-dir={run / 'profiles' / 'svc'}" for a in browser.cmdline())
         assert "sandbox_disabled" not in (root / "daemon.log").read_text()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(60)
-    assert code == 0, (root / "daemon.log").read_text()[-3000:]
     # The browser was reaped by the daemon; its pid vanishes at once.
     eventually(lambda: not psutil.pid_exists(info["pid"]), 10, "the browser's pid to vanish")
     assert (state / "profiles" / "svc.wasup").stat().st_uid == NOBODY

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers.daemon import make_dirs, socket_answers, socket_call
+from tests.helpers.daemon import await_qr, logged_daemon, make_dirs, socket_call
 from tests.helpers.service_env import ServiceEnv
 from tests.helpers.waiting import eventually
 from wasupd.profiles.keys import generate_key_file
@@ -141,30 +140,11 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(
         "RUNTIME_DIRECTORY": str(run),
         "STATE_DIRECTORY": str(state),
     }
-    log = open(root / "daemon.log", "wb")
-    daemon = subprocess.Popen(
-        confined([*service_env.wasupd, "--config", str(cfg)], readable_filter(root)),
-        env=env,
-        stdout=log,
-        stderr=log,
-        cwd="/",
-    )
-    log.close()
     sock = run / "wasupd.sock"
-    pid = 0
-    try:
-        eventually(
-            lambda: daemon.poll() is None and socket_answers(sock), 30, "the daemon's socket"
-        )
+    cmd = confined([*service_env.wasupd, "--config", str(cfg)], readable_filter(root))
+    with logged_daemon(cmd, env, root / "daemon.log", sock):
         socket_call(sock, "session.create", name="svc")
-        info = eventually(
-            lambda: (
-                (i := socket_call(sock, "session.get", name="svc", history=0))["state"] == "qr"
-                and i
-            ),
-            90,
-            "a QR from the confined daemon",
-        )
+        info = await_qr(sock, "svc", "a QR from the confined daemon")
         pid = info["pid"]
         browser = psutil.Process(pid)
         assert "--no-sandbox" not in browser.cmdline()
@@ -184,9 +164,5 @@ def test_chromium_keeps_its_sandbox_under_the_units_confinement(
             return 0.0
 
         eventually(lambda: measured() > len(sandboxed), 30, "the daemon measuring the tree")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(60)
-    assert code == 0, (root / "daemon.log").read_text()[-3000:]
     eventually(lambda: not psutil.pid_exists(pid), 10, "the browser reaped")
     subprocess.run(["rm", "-rf", str(root)], check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,6 +40,35 @@ def socket_answers(sock: Path) -> bool:
     except WasupError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def logged_daemon(
+    cmd: list[str], env: dict[str, str], log_path: Path, sock: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a daemon command (as a service would: cwd /, output to `log_path`) until its socket
+    answers; on leaving, SIGTERM it and assert it exited 0 (the log's tail otherwise)."""
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd="/")
+    try:
+        eventually(
+            lambda: daemon.poll() is None and socket_answers(sock), 30, "the daemon's socket"
+        )
+        yield daemon
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+    assert code == 0, log_path.read_text()[-3000:]
+
+
+def await_qr(sock: Path, name: str, what: str) -> dict[str, Any]:
+    """The session's `session.get` once it shows a QR (within 90 s)."""
+
+    def qr() -> dict[str, Any] | None:
+        info: dict[str, Any] = socket_call(sock, "session.get", name=name, history=0)
+        return info if info["state"] == "qr" else None
+
+    return eventually(qr, 90, what)
 
 
 def make_dirs() -> tuple[Path, Path, Path]:
