@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,16 @@ def serve_echo(path: str) -> None:
     asyncio.run(forever())
 
 
+def accepts(path: str) -> bool:
+    """Whether a Unix socket server at `path` accepts a connection now."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 async def client(path: str, n: int, latencies: list[float]) -> None:
     """One connection doing `n` sequential round trips."""
     reader, writer = await asyncio.open_unix_connection(path, limit=1 << 24)
@@ -94,10 +105,11 @@ async def run(total: int, rounds: int) -> list[dict[str, object]]:
     echo_path = os.path.join(tempfile.mkdtemp(prefix="wasupd-bench-"), "echo.sock")
     echo = subprocess.Popen([sys.executable, __file__, "--serve-echo", echo_path])
     deadline = time.monotonic() + 10
-    while not os.path.exists(echo_path):
+    # Bound and listening are two steps: wait for a connection to be accepted, not for the file.
+    while not accepts(echo_path):
         if time.monotonic() > deadline or echo.poll() is not None:
             raise RuntimeError("the echo server did not start")
-        await asyncio.sleep(0.05)  # waiting for another process to bind, bounded
+        await asyncio.sleep(0.05)  # waiting for another process to listen, bounded
     rows: list[dict[str, object]] = []
     try:
         for clients in (1, 32):
