@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import exit_on_sigterm
 from bench.footprint_tree import Mem, TreeMem, kind_order, naming
-from bench.footprint_wasupd import wasupd_round
+from bench.footprint_wasupd import STOPPING, wasupd_round
 from bench.footprint_wwebjs import WwebjsSetup, wwebjs_round
 from tests.wwebjs.harness import WWEBJS_VERSION
 from wasupd.config import BrowserBuild
@@ -74,7 +74,11 @@ async def one_round(
     if key == "wwebjs":
         return await wwebjs_round(setup, n, root, timeout)
     build: BrowserBuild = "full" if key == "full" else "headless-shell"
-    return await asyncio.to_thread(wasupd_round, plain_url, build, n, root, timeout)
+    try:
+        return await asyncio.to_thread(wasupd_round, plain_url, build, n, root, timeout)
+    except asyncio.CancelledError:
+        STOPPING.set()  # the thread notices, stops its daemon and returns
+        raise
 
 
 def per_session(values: list[int], n: int) -> float:

@@ -71,7 +71,8 @@ class TreeMem:
 
     total: Mem = field(default_factory=Mem)
     kinds: dict[str, Mem] = field(default_factory=dict)
-    pids: dict[int, str] = field(default_factory=dict)  # pid -> kind, for the heap breakdown
+    pids: dict[int, str] = field(default_factory=dict)  # pid -> kind, for the breakdown
+    each: dict[int, Mem] = field(default_factory=dict)  # pid -> its own figures
 
 
 def rollup(pid: int) -> Mem:
@@ -148,17 +149,19 @@ def naming(marker: Path) -> list[psutil.Process]:
     return found
 
 
-def measure(root: int, marker: Path, extra: Iterable[int] = ()) -> TreeMem:
-    """The tree of `root` (see `tree_pids`) and the processes in `extra`, `root` itself
-    counted as the "driver"."""
+def measure(root: int, marker: Path, extra: Iterable[int] = (), *, driver: bool = True) -> TreeMem:
+    """The tree of `root` (see `tree_pids`) and the processes in `extra`; `root` itself is
+    counted as the "driver" (Node or the daemon) unless `driver` is false (a bare browser)."""
     out = TreeMem()
     for pid in sorted({*tree_pids(root, marker), *extra}):
         with contextlib.suppress(*GONE):
-            kind = "driver" if pid == root else kind_of(psutil.Process(pid).cmdline())
+            is_driver = driver and pid == root
+            kind = "driver" if is_driver else kind_of(psutil.Process(pid).cmdline())
             mem = rollup(pid)
             out.kinds.setdefault(kind, Mem()).add(mem)
             out.total.add(mem)
             out.pids[pid] = kind
+            out.each[pid] = mem
     return out
 
 

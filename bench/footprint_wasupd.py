@@ -7,6 +7,7 @@ sweep of bench/footprint.py finds it (its `--config` names that directory) and i
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,17 @@ from bench.footprint_wwebjs import SETTLE
 from tests.helpers.daemon import DaemonProcess, base_config
 from tests.helpers.waiting import eventually
 from wasupd.config import BrowserBuild
+
+# Set when the run is stopped (Ctrl-C, SIGTERM): a round waiting in its thread gives up at once
+# and stops its daemon, instead of waiting out its timeout.
+STOPPING = threading.Event()
+
+
+def _states(d: DaemonProcess) -> list[str]:
+    """Every session's state; raises once the run is being stopped."""
+    if STOPPING.is_set():
+        raise RuntimeError("stopped")
+    return [s["state"] for s in d.call("session.list")]
 
 
 def wasupd_round(
@@ -39,7 +51,7 @@ def wasupd_round(
         for name in names:
             d.call("session.create", name=name, options={"build": build})
         eventually(
-            lambda: [s["state"] for s in d.call("session.list")],
+            lambda: _states(d),
             timeout,
             f"all {n} {build} sessions at the QR",
             ok=lambda states: states.count("qr") == n,
