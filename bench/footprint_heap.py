@@ -19,18 +19,22 @@ simulator's as loaded, which is what the side-by-side run's QR state also shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.footprint_tree import Mem, TreeMem, kind_order, measure
+import psutil
+
+from bench.footprint_tree import Mem, TreeMem, adopted_crashpads, kind_order, measure
 from bench.footprint_wwebjs import SETTLE
 from bench.sessions_bare import READY_JS
 from wasupd.config import BrowserBuild, parse_config
 from wasupd.services import build_request
 from wasupd.sim import SimServer
 from wasupd.supervision.process import ChromiumLauncher
+from wasupd.supervision.reaper import become_subreaper
 from wasupd.supervision.seams import SessionOptions
 
 MIB = 1 << 20
@@ -56,6 +60,7 @@ V8_SPACES = (
 
 async def breakdown(root: Path) -> None:
     """Both builds, one after the other, each printed as a table."""
+    become_subreaper()  # the full build's crashpad handlers come to us, as to the daemon
     async with SimServer(time_factor=1.0) as sim:
         for build in ("full", "headless-shell"):
             await one_build(sim.url, build, root / build)
@@ -70,13 +75,15 @@ async def one_build(url: str, build: BrowserBuild, root: Path) -> None:
         await handle.page.goto(url)
         await handle.page.waitForFunction(READY_JS, timeout=60000)
         await asyncio.sleep(SETTLE)
-        tree = await asyncio.to_thread(lambda: measure(handle.pid, root, driver=False))
+        crashpads = [p.pid for p in adopted_crashpads()]
+        tree = await asyncio.to_thread(lambda: measure(handle.pid, root, crashpads, driver=False))
         client = handle.page._client
         heap = await client.send("Runtime.getHeapUsage")
         dom = await client.send("Memory.getDOMCounters")
         dumps = await memory_dump(handle.browser._connection)
     finally:
         await handle.stop(10)
+        await asyncio.to_thread(end_adopted)
         shutil.rmtree(root, ignore_errors=True)
     print_build(build, tree, heap, dom, dumps)
 
@@ -100,6 +107,15 @@ async def memory_dump(conn: Any, timeout: float = 30.0) -> dict[int, dict[str, A
     return out
 
 
+def end_adopted() -> None:
+    """Kill and reap the crashpad handlers this process adopted."""
+    left = adopted_crashpads()
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, 10)
+
+
 def size(allocators: dict[str, Any], name: str) -> int:
     """The `size` attribute of one allocator dump, in bytes (0 when absent)."""
     attr = allocators.get(name, {}).get("attrs", {}).get("size")
@@ -114,7 +130,7 @@ def labelled(tree: TreeMem, dumps: dict[int, dict[str, Any]]) -> Iterator[tuple[
         if kind != "renderer":
             yield kind, pid
         else:
-            yield ("renderer (page)" if pid == page else "renderer (other)"), pid
+            yield ("renderer (page)" if pid == page else "renderer (spare)"), pid
 
 
 def print_build(

@@ -2,7 +2,8 @@
 
 A kind is what the process is for: the driver (Node or the daemon) at the root, Chromium's
 browser process, and its helpers by the `--type=` of their command line (renderer, gpu-process,
-utility with its `--utility-sub-type=` service, zygote), the crashpad handler, and Debian's
+utility with its `--utility-sub-type=` service, zygote; a renderer with `--top-chrome-webui`
+hosts the full build's own browser UI, not a page), the crashpad handler, and Debian's
 `/bin/sh` wrapper that stays as the browser's parent. Per process the kernel reports:
 
 - PSS: each resident page divided by the number of processes mapping it. Summed over a tree it
@@ -31,6 +32,7 @@ KINDS = (
     "wrapper",
     "browser",
     "renderer",
+    "renderer (browser UI)",
     "gpu",
     "network",
     "storage",
@@ -107,6 +109,8 @@ def kind_of(cmdline: list[str]) -> str:
     kind = opts.get("type")
     if kind is None:
         return "browser" if "chromium" in exe or "chrome" in exe else "other"
+    if kind == "renderer" and "top-chrome-webui" in opts:
+        return "renderer (browser UI)"  # the full build's own WebUI (omnibox popup), no page
     if kind == "gpu-process":
         return "gpu"
     if kind == "utility":
