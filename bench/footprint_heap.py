@@ -34,7 +34,7 @@ from wasupd.config import BrowserBuild, parse_config
 from wasupd.services import build_request
 from wasupd.sim import SimServer
 from wasupd.supervision.process import ChromiumLauncher
-from wasupd.supervision.reaper import become_subreaper
+from wasupd.supervision.reaper import become_subreaper, reap_orphans
 from wasupd.supervision.seams import SessionOptions
 
 MIB = 1 << 20
@@ -114,6 +114,7 @@ def end_adopted() -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(left, 10)
+    reap_orphans()  # any other helper that came to this subreaper
 
 
 def size(allocators: dict[str, Any], name: str) -> int:

@@ -3,7 +3,8 @@
 The package, Node and the TLS identity that makes https://web.whatsapp.com/ the simulator come
 from tests/wwebjs/harness.py (the same installer and steering flags as the tests). Besides the
 two steering flags, the clients get only what whatsapp-web.js's documentation gives: LocalAuth,
-`executablePath` (Debian's Chromium), and `--no-sandbox` when running as root.
+`executablePath` (Debian's Chromium), and `--no-sandbox` when running as root; its documented
+`authTimeoutMs` is raised to the round's bound, so a loaded machine does not end a round early.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.wwebjs.harness import (
     steering_args,
 )
 from wasupd.sim import SimServer
+from wasupd.supervision.reaper import reap_orphans
 
 CLIENTS_JS = Path(__file__).with_name("wwebjs_clients.js")
 SETTLE = 3.0  # seconds between the last QR and the measurement, the same on every side
@@ -84,6 +86,7 @@ async def wwebjs_round(
                 "chromium": shutil.which("chromium") or "/usr/bin/chromium",
                 "dataPath": str(root / "auth"),
                 "clients": n,
+                "authTimeoutMs": int(timeout * 1000),
                 "args": args,
             }
         )
@@ -131,7 +134,8 @@ async def _all_qr(proc: asyncio.subprocess.Process, n: int) -> None:
 async def _stop(proc: asyncio.subprocess.Process, root: Path) -> None:
     """End of stdin destroys the clients (they close their Chromium); then Node's group and
     anything still naming `root` (puppeteer starts each Chromium in a group of its own) are
-    killed, with the crashpad handlers this process adopted, and all of it reaped."""
+    killed, with the crashpad handlers this process adopted, and all of it reaped (orphans
+    that came to this subreaper too)."""
     if proc.stdin is not None:
         proc.stdin.close()
     with contextlib.suppress(TimeoutError):
@@ -145,3 +149,6 @@ async def _stop(proc: asyncio.subprocess.Process, root: Path) -> None:
         with contextlib.suppress(psutil.Error):
             p.kill()
     await asyncio.to_thread(psutil.wait_procs, left, 10)
+    # Helpers whose parent exited were re-parented to this subreaper: reap them (Node itself is
+    # reaped above, so no exit status anyone waits for is taken).
+    reap_orphans()

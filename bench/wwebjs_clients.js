@@ -2,7 +2,7 @@
  * one up (LocalAuth, puppeteer launch options), for bench/footprint.py.
  *
  * Configuration: the JSON file named by the first argument: chromium (executablePath), dataPath (the
- * LocalAuth directory), clients (how many), args (the Chromium flags that steer
+ * LocalAuth directory), clients (how many), authTimeoutMs, args (the Chromium flags that steer
  * https://web.whatsapp.com/ to the simulator, plus the documented --no-sandbox for root).
  * stdout: JSON lines {"event": "qr", "client": i} at a client's first QR,
  * {"event": "fatal", "client": i, "error": "..."} if it cannot start.
@@ -21,6 +21,9 @@ for (let i = 0; i < cfg.clients; i++) {
   const client = new Client({
     authStrategy: new LocalAuth({ clientId: `c${i}`, dataPath: cfg.dataPath }),
     puppeteer: { executablePath: cfg.chromium, args: cfg.args },
+    // How long inject() waits for the page's modules (default 30 s): on a loaded machine five
+    // pages can take longer, and a client that gives up is no measurement. Memory is the same.
+    authTimeoutMs: cfg.authTimeoutMs,
     // Nothing written to the working directory (the default 'local' cache keeps index.html).
     webVersionCache: { type: "none" },
   });
