@@ -21,7 +21,11 @@ prints where its PSS goes: by process and backing (smaps_rollup), by allocator i
 process (Chromium's memory-infra dump over DevTools), the page's V8 heap by space
 (bench/footprint_heap.py). docs/chromium.md holds its table.
 
+`--disable-features F1,F2` adds a variant: the full build with those features disabled on top of
+the daemon's own (through the sessions' `extra_args`), to measure a candidate side by side.
+
     python bench/footprint.py [--runs 3] [--sessions 5] [--timeout 180] [--breakdown]
+                              [--disable-features F1,F2]
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from bench.footprint_wasupd import STOPPING, wasupd_round
 from bench.footprint_wwebjs import WwebjsSetup, wwebjs_round
 from tests.wwebjs.harness import WWEBJS_VERSION
 from wasupd.config import BrowserBuild
+from wasupd.supervision import launcher
 from wasupd.supervision.reaper import become_subreaper
 
 MIB = 1 << 20
@@ -55,7 +60,8 @@ VARIANTS: dict[str, str] = {
     "full": "wasupd, full build (default)",
     "headless-shell": "wasupd, headless shell",
 }
-GOALS = {"full": 0.85, "headless-shell": 0.5}
+CANDIDATE = "full+"  # the full build with --disable-features added (`--disable-features`)
+GOALS = {"full": 0.85, "headless-shell": 0.5, CANDIDATE: 0.85}
 
 
 @dataclass
@@ -67,15 +73,31 @@ class Samples:
     errors: list[str] = field(default_factory=list)
 
 
+def variants(features: str) -> dict[str, str]:
+    """key -> label of every variant of this run."""
+    if not features:
+        return dict(VARIANTS)
+    return {**VARIANTS, CANDIDATE: f"wasupd, full build + {features}"}
+
+
+def merged_features(features: str) -> tuple[str, ...]:
+    """A session's extra_args adding `features` to the daemon's own --disable-features (the
+    last --disable-features on a command line wins, so the daemon's list is repeated)."""
+    own = [a.split("=", 1)[1] for a in launcher.BASE_FLAGS if a.startswith("--disable-features=")]
+    return ("--disable-features=" + ",".join([*own, features]),)
+
+
 async def one_round(
-    key: str, setup: WwebjsSetup, plain_url: str, root: Path, n: int, timeout: float
+    key: str, setup: WwebjsSetup, plain_url: str, root: Path, args: argparse.Namespace
 ) -> tuple[TreeMem, float]:
-    """One variant's sample: its tree at the QR and the seconds until all `n` showed it."""
+    """One variant's sample: its tree at the QR and the seconds until all showed it."""
+    n, timeout = args.sessions, args.timeout
     if key == "wwebjs":
         return await wwebjs_round(setup, n, root, timeout)
-    build: BrowserBuild = "full" if key == "full" else "headless-shell"
+    build: BrowserBuild = "headless-shell" if key == "headless-shell" else "full"
+    extra = merged_features(args.disable_features) if key == CANDIDATE else ()
     try:
-        return await asyncio.to_thread(wasupd_round, plain_url, build, n, root, timeout)
+        return await asyncio.to_thread(wasupd_round, plain_url, build, n, root, timeout, extra)
     except asyncio.CancelledError:
         STOPPING.set()  # the thread notices, stops its daemon and returns
         raise
@@ -96,28 +118,28 @@ def goal_text(key: str, ratio: float, base_mib: float) -> str:
     return f"goal <= {goal:.2f}x: {ratio - goal:.2f}x ({(ratio - goal) * base_mib:.0f} MiB) to go"
 
 
-def report(samples: dict[str, Samples], n: int) -> None:
+def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
     """The table, the goals, the split by kind."""
     runs = max(len(s.trees) for s in samples.values())
     print(
         f"\n{n} sessions each at the QR (simulator page, 64 MiB page heap), whole tree per"
         f" session incl. Node / the daemon; medians of {runs} interleaved rounds"
     )
-    print(f"{'':40}{'PSS MiB':>9}{'ratio':>7}{'USS MiB':>9}{'ratio':>7}{'procs':>7}{'ready s':>9}")
+    print(f"{'':48}{'PSS MiB':>9}{'ratio':>7}{'USS MiB':>9}{'ratio':>7}{'procs':>7}{'ready s':>9}")
     base = samples["wwebjs"]
     b_pss = per_session([t.total.pss for t in base.trees], n)
     b_uss = per_session([t.total.uss for t in base.trees], n)
     goals = []
-    for key, label in VARIANTS.items():
+    for key, label in labels.items():
         s = samples[key]
         if not s.trees:
-            print(f"{label:40}{'failed':>9}  {'; '.join(s.errors)[:200]}")
+            print(f"{label[:47]:48}{'failed':>9}  {'; '.join(s.errors)[:200]}")
             continue
         pss = per_session([t.total.pss for t in s.trees], n)
         uss = per_session([t.total.uss for t in s.trees], n)
         procs = statistics.median(t.total.processes for t in s.trees)
         print(
-            f"{label:40}{pss:>9.0f}{pss / b_pss:>7.2f}{uss:>9.0f}{uss / b_uss:>7.2f}"
+            f"{label[:47]:48}{pss:>9.0f}{pss / b_pss:>7.2f}{uss:>9.0f}{uss / b_uss:>7.2f}"
             f"{procs:>7.0f}{statistics.median(s.ready):>9.1f}"
             + (f"  ({len(s.errors)} failed rounds)" if s.errors else "")
         )
@@ -129,17 +151,19 @@ def report(samples: dict[str, Samples], n: int) -> None:
         " on this host lower it. USS (pages private to a process) does not move with them."
     )
     kind_table(samples, n)
+    if CANDIDATE in labels:
+        print(f"  {CANDIDATE}: {labels[CANDIDATE]}, through the sessions' extra_args")
 
 
 def kind_table(samples: dict[str, Samples], n: int) -> None:
     """PSS / USS per session and the process count of each kind, every variant side by side."""
     kinds = sorted({k for s in samples.values() for t in s.trees for k in t.kinds}, key=kind_order)
     print("\nper kind of process, MiB per session (medians), PSS / USS (processes in the tree)")
-    print(f"{'kind':18}" + "".join(f"{k:>22}" for k in VARIANTS))
+    print(f"{'kind':18}" + "".join(f"{k:>22}" for k in samples))
     for kind in kinds:
         cells = []
-        for key in VARIANTS:
-            mems = [t.kinds.get(kind, Mem()) for t in samples[key].trees] or [Mem()]
+        for sample in samples.values():
+            mems = [t.kinds.get(kind, Mem()) for t in sample.trees] or [Mem()]
             pss = per_session([m.pss for m in mems], n)
             uss = per_session([m.uss for m in mems], n)
             procs = statistics.median(m.processes for m in mems)
@@ -155,16 +179,15 @@ async def side_by_side(args: argparse.Namespace, root: Path) -> None:
     # Orphans of Node's Chromiums (their crashpad handlers) come to us, as the daemon's come to
     # it: both trees then hold the same kinds of process.
     become_subreaper()
-    samples = {key: Samples() for key in VARIANTS}
-    keys = list(VARIANTS)
+    labels = variants(args.disable_features)
+    samples = {key: Samples() for key in labels}
+    keys = list(labels)
     async with WwebjsSetup.serving() as setup, setup.plain_sim() as plain_url:
         for r in range(args.runs):
-            for key in keys[r % 3 :] + keys[: r % 3]:
+            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 t0 = time.monotonic()
                 try:
-                    tree, ready = await one_round(
-                        key, setup, plain_url, root / f"r{r}-{key}", args.sessions, args.timeout
-                    )
+                    tree, ready = await one_round(key, setup, plain_url, root / f"r{r}-{key}", args)
                 except Exception as exc:  # a failed round is reported, the others still count
                     samples[key].errors.append(f"{type(exc).__name__}: {exc}"[:300])
                     print(f"  round {r + 1} {key}: {samples[key].errors[-1]}", flush=True)
@@ -176,7 +199,7 @@ async def side_by_side(args: argparse.Namespace, root: Path) -> None:
                     f" per session, {time.monotonic() - t0:.0f} s",
                     flush=True,
                 )
-    report(samples, args.sessions)
+    report(samples, labels, args.sessions)
 
 
 def sweep(root: Path) -> None:
@@ -195,6 +218,12 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=5)
     p.add_argument("--timeout", type=float, default=180.0, help="bound on reaching the QR (s)")
     p.add_argument("--breakdown", action="store_true", help="where one session's PSS goes")
+    p.add_argument(
+        "--disable-features",
+        default="",
+        metavar="F1,F2",
+        help="also measure the full build with these Chromium features disabled (a candidate)",
+    )
     args = p.parse_args()
     if args.runs < 1 or args.sessions < 1:
         p.error("--runs and --sessions must be at least 1")

@@ -30,9 +30,9 @@ def _states(d: DaemonProcess) -> list[str]:
 
 
 def wasupd_round(
-    url: str, build: BrowserBuild, n: int, root: Path, timeout: float
+    url: str, build: BrowserBuild, n: int, root: Path, timeout: float, extra: tuple[str, ...] = ()
 ) -> tuple[TreeMem, float]:
-    """Start a daemon, create `n` sessions of `build`, wait until all are at the QR (bounded
+    """Start a daemon, create `n` sessions of `build` (with `extra` Chromium args), wait until all are at the QR (bounded
     by `timeout`), settle, measure the daemon's tree, stop the daemon (which stops its
     browsers); (tree, seconds from the first create to the last QR)."""
     runtime, state = root / "run", root / "state"
@@ -49,7 +49,8 @@ def wasupd_round(
         t0 = time.perf_counter()
         names = [f"s{i}" for i in range(n)]
         for name in names:
-            d.call("session.create", name=name, options={"build": build})
+            options = {"build": build, **({"extra_args": list(extra)} if extra else {})}
+            d.call("session.create", name=name, options=options)
         eventually(
             lambda: _states(d),
             timeout,
