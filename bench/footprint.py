@@ -69,8 +69,21 @@ class Samples:
     """One variant's rounds."""
 
     trees: list[TreeMem] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # the round of each tree
     ready: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+
+def ratio(s: Samples, base: Samples, attr: str) -> float:
+    """The median over rounds of this round's ratio to the baseline's (the variants of one
+    round run a minute apart, under the same load from the rest of the host, so a round's
+    ratio is steadier than a ratio of medians); NaN with no round in common."""
+    mine = dict(zip(s.rounds, s.trees, strict=True))
+    theirs = dict(zip(base.rounds, base.trees, strict=True))
+    pairs = [
+        getattr(mine[r].total, attr) / getattr(theirs[r].total, attr) for r in mine if r in theirs
+    ]
+    return statistics.median(pairs) if pairs else float("nan")
 
 
 def variants(features: str) -> dict[str, str]:
@@ -123,12 +136,12 @@ def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
     runs = max(len(s.trees) for s in samples.values())
     print(
         f"\n{n} sessions each at the QR (simulator page, 64 MiB page heap), whole tree per"
-        f" session incl. Node / the daemon; medians of {runs} interleaved rounds"
+        f" session incl. Node / the daemon; medians of {runs} interleaved rounds; ratios:"
+        " medians of each round's ratio to whatsapp-web.js"
     )
     print(f"{'':48}{'PSS MiB':>9}{'ratio':>7}{'USS MiB':>9}{'ratio':>7}{'procs':>7}{'ready s':>9}")
     base = samples["wwebjs"]
     b_pss = per_session([t.total.pss for t in base.trees], n)
-    b_uss = per_session([t.total.uss for t in base.trees], n)
     goals = []
     for key, label in labels.items():
         s = samples[key]
@@ -137,14 +150,15 @@ def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
             continue
         pss = per_session([t.total.pss for t in s.trees], n)
         uss = per_session([t.total.uss for t in s.trees], n)
+        r_pss, r_uss = ratio(s, base, "pss"), ratio(s, base, "uss")
         procs = statistics.median(t.total.processes for t in s.trees)
         print(
-            f"{label[:47]:48}{pss:>9.0f}{pss / b_pss:>7.2f}{uss:>9.0f}{uss / b_uss:>7.2f}"
+            f"{label[:47]:48}{pss:>9.0f}{r_pss:>7.2f}{uss:>9.0f}{r_uss:>7.2f}"
             f"{procs:>7.0f}{statistics.median(s.ready):>9.1f}"
             + (f"  ({len(s.errors)} failed rounds)" if s.errors else "")
         )
         if key in GOALS:
-            goals.append(f"  {label}: PSS {goal_text(key, pss / b_pss, b_pss)}")
+            goals.append(f"  {label}: PSS {goal_text(key, r_pss, b_pss)} (USS {r_uss:.2f}x)")
     print("\n".join(goals))
     print(
         "  PSS splits shared pages among every process mapping them: other Chromiums running"
@@ -193,6 +207,7 @@ async def side_by_side(args: argparse.Namespace, root: Path) -> None:
                     print(f"  round {r + 1} {key}: {samples[key].errors[-1]}", flush=True)
                     continue
                 samples[key].trees.append(tree)
+                samples[key].rounds.append(r)
                 samples[key].ready.append(ready)
                 print(
                     f"  round {r + 1} {key}: {tree.total.pss / args.sessions / MIB:.0f} MiB PSS"
