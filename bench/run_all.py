@@ -2,8 +2,8 @@
 
 The whole run takes about an hour on a 2-core machine (the capacity run holds 50 sessions of each
 browser build for 10 minutes, the outbox run delivers for 5 minutes, the campaign run takes
-about 4). `BENCH_QUICK=1` shortens the holds and sizes for a smoke run; its figures are not the
-ones the targets are judged on.
+about 4, the footprint run about 3). `BENCH_QUICK=1` shortens the holds and sizes for a smoke
+run; its figures are not the ones the targets are judged on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ FULL = [
     ["media.py"],
     ["outbox.py", "--sessions", "50", "--minutes", "5"],
     ["flags.py"],
+    ["footprint.py", "--runs", "3"],
+    ["footprint.py", "--breakdown"],
     ["retention.py"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
     ["sessions.py", "--capacity", "50", "--hold", "600"],
@@ -34,6 +36,7 @@ QUICK = [
     ["media.py", "--files", "2", "--budget", "120"],
     ["outbox.py", "--sessions", "2", "--minutes", "0.5", "--enqueue", "1000"],
     ["flags.py", "--runs", "1", "--budget", "60"],
+    ["footprint.py", "--runs", "1", "--sessions", "2"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],

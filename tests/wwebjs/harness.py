@@ -138,11 +138,19 @@ def make_tls(directory: Path) -> TlsIdentity:
     return TlsIdentity(context, base64.b64encode(hashlib.sha256(spki).digest()).decode())
 
 
-def chromium_args(port: int, tls: TlsIdentity) -> list[str]:
-    """Chromium flags that make https://web.whatsapp.com/ the simulator on 127.0.0.1:`port`."""
+def steering_args(port: int, tls: TlsIdentity) -> list[str]:
+    """The two Chromium flags that make https://web.whatsapp.com/ the simulator on
+    127.0.0.1:`port` (nothing else: bench/footprint.py adds only these to a documented setup)."""
     return [
         f"--host-resolver-rules=MAP {HOST} 127.0.0.1:{port}",
         f"--ignore-certificate-errors-spki-list={tls.spki_sha256}",
+    ]
+
+
+def chromium_args(port: int, tls: TlsIdentity) -> list[str]:
+    """`steering_args` and what a test run needs besides."""
+    return [
+        *steering_args(port, tls),
         "--no-sandbox",  # the tests may run as root
         "--disable-gpu",
         "--disable-background-networking",
