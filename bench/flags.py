@@ -102,14 +102,18 @@ VARIANTS: list[Variant] = [
     # (chrome://omnibox-popup.top-chrome) loaded in a renderer of its own; nothing shows it.
     Variant("no WebUI omnibox popup", (NO_TOP_CHROME,)),
     Variant("no top-chrome WebUI preload", ("--disable-features=PreloadTopChromeWebUI",)),
-    Variant("network service in process", ("--enable-features=NetworkServiceInProcess",)),
+    # The feature's name in Chromium 156 (content_features.cc); "NetworkServiceInProcess" is gone.
+    Variant("network service in process", ("--enable-features=NetworkServiceInProcess2",)),
     Variant("--no-zygote", ("--no-zygote",)),
+    Variant("--single-process", ("--single-process",)),
     Variant("with /dev/shm", drop=("--disable-dev-shm-usage",)),
     Variant("V8 --max-semi-space-size=1", ("--js-flags=--max-semi-space-size=1",)),
     Variant("V8 --optimize-for-size", ("--js-flags=--optimize-for-size",)),
     Variant("V8 --max-lazy", ("--js-flags=--max-lazy",)),
     Variant("V8 --lite-mode", ("--js-flags=--lite-mode",)),
     Variant("small PA thread cache", ("--disable-features=PartitionAllocLargeThreadCacheSize",)),
+    # What was adopted before the feature switches, to show what they add to it, measured.
+    Variant("LEAN_FLAGS switches only", launcher.LEAN_FLAGS),
     Variant("adopted (LEAN_FLAGS)"),
 ]
 WRAPPER = {"full": "/usr/bin/chromium", "headless-shell": "/usr/bin/chromium-headless-shell"}
@@ -130,6 +134,7 @@ class Row:
     ready: list[float] = field(default_factory=list)
     page: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    failures: int = 0
 
 
 def executable(label: str, build: BrowserBuild) -> str:
@@ -245,6 +250,7 @@ def merge(into: Row, one: Row) -> None:
     into.ready += one.ready
     into.page = into.page or one.page
     into.error = into.error or one.error
+    into.failures += bool(one.error)
 
 
 def page_diff(page: dict[str, Any], base: dict[str, Any]) -> str:
@@ -282,6 +288,8 @@ def report(build: str, rows: dict[str, Row]) -> None:
             f"{med(row.procs):>6.0f}{med(row.ready):>8.2f}{len(row.pss):>3}"
             f"{dirty / MIB:>8.1f}{d_dirty:>9}  {page_diff(row.page, base.page)}"
         )
+        if row.error:  # a flag that breaks some launches only is a result too
+            print(f"{'':38}failed {row.failures}x: {row.error}")
     print(f"  baseline page: {base.page}")
 
 
