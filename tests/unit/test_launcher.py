@@ -155,6 +155,27 @@ def test_quiet_closed_network_and_unthrottled_timers() -> None:
         assert flag in args, flag
 
 
+def features(args: list[str], switch: str) -> list[list[str]]:
+    """The values of every `switch` (e.g. `--disable-features`) in `args`, each split on commas."""
+    return [a.split("=", 1)[1].split(",") for a in args if a.startswith(switch + "=")]
+
+
+def test_features_are_one_switch_each_per_build() -> None:
+    """Base and lean features share one --disable-features and one --enable-features (a second
+    would override the first), with the full build's omnibox popup off and the network service
+    in the browser process for both builds; without the savers only the base features remain."""
+    full, shell = args_for(build="full"), args_for(build="headless-shell")
+    for args in (full, shell):
+        assert len(features(args, "--disable-features")) == 1
+        assert features(args, "--enable-features") == [["NetworkServiceInProcess2"]]
+        assert {"Translate", "MediaRouter"} <= set(features(args, "--disable-features")[0])
+    assert "WebUIOmniboxPopup" in features(full, "--disable-features")[0]
+    assert "WebUIOmniboxPopup" not in features(shell, "--disable-features")[0]
+    plain = args_for(lean=False)
+    assert features(plain, "--disable-features") == [list(launcher.BASE_DISABLED_FEATURES)]
+    assert not features(plain, "--enable-features")
+
+
 def test_profile_user_agent_proxy() -> None:
     """The profile dir is explicit; user agent and proxy appear only when set."""
     args = args_for(proxy="socks5://10.0.0.1:1080")
