@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_whatsapp import link_by_qr, state
+from tests.e2e.test_whatsapp import ctl, link_by_qr, state
 from tests.helpers.daemon import DaemonProcess
+from tests.helpers.postgres import PASSWORD, PgServer
 from tests.helpers.waiting import eventually
 
 ALICE, BOB = "15550001111", "15550002222"
@@ -58,3 +60,50 @@ def test_the_daemon_keeps_its_records_in_postgresql(
     counts = Counter(m["body"] for m in sim.call("received", phone=BOB))
     assert counts == Counter({**{f"pg {i}": 1 for i in range(5)}, "pg after": 1})
     assert not (d.state_dir / "wasupd.db").exists()
+
+
+def test_on_postgresql_daemon_backup_refuses_and_says_what_backs_up_each_part(
+    daemon_factory: Any, postgres_db: str
+) -> None:
+    """`wasupctl backup` on a PostgreSQL store: exit 1 naming pg_dump and the profiles
+    directory (no half backup is written), the password never shown; the daemon stays up."""
+    d = daemon_factory(store={"url": postgres_db})
+    out = ctl(d, "backup")
+    assert out.returncode == 1, out
+    err = out.stderr.decode()
+    assert "pg_dump" in err and str(d.state_dir / "profiles") in err, err
+    assert PASSWORD not in err
+    assert not (d.state_dir / "backups").exists() or not any((d.state_dir / "backups").iterdir())
+    assert d.call("daemon.status")["version"]
+
+
+def test_an_unreachable_server_stops_the_start_with_what_to_check(
+    daemon_factory: Any, postgres_server: PgServer
+) -> None:
+    """A wrong password in `[store] url`: the daemon exits 1 at start with one error line that
+    names the server and says to check the password; no traceback, no password."""
+    d = daemon_factory(
+        start=False, store={"url": postgres_server.url("postgres", password="bad-pw")}
+    )
+    d.write_config()
+    out = subprocess.run(
+        [*d.command, "--config", str(d.config_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1, out
+    text = out.stdout + out.stderr
+    assert "check the user name and password in [store] url" in text, text
+    assert "Traceback" not in text and "bad-pw" not in text
+
+
+def test_restore_refuses_a_postgresql_store(daemon_factory: Any, postgres_db: str) -> None:
+    """`wasupd restore` with `[store] url` set: exit 1 pointing at pg_restore, nothing written."""
+    d = daemon_factory(start=False, store={"url": postgres_db})
+    d.write_config()
+    out = subprocess.run(
+        [*d.command, "--config", str(d.config_path), "restore", str(d.root / "no-backup")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "pg_restore" in out.stderr, out
+    assert PASSWORD not in out.stderr and not (d.state_dir / "wasupd.db").exists()

@@ -65,14 +65,20 @@ def _hint(error: str) -> str:
     return "check that PostgreSQL runs and accepts connections at that host and port"
 
 
+def connect_error(place: str, exc: psycopg.Error) -> StoreError:
+    """A failed connection to `place` as the operator reads it: the server's words and what
+    to check (a wrong password, a missing database, no server there)."""
+    error = _first_line(exc)
+    return StoreError(f"cannot connect to {place}: {error}; {_hint(error)}")
+
+
 async def _connect(url: str, place: str) -> Conn:
     try:
         return await psycopg.AsyncConnection.connect(
             url, autocommit=True, row_factory=_rows, connect_timeout=CONNECT_TIMEOUT
         )
     except psycopg.Error as exc:
-        error = _first_line(exc)
-        raise StoreError(f"cannot connect to {place}: {error}; {_hint(error)}") from exc
+        raise connect_error(place, exc) from exc
 
 
 class _Tx:
