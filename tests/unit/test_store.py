@@ -11,9 +11,11 @@ import psycopg
 import pytest
 
 from tests.helpers.postgres import PgServer, StoreTarget
+from wasupd.addressing import Peer
 from wasupd.errors import SessionExists, SessionNotFound, StoreError
 from wasupd.store.backend.postgres import PostgresDatabase
 from wasupd.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
+from wasupd.store.messages import MessageRepo, NewMessage
 from wasupd.store.sessions import SessionRepo
 
 
@@ -194,3 +196,33 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # closed again when this returns: nothing listens
+
+
+async def test_two_hosts_enqueueing_one_key_at_once_make_one_message(
+    store_target: StoreTarget,
+) -> None:
+    """Two stores on one database (two hosts, or two tasks) accept the same idempotency keys
+    and the same new person at once, 20 times: one message per key, both answers name it; one
+    contact per person."""
+    first, second = await store_target.open(), await store_target.open()
+    try:
+        a, b = MessageRepo(first), MessageRepo(second)
+        for i in range(20):
+            new = NewMessage(
+                session="s", from_spec="s", chat_id="1@c.us", body="x", idempotency_key=f"k{i}"
+            )
+            [(m1, _)], [(m2, _)] = await asyncio.gather(
+                a.enqueue_many([new]), b.enqueue_many([new])
+            )
+            assert m1.id == m2.id
+            peer = Peer(f"{i}@c.us", f"{i}@lid")
+            c1, c2 = await asyncio.gather(a.contacts.learn(peer), b.contacts.learn(peer))
+            assert c1 is not None and c2 is not None and c1.id == c2.id
+        row = await first.fetchone("SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM outbox")
+        assert row is not None and (row[0], row[1]) == (20, 20)
+        assert len(await a.contacts.list(session=None, limit=100)) == 0  # no interaction yet
+        people = await first.fetchone("SELECT COUNT(*) FROM contacts")
+        assert people is not None and people[0] == 20
+    finally:
+        await first.close()
+        await second.close()

@@ -103,9 +103,15 @@ class _Tx:
         cur = await self.conn.execute(to_pyformat(sql), params)
         return await cur.fetchall()
 
-    async def lock(self, name: str) -> None:
-        """A transaction-scoped advisory lock: released by the COMMIT or ROLLBACK."""
-        await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+    async def lock(self, *names: str) -> None:
+        """Transaction-scoped advisory locks, released by the COMMIT or ROLLBACK; taken in
+        the order of their keys, in one round trip."""
+        keys = sorted({lock_key(name) for name in names})
+        if keys:
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                (keys,),
+            )
 
 
 async def _version(conn: Conn) -> int:
