@@ -52,6 +52,10 @@ class _Tx:
     async def lock(self, *names: str) -> None:
         """Nothing to do: the block holds SQLite's one write lock since BEGIN IMMEDIATE."""
 
+    def for_update(self, *, skip_locked: bool = False) -> str:
+        """Nothing: SQLite has no row locks, and this block already excludes other writers."""
+        return ""
+
 
 class SqliteDatabase(Database):
     """The database file at `path`. Use `await SqliteDatabase.open(path, migrations)`."""
