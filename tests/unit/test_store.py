@@ -266,7 +266,7 @@ async def test_for_update_skip_locked_hands_out_disjoint_rows(store_target: Stor
         async def take() -> None:
             async with db.transaction() as tx:
                 rows = await tx.fetchall(
-                    "SELECT id FROM outbox WHERE state = 'queued' ORDER BY id LIMIT 2"
+                    "SELECT id FROM outbox WHERE state = 'queued' AND session IS NULL ORDER BY id LIMIT 2"
                     + tx.for_update(skip_locked=True)
                 )
                 ids = [r["id"] for r in rows]
