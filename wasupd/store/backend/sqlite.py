@@ -110,10 +110,6 @@ class SqliteDatabase(Database):
         row = await self._tx.fetchone("PRAGMA user_version")
         return int(row[0]) if row else 0
 
-    async def user_version(self) -> int:
-        """The schema version recorded in the file (`schema_version`, by SQLite's name)."""
-        return await self.schema_version()
-
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """`BEGIN IMMEDIATE` ... `COMMIT` (ROLLBACK on error), alone among this process's tasks."""
