@@ -27,6 +27,7 @@ FULL = [
     ["footprint.py", "--runs", "3"],
     ["footprint.py", "--breakdown"],
     ["retention.py"],
+    ["store.py"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
     ["sessions.py", "--capacity", "50", "--hold", "600"],
 ]
@@ -39,6 +40,7 @@ QUICK = [
     ["flags.py", "--runs", "1", "--budget", "60", "--only", "adopted"],
     ["footprint.py", "--runs", "1", "--sessions", "2"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
+    ["store.py", "--messages", "400", "--runs", "1"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
 ]
