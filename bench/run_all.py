@@ -25,7 +25,7 @@ FULL = [
     ["flags.py"],
     ["retention.py"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
-    ["sessions.py", "--capacity", "50", "--hold", "600"],
+    ["sessions.py", "--capacity", "100", "--hold", "600"],
 ]
 QUICK = [
     ["rpc.py", "--requests", "1600", "--rounds", "1"],
