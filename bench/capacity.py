@@ -70,6 +70,7 @@ class Run:
     stopped_for_memory: str = ""
     samples: list[dict[str, float]] = field(default_factory=list)
     rtt_ms: list[float] = field(default_factory=list)
+    rtt_worst: tuple[float, float] = (0.0, 0.0)  # (ms, s into the hold)
 
 
 def guard(run: Run) -> None:
@@ -199,11 +200,13 @@ async def sampler(d: DaemonProcess, run: Run, every: float, stop: asyncio.Event)
     every second in between. MemoryFloor ends the hold."""
     daemon = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
     async with AsyncClient(d.socket, timeout=60) as c:
-        next_sample = time.monotonic()
+        start = next_sample = time.monotonic()
         while not stop.is_set():
             t = time.perf_counter()
             await c.call("daemon.status")
-            run.rtt_ms.append((time.perf_counter() - t) * 1000)
+            run.rtt_ms.append(ms := (time.perf_counter() - t) * 1000)
+            if ms > run.rtt_worst[0]:
+                run.rtt_worst = (ms, time.monotonic() - start)
             if time.monotonic() >= next_sample:
                 guard(run)
                 pss = await asyncio.to_thread(total_pss, d, run.names)
@@ -330,7 +333,10 @@ def capacity(
         shutil.rmtree(root, ignore_errors=True)
     if error:
         print(f"  stopped: {error}")
-    print(f"  daemon stop with {len(run.names)} running: {stop_s:.1f} s; processes left: {left}")
+    print(
+        f"  daemon stop with {len(run.names)} running: {stop_s:.1f} s; processes left: {left}",
+        flush=True,
+    )
 
 
 def report(
@@ -376,7 +382,8 @@ def report(
     )
     print(
         f"  RPC round trip (daemon.status, 1/s): p50 {pct(run.rtt_ms, 50):.1f} ms,"
-        f" p99 {pct(run.rtt_ms, 99):.1f} ms, max {max(run.rtt_ms):.0f} ms"
+        f" p99 {pct(run.rtt_ms, 99):.1f} ms, max {run.rtt_worst[0]:.0f} ms"
+        f" ({run.rtt_worst[1]:.0f} s into the hold)"
     )
     print(f"  restarts during the hold: {restarts}; connected at the end: {connected}/{n}")
     print(
@@ -386,5 +393,6 @@ def report(
     )
     print(
         f"  trees: {limits['processes']} processes, {limits['threads']} threads, the most fds"
-        f" in one process {limits['max_fds']}, inotify instances {limits['inotify']}"
+        f" in one process {limits['max_fds']}, inotify instances {limits['inotify']}",
+        flush=True,
     )
