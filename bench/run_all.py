@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in turn, each printing its own table (see docs/benchmarks.md).
 
-The whole run takes about an hour on a 2-core machine (the capacity run holds 50 sessions of each
-browser build for 10 minutes, the outbox run delivers for 5 minutes, the campaign run takes
-about 4). `BENCH_QUICK=1` shortens the holds and sizes for a smoke run; its figures are not the
+The whole run takes over an hour on a 2-core machine (the capacity run links up to 100 sessions
+of each browser build, as many as fit above the memory reserve, and holds them with traffic for
+10 minutes; the outbox run delivers for 5 minutes, the campaign run takes about 4). `BENCH_QUICK=1` shortens the holds and sizes for a smoke run; its figures are not the
 ones the targets are judged on.
 """
 
