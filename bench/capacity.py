@@ -72,6 +72,8 @@ class Run:
     rtt_ms: list[float] = field(default_factory=list)
     rtt_worst: tuple[float, float] = (0.0, 0.0)  # (ms, s into the hold)
     injected: int = 0  # inbound messages the simulator took
+    cut_short: str = ""  # why the hold ended early (the memory floor), if it did
+    held_s: float = 0.0
 
 
 def guard(run: Run) -> None:
@@ -173,7 +175,7 @@ async def traffic(
     injects: list[asyncio.Task[Any]] = []
     async with AsyncClient(d.socket, timeout=120) as c:
         start, i = time.monotonic(), 0
-        while (now := time.monotonic()) - start < seconds:
+        while (now := time.monotonic()) - start < seconds and not run.cut_short:
             if (due := start + i * interval) > now:
                 await asyncio.sleep(due - now)  # the offered load's schedule
             name = run.names[i % n]
@@ -215,7 +217,11 @@ async def sampler(d: DaemonProcess, run: Run, every: float, stop: asyncio.Event)
             if ms > run.rtt_worst[0]:
                 run.rtt_worst = (ms, time.monotonic() - start)
             if time.monotonic() >= next_sample:
-                guard(run)
+                try:
+                    guard(run)
+                except MemoryFloor as exc:  # end the hold; what was measured so far is reported
+                    run.cut_short = f"{exc} after {time.monotonic() - start:.0f} s of the hold"
+                    return
                 pss = await asyncio.to_thread(total_pss, d, run.names)
                 run.samples.append(
                     {
@@ -243,7 +249,8 @@ async def hold(
     finally:
         stop.set()
         await sampling
-    cpu = (sum(daemon.cpu_times()[:2]) - c0) / (time.monotonic() - w0) * 100
+    run.held_s = time.monotonic() - w0
+    cpu = (sum(daemon.cpu_times()[:2]) - c0) / run.held_s * 100
     return ids, cpu
 
 
@@ -374,9 +381,11 @@ def report(
         f"  the last of {n} QRs at {max(run.qr_at.values()):.1f} s, all {n} connected"
         f" {run.linked_s:.1f} s after the first create"
     )
+    if run.cut_short:
+        print(f"  HOLD CUT SHORT: {run.cut_short}")
     print(
-        f"  hold {hold_s:.0f} s, traffic {rate:g}/min in and {rate:g}/min out per session;"
-        f" {len(s)} samples, medians:"
+        f"  hold {run.held_s:.0f} s of {hold_s:.0f}, traffic {rate:g}/min in and {rate:g}/min"
+        f" out per session; {len(s)} samples, medians:"
     )
     print(
         f"  total PSS {pss / GIB:.2f} GiB ({per / MIB:.0f} MiB per session);"
