@@ -177,7 +177,9 @@ async def traffic(
         start, i = time.monotonic(), 0
         while (now := time.monotonic()) - start < seconds and not run.cut_short:
             if (due := start + i * interval) > now:
-                await asyncio.sleep(due - now)  # the offered load's schedule
+                # The offered load's schedule, never past the end of the hold.
+                await asyncio.sleep(min(due, start + seconds) - now)
+                continue
             name = run.names[i % n]
             text = f"{tag} {i}"
             sends.append(
