@@ -41,7 +41,7 @@ FDS_MAX_AGE = 30.0
 SNAPSHOT_TTL = 5.0
 # After a member is lost the tree is rediscovered from a snapshot at most this old, shared by
 # every sampler: the full build's helpers come and go (on-device-model utility processes), and
-# 58 full sessions forcing a scan of all /proc on each loss spent over 1% of a core on it.
+# 58 full sessions forcing a scan of all /proc on each loss made that the daemon's largest cost.
 FRESH_SNAPSHOT_AGE = 1.0
 # Pids of browsers we spawned and reap ourselves (pidfd watchers): the orphan reaper skips them,
 # and the process table does not count them as adopted orphans.
