@@ -2,9 +2,12 @@
 
 Side by side in one run, same build, same simulator page, same end state (the QR on screen):
 start-to-ready seconds and PSS of the whole tree (medians, ratios), stop time; then a capacity
-run of N concurrent sessions: total PSS, start time of the Nth, daemon CPU at idle, restarts.
+run of N linked sessions with traffic in and out (`bench/capacity.py`): memory, start time of
+the Nth, time to link all, daemon CPU, restarts, messages lost, stop time; a build that does not
+fit above the memory reserve is reported as "fits N of 100" with its projection.
 
     python bench/sessions.py [--runs 5] [--capacity 50] [--hold 60] [--build full|headless-shell|both]
+                             [--rate 1] [--reserve-mib 2048] [--reserve-share 0.1]
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.capacity import capacity
 from bench.common import exit_on_sigterm
-from bench.outbox import link_all
+from bench.outbox import PEER
 from bench.sessions_bare import BareResult, bare_session
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
@@ -67,45 +69,15 @@ def side_by_side(url: str, d: DaemonProcess, build: BrowserBuild, runs: int) -> 
         print(f"{label:22}{fmt.format(b * scale):>12}{fmt.format(o * scale):>12}{o / b:>8.2f}")
 
 
-def capacity(
-    d: DaemonProcess, sim: SimProcess, build: BrowserBuild, phones: list[str], hold: float
-) -> None:
-    """All sessions created at once (a daemon restart's herd), each linked as its QR shows,
-    then held idle and connected for `hold` seconds: memory, daemon CPU, restarts."""
-    n = len(phones)
-    names = [f"c{build[:1]}{i:02d}" for i in range(n)]
-    linked = link_all(d, sim, names, phones, batch=n, options={"build": build})
-    daemon = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
-    before = {s["name"]: s["restarts"] for s in d.call("session.list")}
-    time.sleep(5)  # let the last syncs finish before the idle measurement
-    c0, w0 = sum(daemon.cpu_times()[:2]), time.monotonic()
-    time.sleep(hold)
-    cpu = (sum(daemon.cpu_times()[:2]) - c0) / (time.monotonic() - w0) * 100
-    sessions = d.call("session.list")
-    total_pss = sum(measure_tree(s["pid"]).pss_bytes for s in sessions if s["pid"])
-    restarts = sum(s["restarts"] - before[s["name"]] for s in sessions)
-    connected = sum(s["state"] == "connected" for s in sessions)
-    print(f"\n[{build}] capacity: {n} sessions created at once, each linked as its QR showed")
-    print(f"  all {n} connected {linked:.1f} s after the first create (the {n}th ready)")
-    print(
-        f"  total PSS {total_pss / (1 << 30):.2f} GiB"
-        f" ({total_pss / n / (1 << 20):.0f} MiB per session, all {n} measured together)"
-    )
-    print(
-        f"  daemon CPU while {n} sessions idle for {hold:.0f} s: {cpu:.2f}% of one core;"
-        f" daemon RSS {daemon.memory_info().rss >> 20} MiB"
-    )
-    print(f"  restarts during the hold: {restarts}; connected at the end: {connected}/{n}")
-    for s in sessions:
-        d.call("session.delete", name=s["name"], force=True)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--capacity", type=int, default=50)
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--build", default="both", choices=["full", "headless-shell", "both"])
+    p.add_argument("--rate", type=float, default=1.0, help="messages/min in and out per session")
+    p.add_argument("--reserve-mib", type=int, default=2048, help="memory left to the host")
+    p.add_argument("--reserve-share", type=float, default=0.10, help="... or this share of RAM")
     args = p.parse_args()
     builds: list[BrowserBuild] = (
         ["full", "headless-shell"] if args.build == "both" else [args.build]
@@ -113,7 +85,27 @@ def main() -> None:
     phones = {
         build: [f"1555{k}00{i:04d}" for i in range(args.capacity)] for k, build in enumerate(builds)
     }
-    sim = SimProcess(1.0, [p for b in builds for p in phones[b]])
+    sim = SimProcess(1.0, [PEER, *(p for b in builds for p in phones[b])])
+    try:
+        if args.runs:
+            side_by_sides(sim, builds, args.runs)
+        for build in builds:
+            if args.capacity:
+                capacity(
+                    sim,
+                    build,
+                    phones[build],
+                    args.hold,
+                    rate=args.rate,
+                    reserve_mib=args.reserve_mib,
+                    reserve_share=args.reserve_share,
+                )
+    finally:
+        sim.stop()
+
+
+def side_by_sides(sim: SimProcess, builds: list[BrowserBuild], runs: int) -> None:
+    """The side-by-side runs of every build on one daemon."""
     root, runtime, state = make_dirs()
     d = DaemonProcess(
         root,
@@ -127,13 +119,9 @@ def main() -> None:
     ).start()
     try:
         for build in builds:
-            side_by_side(sim.url, d, build, args.runs)
-        for build in builds:
-            if args.capacity:
-                capacity(d, sim, build, phones[build], args.hold)
+            side_by_side(sim.url, d, build, runs)
     finally:
         d.stop()
-        sim.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -79,6 +79,7 @@ install -D -m 0644 -t "$STAGE/lib/systemd/system" "$ROOT"/systemd/wasupd.service
     "$ROOT"/systemd/wasupd-backup.service "$ROOT"/systemd/wasupd-backup.timer
 install -D -m 0644 "$ROOT/systemd/wasupd.sysusers" "$STAGE/usr/lib/sysusers.d/wasupd.conf"
 install -D -m 0644 "$ROOT/systemd/wasupd.tmpfiles" "$STAGE/usr/lib/tmpfiles.d/wasupd.conf"
+install -D -m 0644 "$ROOT/systemd/wasupd.sysctl" "$STAGE/usr/lib/sysctl.d/60-wasupd.conf"
 install -D -m 0644 "$ROOT/etc/wasupd.toml" "$STAGE/etc/wasupd/wasupd.toml"
 DOC="$STAGE/usr/share/doc/wasupd"
 install -D -m 0644 -t "$DOC" "$ROOT/README.md"

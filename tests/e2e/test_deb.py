@@ -129,6 +129,7 @@ def test_install_check_qr_and_purge(installed_package: list[str], sim_factory: A
         "/lib/systemd/system/wasupd-backup.timer",
         "/usr/lib/sysusers.d/wasupd.conf",
         "/usr/lib/tmpfiles.d/wasupd.conf",
+        "/usr/lib/sysctl.d/60-wasupd.conf",
         "/usr/share/man/man1/wasupd.1.gz",
         "/usr/share/man/man1/wasupctl.1.gz",
         "/usr/share/bash-completion/completions/wasupctl",

@@ -127,7 +127,8 @@ def test_random_kill9_storm_every_session_comes_back(daemon_factory: Any, sim_fa
 
 
 def test_stopped_browser_is_killed_and_restarted(daemon_factory: Any, sim_factory: Any) -> None:
-    """SIGSTOP of a browser: the hang watchdog kills it within hang_timeout + stop_timeout."""
+    """SIGSTOP of a browser: the hang watchdog kills it after two missed pings (hang_timeout,
+    then twice that) and stop_timeout."""
     d = fleet(
         daemon_factory,
         sim_factory,
@@ -138,10 +139,9 @@ def test_stopped_browser_is_killed_and_restarted(daemon_factory: Any, sim_factor
     pid = states(d)["s00"]["pid"]
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
-    eventually(lambda: states(d)["s00"]["pid"] not in (pid, None), 30, "a new browser")
-    assert (
-        time.monotonic() - t0 < 3.0 + 3.0 + 6.0
-    )  # hang_timeout + stop_timeout + check and restart
+    eventually(lambda: states(d)["s00"]["pid"] not in (pid, None), 45, "a new browser")
+    # hang_timeout, then 2 x hang_timeout, + stop_timeout + two checks and the restart
+    assert time.monotonic() - t0 < 3.0 + 6.0 + 3.0 + 8.0
     reasons = [h["reason"] for h in d.call("session.get", name="s00", history=10)["history"]]
     assert any("DevTools did not answer" in r for r in reasons)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

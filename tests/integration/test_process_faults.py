@@ -7,17 +7,19 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.helpers import chromium
-from tests.helpers.waiting import eventually_async
+from tests.helpers.waiting import eventually, eventually_async
 from wasupd.errors import BrowserError
 from wasupd.supervision.locks import clear_stale_singletons, lock_owner
 from wasupd.supervision.process import find_profile_processes
 from wasupd.supervision.seams import LaunchRequest
+from wasupd.watchdogs import resources
 from wasupd.watchdogs.resources import TreeSampler, profile_named_by
 
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "browser.py"
@@ -144,6 +146,50 @@ async def test_sampler_says_which_samples_are_quick(tmp_path: Path) -> None:
     finally:
         await h.stop(1.0)
     assert_nothing_left(h.profile_dir, [h.pid])
+
+
+def test_samplers_that_lose_members_together_share_one_proc_scan() -> None:
+    """Many trees losing a helper at once (the full build's utility processes come and go)
+    rediscover from one shared scan of /proc, no older than FRESH_SNAPSHOT_AGE, instead of one
+    full scan each; the lost helper is no longer counted in either tree."""
+    trees = [
+        subprocess.Popen(
+            ["sh", "-c", "sleep 300 & echo $!; exec sleep 300"], stdout=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    try:
+        helpers = [int(t.stdout.readline()) for t in trees if t.stdout is not None]
+        now = [time.monotonic() + 100]  # later than any snapshot an earlier test took
+        samplers = [TreeSampler(t.pid, clock=lambda: now[0]) for t in trees]
+        for sampler, helper in zip(samplers, helpers, strict=True):
+            sampler.sample()
+            assert helper in sampler.pids
+        for helper in helpers:
+            os.kill(helper, signal.SIGKILL)
+        for helper in helpers:
+            eventually(
+                lambda h=helper: (
+                    not psutil.pid_exists(h) or psutil.Process(h).status() == psutil.STATUS_ZOMBIE
+                ),
+                10,
+                f"helper {helper} to die",
+            )
+        now[0] += resources.FRESH_SNAPSHOT_AGE + 1  # within SNAPSHOT_TTL, past the fresh age
+        for sampler in samplers:
+            sampler.sample()  # sees the loss
+        scans = resources._Snapshot.scans
+        for sampler in samplers:
+            sampler.sample()  # rediscovers
+        assert resources._Snapshot.scans == scans + 1
+        for sampler in samplers:
+            assert sampler.sample().processes == 1  # the shell alone: its helper is not counted
+    finally:
+        for t in trees:
+            t.kill()
+            t.wait(10)
+            if t.stdout is not None:
+                t.stdout.close()
 
 
 def test_profile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:

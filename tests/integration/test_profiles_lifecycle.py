@@ -29,7 +29,7 @@ from wasupd.profiles.keys import (
     load_keyring,
     retire_keys,
 )
-from wasupd.profiles.lifecycle import LOCK_NAME, SealedProfiles, recover_all
+from wasupd.profiles.lifecycle import LOCK_NAME, SIZES_TTL, SealedProfiles, recover_all
 from wasupd.profiles.transfer import export_archive, import_archive, rekey_archives
 
 MARKER = b"wasupd-test-credential-7f3a9c"
@@ -449,3 +449,35 @@ def test_rekey_reseals_every_archive_then_old_key_can_go(dirs: Dirs) -> None:
     retire_keys(dirs.key)
     for name in ("a", "b"):
         archive.verify(dirs.state / f"{name}.wasup", load_keyring(dirs.key), name)
+
+
+async def test_sizes_are_reused_for_a_minute_and_measured_afresh_after_a_checkpoint(
+    dirs: Dirs,
+) -> None:
+    """Status and metrics ask for every session's sizes each time: within SIZES_TTL the live
+    dir is not walked again (a file written meanwhile is not counted yet); a checkpoint, or the
+    TTL running out, measures it afresh. A minute at least: at 2 s, 100 sessions polled by
+    `daemon.status` once a second cost the daemon over 3% of a core."""
+    assert SIZES_TTL >= 60
+    now = [1000.0]
+    hooks = SealedProfiles(
+        "s",
+        archive_path=dirs.state / "s.wasup",
+        live_dir=dirs.runtime / "s",
+        keyring_loader=keyring_loader(dirs.key),
+        quota_mib=100,
+        clock=lambda: now[0],
+    )
+    live = await hooks.prepare()
+    fill(live)
+    first = hooks.sizes()["live_bytes"]
+    (live / "Default/extra").write_bytes(b"x" * 10_000)
+    now[0] += SIZES_TTL - 1
+    assert hooks.sizes()["live_bytes"] == first
+    now[0] += 2
+    assert hooks.sizes()["live_bytes"] == first + 10_000
+    (live / "Default/more").write_bytes(b"y" * 5_000)
+    await hooks.checkpoint()
+    after = hooks.sizes()
+    assert after["live_bytes"] == first + 15_000 and after["sealed_bytes"] > 0
+    await hooks.release(wipe=True)

@@ -3,7 +3,7 @@
 Each check looks at one thing the daemon depends on and says what to do when it is wrong: that
 the daemon's user can run this interpreter and read this wasupd, the Chromium builds the config
 and the stored sessions ask for, the sandbox, the profile key, the directories, the socket
-group, the database version and the open-file limit. It reads, never writes: it can run beside
+group, the database version, the open-file limit and inotify instances. It reads, never writes: it can run beside
 a live daemon, before `systemctl start`, or from a monitoring job.
 """
 
@@ -18,11 +18,11 @@ from wasupd.preflight.host import (
     check_database,
     check_directories,
     check_key,
-    check_open_files,
     check_sandbox,
     check_socket_group,
 )
 from wasupd.preflight.install import check_install
+from wasupd.preflight.limits import check_inotify, check_open_files
 
 __all__ = ["CHECKS", "Finding", "Level", "exit_code", "render", "run_checks"]
 
@@ -54,4 +54,5 @@ CHECKS: tuple[Callable[[Config], Iterator[Finding]], ...] = (
     check_socket_group,
     check_database,
     check_open_files,
+    check_inotify,
 )

@@ -1,12 +1,11 @@
-"""The host checks: Chromium builds, the sandbox, the key, directories, socket group, database
-and the open-file limit."""
+"""The host checks: Chromium builds, the sandbox, the key, directories, socket group and
+database (the host's limits: `limits.py`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -25,8 +24,6 @@ from wasupd.store.probe import StoreFacts, postgres_facts, sqlite_facts
 from wasupd.supervision.launcher import CANDIDATES, find_executable, sandbox_available
 
 VERSION_TIMEOUT = 20.0  # `chromium --version` on a cold disk
-# What one Chromium tree holds open at its peak (measured: about 400 for the full build).
-FDS_PER_SESSION = 400
 
 
 def _facts(config: Config) -> StoreFacts | None:
@@ -225,20 +222,3 @@ def check_socket_group(config: Config) -> Iterator[Finding]:
             )
         else:
             yield Finding("ok", "socket group", f"{name} ({key})")
-
-
-def check_open_files(config: Config) -> Iterator[Finding]:
-    """The open-file limit fits `limits.max_sessions` browsers. The hard limit is what counts:
-    the daemon raises its soft limit to it at start."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = config.limits.max_sessions * FDS_PER_SESSION
-    if hard != resource.RLIM_INFINITY and hard < need:
-        yield Finding(
-            "warn",
-            "open files",
-            f"hard limit {hard} is below {need} ({config.limits.max_sessions} sessions x"
-            f" {FDS_PER_SESSION}); raise it (LimitNOFILE= in the unit, ulimit -Hn in a shell)",
-        )
-    else:
-        limit = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
-        yield Finding("ok", "open files", f"hard limit {limit} (need about {need})")

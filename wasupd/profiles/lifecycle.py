@@ -33,7 +33,11 @@ log = structlog.get_logger("wasupd.profiles")
 
 LOCK_NAME = ".wasupd.lock"
 MIB = 1 << 20
-SIZES_TTL = 2.0
+# How old `sizes()` may be. Status and metrics call it for every session on the event loop, and
+# a walk of a live profile costs about 1 ms: with 100 sessions and `daemon.status` once a second,
+# a 2 s TTL was 50 walks a second, over 3% of a core. The sizes change slowly; a checkpoint,
+# an unseal, a prune or a release measure them afresh.
+SIZES_TTL = 60.0
 # A profile holding none of these has lost its storage: it is never sealed over an archive.
 STORAGE = ("Default/IndexedDB", "Default/Local Storage")
 

@@ -31,6 +31,7 @@ from wasupd.supervision.seams import (
 from wasupd.supervision.states import SessionState
 from wasupd.watchdogs.policy import (
     MIB,
+    HangPolicy,
     Limits,
     LivenessPolicy,
     ResourcePolicy,
@@ -102,6 +103,7 @@ class Monitor:
         self.session, self.handle, self.clock, self.profiles = session, handle, clock, profiles
         self.post, self._log = post, log
         self.liveness = LivenessPolicy()
+        self.hang = HangPolicy()
         self.checkpoint_due = False  # freshly linked: seal the new credentials at the next check
 
     async def run(self) -> None:
@@ -138,12 +140,17 @@ class Monitor:
         if (why := policy.check(usage, self.clock.monotonic())) is not None:
             return End("trip", why)
         hang = self.session.config.browser.hang_timeout
+        wait = self.hang.timeout(hang)
         try:
             # The handle bounds the ping itself; the outer bound is for a handle that does not.
-            async with asyncio.timeout(hang + DETACH_TIMEOUT):
-                await handle.ping(hang)
+            async with asyncio.timeout(wait + DETACH_TIMEOUT):
+                await handle.ping(wait)
         except (BrowserError, TimeoutError):
-            return End("death", hang_reason(hang), hung=True)
+            if self.hang.missed():
+                return End("death", f"{hang_reason(hang)}, nor within {wait:g} s after", hung=True)
+            self._log.warning("hang_suspected", timeout=hang, next_timeout=self.hang.timeout(hang))
+            return None
+        self.hang.answered()
         return None
 
     async def maybe_reclaim(self, policy: ResourcePolicy, usage: TreeUsage) -> TreeUsage:

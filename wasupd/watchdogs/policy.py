@@ -112,6 +112,33 @@ class ResourcePolicy:
         return None
 
 
+class HangPolicy:
+    """A DevTools ping that misses once is a suspicion, not yet a hang.
+
+    On a host whose cores are starved a healthy browser can take longer than `hang_timeout`
+    to answer: 100 linked sessions on 2 shared cores (load average near 100) restarted a dozen
+    healthy browsers an hour on single misses, and each restart added load. So after a miss the
+    next ping waits twice as long, and only a second miss in a row trips; a ping that answers
+    clears the suspicion. A browser that is really hung is restarted one check later.
+    """
+
+    def __init__(self) -> None:
+        self.suspected = False
+
+    def timeout(self, hang_timeout: float) -> float:
+        """How long the next ping may take."""
+        return hang_timeout * 2 if self.suspected else hang_timeout
+
+    def missed(self) -> bool:
+        """Record a miss; True when it trips (the second in a row)."""
+        trip, self.suspected = self.suspected, True
+        return trip
+
+    def answered(self) -> None:
+        """The ping answered: the browser is alive."""
+        self.suspected = False
+
+
 def hang_reason(timeout: float) -> str:
     """The reason recorded when the DevTools ping does not answer in time."""
     return f"watchdog: DevTools did not answer within {timeout:g} s"

@@ -39,6 +39,10 @@ DISCOVER_EVERY = 60.0
 # hundreds of fds is the dearest part of a sample, and an fd leak grows over minutes, not seconds.
 FDS_MAX_AGE = 30.0
 SNAPSHOT_TTL = 5.0
+# After a member is lost the tree is rediscovered from a snapshot at most this old, shared by
+# every sampler: the full build's helpers come and go (on-device-model utility processes), and
+# 58 full sessions forcing a scan of all /proc on each loss made that the daemon's largest cost.
+FRESH_SNAPSHOT_AGE = 1.0
 # Pids of browsers we spawned and reap ourselves (pidfd watchers): the orphan reaper skips them,
 # and the process table does not count them as adopted orphans.
 OWN_CHILDREN: set[int] = set()
@@ -97,10 +101,13 @@ class _Snapshot:
     children: dict[int, list[int]] = {}
     adopted: dict[str, list[int]] = {}
     taken_at = -float("inf")
+    scans = 0  # how many full /proc scans were made (for tests)
 
     @classmethod
-    def get(cls, now: float) -> dict[int, list[int]]:
-        if now - cls.taken_at >= SNAPSHOT_TTL:
+    def get(cls, now: float, max_age: float = SNAPSHOT_TTL) -> dict[int, list[int]]:
+        """The table, scanned afresh when older than `max_age`."""
+        if now - cls.taken_at >= max_age:
+            cls.scans += 1
             table: dict[int, list[int]] = {}
             for pid in os.listdir("/proc"):
                 if pid.isdigit():
@@ -212,9 +219,7 @@ class TreeSampler:
 
     def _discover(self, now: float, fresh: bool) -> None:
         """Rebuild membership from the shared snapshot (a fresh one after a loss)."""
-        if fresh:
-            _Snapshot.taken_at = -float("inf")
-        children = _Snapshot.get(now)
+        children = _Snapshot.get(now, FRESH_SNAPSHOT_AGE if fresh else SNAPSHOT_TTL)
         tree = set(descendants(self.root_pid, children))
         members = {}
         for pid in tree | self._strays(tree):
