@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import exit_on_sigterm
 from wasupd.store import retention
-from wasupd.store.db import Database
+from wasupd.store.db import open_database
 
 NOW = 2_000_000_000.0
 # The outbox rule as it was before schema 3: SQLite picks the state index for it.
@@ -32,7 +32,7 @@ BEFORE = "state IN ('sent', 'delivered', 'read', 'failed', 'cancelled') AND upda
 
 async def make_db(path: Path, rows: int) -> None:
     """An outbox of `rows` finished messages from 50 sessions, half older than the cutoff."""
-    db = await Database.open(path)
+    db = await open_database(path)
     await db.close()
     old, recent = NOW - 100 * retention.DAY, NOW - retention.DAY
     con = sqlite3.connect(path)
@@ -47,7 +47,7 @@ async def make_db(path: Path, rows: int) -> None:
 
 async def measure(path: Path, rules: dict[str, str]) -> dict[str, float]:
     """Prune the outbox with `rules`; batch times and the total."""
-    db = await Database.open(path)
+    db = await open_database(path)
     times: list[float] = []
     execute = db.execute
 

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from tests.helpers.daemon import TMP_PREFIX, daemon_factory  # noqa: F401 - fixture
+from tests.helpers.postgres import postgres_db, postgres_server, store_target  # noqa: F401
 from tests.helpers.service_env import service_env  # noqa: F401 - fixture
 from tests.helpers.sim import sim_factory  # noqa: F401 - fixture
 from tests.helpers.waiting import NotYet, eventually

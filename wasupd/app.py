@@ -46,7 +46,7 @@ from wasupd.rpc.server import RpcServer
 from wasupd.sessions import Services, SessionManager
 from wasupd.store import retention
 from wasupd.store.campaigns import CampaignRepo
-from wasupd.store.db import Database
+from wasupd.store.db import Database, open_database
 from wasupd.store.media import MediaStore
 from wasupd.store.messages import MessageRepo
 from wasupd.store.sessions import SessionRepo
@@ -86,7 +86,7 @@ class App:
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config
         config.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = await Database.open(config.state.database)
+        db = await open_database(config.state.database, config.store.url)
         stack.push_async_callback(db.close)
         sessions_repo, messages = SessionRepo(db), MessageRepo(db)
         self.manager = manager = await stack.enter_async_context(

@@ -181,6 +181,15 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """[store]: where sessions, messages and the rest of the daemon's records live."""
+
+    # "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" (libpq's URL form); empty: the SQLite
+    # file under the state directory.
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; build it with `load_config`."""
 
@@ -196,6 +205,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     optout: OptoutConfig = field(default_factory=OptoutConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -339,6 +349,12 @@ def _validate(cfg: Config) -> None:
             f"limits.memory_soft_mib: must not exceed limits.memory_mib ({lim.memory_mib});"
             " set it lower, or to 0 for the default share of memory_mib",
             key="limits.memory_soft_mib",
+        )
+    if cfg.store.url and not cfg.store.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "store.url: expected a PostgreSQL URL such as"
+            " 'postgresql://wasupd:PASSWORD@db.example:5432/wasupd', or empty for SQLite",
+            key="store.url",
         )
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(

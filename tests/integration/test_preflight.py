@@ -17,7 +17,7 @@ import tomli_w
 from tests.helpers.daemon import base_config, make_dirs
 from tests.helpers.service_env import ServiceEnv
 from wasupd.profiles.keys import generate_key_file
-from wasupd.store.db import SCHEMA_VERSION, Database
+from wasupd.store.db import SCHEMA_VERSION, open_database
 from wasupd.store.sessions import SessionRepo
 
 WASUPD = [sys.executable, "-m", "wasupd.daemon"]
@@ -133,7 +133,7 @@ def test_stored_sessions_add_the_builds_they_ask_for(tmp_path: Path) -> None:
     config, cfg = setup(tmp_path)
 
     async def create() -> None:
-        db = await Database.open(Path(cfg["daemon"]["state_dir"]) / "wasupd.db")
+        db = await open_database(Path(cfg["daemon"]["state_dir"]) / "wasupd.db")
         try:
             repo = SessionRepo(db)
             await repo.create("lean", phone=None, options={"build": "headless-shell"}, now=1.0)

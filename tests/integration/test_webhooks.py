@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.helpers.postgres import StoreTarget
 from tests.helpers.waiting import eventually_async
 from wasupd.config import WebhooksConfig
 from wasupd.messaging.webhooks import Webhooks, sign
-from wasupd.store.db import Database
 
 
 class Receiver:
@@ -49,13 +49,15 @@ def got(rx: Receiver, n: int) -> Callable[[], bool]:
     return lambda: len(rx.got) == n
 
 
-async def test_signed_retried_durable_exactly_once(tmp_path: Path) -> None:
+async def test_signed_retried_durable_exactly_once(
+    tmp_path: Path, store_target: StoreTarget
+) -> None:
     """500 then 200: retried and delivered once, signed; a receiver down across a restart still gets it."""
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
     rx = await Receiver([500]).start()
     cfg = WebhooksConfig(url=rx.url, secret_file=str(secret), backoff_initial=0.2, max_attempts=20)
-    db = await Database.open(tmp_path / "w.db")
+    db = await store_target.open()
     try:
         async with Webhooks(cfg, db) as hooks:
             await hooks.enqueue("message", {"body": "hi"})
@@ -98,10 +100,10 @@ async def test_signed_retried_durable_exactly_once(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_client_error_is_not_retried(tmp_path: Path) -> None:
+async def test_client_error_is_not_retried(store_target: StoreTarget) -> None:
     """A 400 answer is final: one attempt, the delivery is failed with the status."""
     rx = await Receiver([400]).start()
-    db = await Database.open(tmp_path / "w.db")
+    db = await store_target.open()
     try:
         async with Webhooks(WebhooksConfig(url=rx.url, backoff_initial=0.1), db) as hooks:
             await hooks.enqueue("state", {"to": "connected"})
@@ -113,11 +115,13 @@ async def test_client_error_is_not_retried(tmp_path: Path) -> None:
         await rx.stop()
 
 
-async def test_failed_deliveries_are_retried_on_request_with_their_ids(tmp_path: Path) -> None:
+async def test_failed_deliveries_are_retried_on_request_with_their_ids(
+    store_target: StoreTarget,
+) -> None:
     """A 400 leaves a delivery failed (the dead-letter queue); `retry` queues it again from its
     first attempt with the same delivery id; ids that are not failed are reported, not touched."""
     rx = await Receiver([400, 400]).start()
-    db = await Database.open(tmp_path / "w.db")
+    db = await store_target.open()
     try:
         async with Webhooks(WebhooksConfig(url=rx.url, backoff_initial=0.1), db) as hooks:
             assert await hooks.retry(None) == ([], [])

@@ -7,11 +7,11 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.postgres import StoreTarget
 from tests.unit.test_outbox import Env, FakeManager, FakePage, send_cfg, until
 from wasupd.campaigns import plan as planner
 from wasupd.campaigns.service import Campaigns
@@ -20,15 +20,14 @@ from wasupd.errors import CampaignExists, InvalidArgument
 from wasupd.events import EventBus
 from wasupd.messaging.pacing import DAY
 from wasupd.store.campaigns import CampaignRepo
-from wasupd.store.db import Database
 from wasupd.store.messages import MessageRepo
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    db = await Database.open(tmp_path / "c.db")
+async def env(store_target: StoreTarget) -> AsyncIterator[Env]:
+    db = await store_target.open()
     try:
-        yield Env(db, EventBus(), FakeManager(), send_cfg())
+        yield Env(db, EventBus(), FakeManager(), send_cfg(), store_target)
     finally:
         await db.close()
 

@@ -3,11 +3,9 @@ learnt, per-session statistics, inbox rows completed, stickiness across both ids
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
+from tests.helpers.postgres import StoreTarget
 from wasupd.addressing import Peer
-from wasupd.store.db import MIGRATIONS, Database
+from wasupd.store.db import MIGRATIONS
 from wasupd.store.messages import MessageRepo, NewMessage
 
 PN, LID = "15550001111@c.us", "201234567890123@lid"
@@ -34,9 +32,9 @@ def inbound(wa_id: str, chat: str, **ids: str | None) -> dict[str, object]:
     }
 
 
-async def test_a_lid_message_with_the_number_makes_one_contact(tmp_path: Path) -> None:
+async def test_a_lid_message_with_the_number_makes_one_contact(store_target: StoreTarget) -> None:
     """The inbox row carries both ids; the contact counts the message for its session."""
-    async with await Database.open(tmp_path / "w.db") as db:
+    async with await store_target.open() as db:
         repo = MessageRepo(db, Clock())
         row = await repo.store_inbound("b", inbound("m1", LID, sender_pn=PN, push_name="Ann"))
         assert row is not None and (row["sender_pn"], row["sender_lid"]) == (PN, LID)
@@ -46,11 +44,11 @@ async def test_a_lid_message_with_the_number_makes_one_contact(tmp_path: Path) -
         assert await repo.store_inbound("b", inbound("m1", LID, sender_pn=PN)) is None  # once
 
 
-async def test_learning_the_mapping_later_merges_and_completes(tmp_path: Path) -> None:
+async def test_learning_the_mapping_later_merges_and_completes(store_target: StoreTarget) -> None:
     """A number sent to from `a` and a hidden LID that wrote to `b` become one contact once a
     message shows both: statistics added up, the earlier inbox row gets the number, and
     stickiness finds the latest session by either id."""
-    async with await Database.open(tmp_path / "w.db") as db:
+    async with await store_target.open() as db:
         repo = MessageRepo(db, Clock())
         [(msg, _)] = await repo.enqueue_many(
             [NewMessage(session="a", from_spec="a", chat_id=PN, body="x")]
@@ -74,9 +72,9 @@ async def test_learning_the_mapping_later_merges_and_completes(tmp_path: Path) -
         assert [r["session"] for r in await repo.contacts.list(session="a", limit=10)] == ["a"]
 
 
-async def test_a_send_resolved_to_a_lid_counts_for_the_person(tmp_path: Path) -> None:
+async def test_a_send_resolved_to_a_lid_counts_for_the_person(store_target: StoreTarget) -> None:
     """A send to a number the page resolved to a LID links the two for a later LID message."""
-    async with await Database.open(tmp_path / "w.db") as db:
+    async with await store_target.open() as db:
         repo = MessageRepo(db, Clock())
         [(msg, _)] = await repo.enqueue_many(
             [NewMessage(session="a", from_spec="a", chat_id=PN, body="x")]
@@ -87,21 +85,17 @@ async def test_a_send_resolved_to_a_lid_counts_for_the_person(tmp_path: Path) ->
         assert row is not None and row["sender_pn"] == PN  # the store knew it
 
 
-async def test_schema_3_contacts_are_migrated(tmp_path: Path) -> None:
+async def test_schema_3_contacts_are_migrated(store_target: StoreTarget) -> None:
     """Reply-stickiness rows of schema 3 become contacts with their session; inbox senders that
     were numbers get `sender_pn`."""
-    path = tmp_path / "w.db"
-    con = sqlite3.connect(path)
-    con.executescript(";".join(MIGRATIONS[:3]) + ";PRAGMA user_version=3;")
-    con.execute("INSERT INTO contacts VALUES (?, 'a', 50), ('1@g.us', 'a', 60)", (PN,))
-    con.execute(
-        "INSERT INTO inbox (session, wa_id, chat_id, sender, body, t, received_at)"
-        " VALUES ('a', 'w', ?, ?, 'b', 1, 1)",
-        (PN, PN),
-    )
-    con.commit()
-    con.close()
-    async with await Database.open(path) as db:
+    async with await store_target.open(MIGRATIONS[:3]) as old:
+        await old.execute("INSERT INTO contacts VALUES (?, 'a', 50), ('1@g.us', 'a', 60)", (PN,))
+        await old.execute(
+            "INSERT INTO inbox (session, wa_id, chat_id, sender, body, t, received_at)"
+            " VALUES ('a', 'w', ?, ?, 'b', 1, 1)",
+            (PN, PN),
+        )
+    async with await store_target.open() as db:
         repo = MessageRepo(db)
         [c] = await repo.contacts.list(session=None, limit=10)
         assert (c["pn"], c["lid"], c["session"], c["last_at"]) == (PN, None, "a", 50)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres import StoreTarget
 from wasupd.errors import InvalidArgument
 from wasupd.messaging.media import MediaIntake, check_size, choose_kind, detect
 from wasupd.store import retention
-from wasupd.store.db import Database
 from wasupd.store.media import PRUNE_GRACE, MediaStore
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
@@ -99,7 +99,9 @@ async def test_a_refused_file_is_not_kept(tmp_path: Path) -> None:
         await intake.accept(token, None, "")
 
 
-async def test_retention_removes_files_no_message_needs(tmp_path: Path) -> None:
+async def test_retention_removes_files_no_message_needs(
+    tmp_path: Path, store_target: StoreTarget
+) -> None:
     """Files named by an outbox row or by a fetched inbox row stay; others older than the
     grace go, a young one stays (a send may not have committed yet), and so do stale uploads."""
     store = MediaStore(tmp_path / "media")
@@ -115,7 +117,7 @@ async def test_retention_removes_files_no_message_needs(tmp_path: Path) -> None:
     uploads.mkdir()
     (uploads / "abandoned.part").write_bytes(b"x")
     os.utime(uploads / "abandoned.part", (old - retention.DAY, old - retention.DAY))
-    async with await Database.open(tmp_path / "db") as db:
+    async with await store_target.open() as db:
         await db.execute(
             "INSERT INTO outbox (id, from_spec, chat_id, body, state, created_at, updated_at,"
             " media_sha256) VALUES ('m1', 'auto', 'c', '', 'sent', 0, 0, ?)",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.postgres import StoreTarget
 from tests.helpers.waiting import eventually_async
 from wasupd.addressing import Peer
 from wasupd.config import Config, SendConfig
@@ -131,6 +130,7 @@ class Env:
     bus: EventBus
     manager: FakeManager
     config: Config
+    target: StoreTarget
 
     @property
     def repo(self) -> MessageRepo:
@@ -157,10 +157,10 @@ def send_cfg(**kw: Any) -> Config:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    db = await Database.open(tmp_path / "m.db")
+async def env(store_target: StoreTarget) -> AsyncIterator[Env]:
+    db = await store_target.open()
     try:
-        yield Env(db, EventBus(), FakeManager(), send_cfg())
+        yield Env(db, EventBus(), FakeManager(), send_cfg(), store_target)
     finally:
         await db.close()
 
@@ -202,8 +202,9 @@ async def test_send_commits_before_reply_in_shared_transactions(env: Env) -> Non
         ms.repo.enqueue_many = counting  # type: ignore[method-assign]
         async with asyncio.timeout(10):
             rows = await asyncio.gather(*(ms.enqueue(item(f"m{i}")) for i in range(200)))
-        with sqlite3.connect(env.db.path) as other:  # another connection sees them all
-            stored = {r[0] for r in other.execute("SELECT id FROM outbox WHERE state = 'queued'")}
+        async with await env.target.open() as other:  # another connection sees them all
+            found = await other.fetchall("SELECT id FROM outbox WHERE state = 'queued'")
+            stored = {r[0] for r in found}
     assert {r.id for r in rows} == stored and len(stored) == 200
     assert commits <= 20, commits
 

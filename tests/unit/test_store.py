@@ -1,43 +1,101 @@
-"""The SQLite store: migrations, refusal of newer schemas, and the sessions repository."""
+"""The store on both backends: migrations, refusal of newer schemas, the sessions repository,
+and what the seam promises (rows by name and position, rowcounts, transactions, locks)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.helpers.postgres import PgServer, StoreTarget
 from wasupd.errors import SessionExists, SessionNotFound, StoreError
-from wasupd.store.db import SCHEMA_VERSION, Database
+from wasupd.store.backend.postgres import PostgresDatabase
+from wasupd.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
 from wasupd.store.sessions import SessionRepo
 
 
-async def test_new_database_is_migrated_and_in_wal(tmp_path: Path) -> None:
-    """A new file gets the current schema version and WAL journaling."""
-    db = await Database.open(tmp_path / "w.db")
+async def test_new_database_is_migrated(store_target: StoreTarget) -> None:
+    """A new store gets the current schema version (and WAL journaling on SQLite)."""
+    db = await store_target.open()
     try:
-        assert await db.user_version() == SCHEMA_VERSION
-        row = await db.fetchone("PRAGMA journal_mode")
-        assert row is not None and row[0] == "wal"
+        assert db.kind == store_target.kind
+        assert await db.schema_version() == SCHEMA_VERSION
+        if db.kind == "sqlite":
+            row = await db.fetchone("PRAGMA journal_mode")
+            assert row is not None and row[0] == "wal"
     finally:
         await db.close()
+    async with await store_target.open() as again:  # opening a current store changes nothing
+        assert await again.schema_version() == SCHEMA_VERSION
 
 
-async def test_newer_schema_is_refused_and_untouched(tmp_path: Path) -> None:
-    """A database from a newer wasupd is refused with a clear message and left byte-identical."""
+async def test_newer_sqlite_schema_is_refused_and_untouched(tmp_path: Path) -> None:
+    """A file from a newer wasupd is refused with a clear message and left byte-identical."""
     path = tmp_path / "w.db"
     con = sqlite3.connect(path)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     con.close()
     before = path.read_bytes()
     with pytest.raises(StoreError, match="written by a newer wasupd"):
-        await Database.open(path)
+        await open_database(path)
     assert path.read_bytes() == before
 
 
-async def test_sessions_repo_round_trip(tmp_path: Path) -> None:
+async def test_newer_postgres_schema_is_refused_and_untouched(
+    postgres_server: PgServer, postgres_db: str, tmp_path: Path
+) -> None:
+    """A PostgreSQL database a newer wasupd migrated is refused; no table is added or changed."""
+    async with await open_database(tmp_path / "unused.db", postgres_db) as db:
+        await db.execute("UPDATE wasupd_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    dbname = postgres_db.rsplit("/", 1)[1]
+
+    def tables() -> list[tuple[object, ...]]:
+        with postgres_server.admin(dbname) as conn:
+            return conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' ORDER BY 1, 2"
+            ).fetchall()
+
+    before = tables()
+    with pytest.raises(StoreError, match="written by a newer wasupd") as err:
+        await open_database(tmp_path / "unused.db", postgres_db)
+    assert "password" not in str(err.value) and ":pw-" not in str(err.value)
+    assert tables() == before
+    assert not (tmp_path / "unused.db").exists()  # no SQLite file made on the side
+
+
+async def test_an_older_postgres_schema_is_migrated_forward(postgres_db: str) -> None:
+    """A database at version 2 is taken through the later steps, keeping its rows."""
+    async with await PostgresDatabase.open(postgres_db, MIGRATIONS[:2]) as old:
+        assert await old.schema_version() == 2
+        await old.execute(
+            "INSERT INTO sessions (name, state, created_at, updated_at) VALUES ('a', 'stopped', 1, 1)"
+        )
+    async with await PostgresDatabase.open(postgres_db, MIGRATIONS) as db:
+        assert await db.schema_version() == SCHEMA_VERSION
+        assert [r["name"] for r in await db.fetchall("SELECT name FROM sessions")] == ["a"]
+
+
+async def test_hosts_starting_together_migrate_once(postgres_db: str, tmp_path: Path) -> None:
+    """Four opens at once on a new database (hosts of a fleet starting): each gets the current
+    schema, the steps ran once (an advisory lock orders them), no open fails."""
+    dbs = await asyncio.gather(*(open_database(tmp_path / "x.db", postgres_db) for _ in range(4)))
+    try:
+        for db in dbs:
+            assert await db.schema_version() == SCHEMA_VERSION
+        rows = await dbs[0].fetchall("SELECT version FROM wasupd_schema")
+        assert [r[0] for r in rows] == [SCHEMA_VERSION]
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_sessions_repo_round_trip(store_target: StoreTarget) -> None:
     """Create, transition with history, duplicates and unknown names behave as documented."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await store_target.open()
     try:
         repo = SessionRepo(db)
         await repo.create("a", phone="491512345", options={"proxy": "p"}, now=1.0)
@@ -55,3 +113,84 @@ async def test_sessions_repo_round_trip(tmp_path: Path) -> None:
             await repo.get("a")
     finally:
         await db.close()
+
+
+async def test_rows_rowcounts_and_timestamps(store_target: StoreTarget) -> None:
+    """A row answers by name, position and as a dict; execute says how many rows changed;
+    a unix time in microseconds comes back exactly (PostgreSQL's REAL would round it)."""
+    async with await store_target.open() as db:
+        repo = SessionRepo(db)
+        t = 1_764_888_000.123456
+        for name in ("a", "b", "c"):
+            await repo.create(name, phone=None, options={}, now=t)
+        row = await db.fetchone("SELECT name, created_at FROM sessions WHERE name = ?", ("b",))
+        assert row is not None and row["name"] == row[0] == "b" and row[1] == t
+        assert dict(row) == {"name": "b", "created_at": t}
+        assert await db.execute("UPDATE sessions SET restarts = 1 WHERE name != ?", ("a",)) == 2
+        assert await db.execute("UPDATE sessions SET restarts = 1 WHERE name = 'zz'") == 0
+        named = await db.fetchall(
+            "SELECT name FROM sessions WHERE restarts = :n AND name LIKE '%' ORDER BY name",
+            {"n": 1},
+        )
+        assert [r[0] for r in named] == ["b", "c"]
+        assert (await repo.get("a")).created_at == t
+
+
+async def test_a_failed_transaction_leaves_nothing(store_target: StoreTarget) -> None:
+    """A block that raises is rolled back as a whole; the store stays usable."""
+    async with await store_target.open() as db:
+        repo = SessionRepo(db)
+        await repo.create("a", phone=None, options={}, now=1.0)
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE sessions SET state = 'gone'")
+                await tx.execute("DELETE FROM sessions")
+                raise RuntimeError("half way")
+        assert (await repo.get("a")).state == "stopped"
+
+
+async def test_locked_read_then_write_blocks_run_one_at_a_time(store_target: StoreTarget) -> None:
+    """Twenty concurrent read-then-increment blocks under one lock lose no update: on
+    PostgreSQL each holds its own pooled connection, and the lock orders them."""
+    async with await store_target.open() as db:
+        await SessionRepo(db).create("a", phone=None, options={}, now=1.0)
+
+        async def bump() -> None:
+            async with db.transaction() as tx:
+                await tx.lock("test.bump")
+                row = await tx.fetchone("SELECT restarts FROM sessions WHERE name = 'a'")
+                assert row is not None
+                await asyncio.sleep(0)  # let the others run into the lock
+                await tx.execute("UPDATE sessions SET restarts = ? WHERE name = 'a'", (row[0] + 1,))
+
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(bump() for _ in range(20)))
+        assert (await SessionRepo(db).get("a")).restarts == 20
+
+
+async def test_unreachable_server_is_a_store_error_saying_what_to_check(
+    postgres_server: PgServer, tmp_path: Path
+) -> None:
+    """No server on the port, a wrong password, a missing database, a malformed URL: each a
+    StoreError naming the place and what to check, never the password."""
+    closed = f"postgresql://u:secret@127.0.0.1:{_closed_port()}/wasupd"
+    cases = {
+        closed: "runs and accepts connections",
+        postgres_server.url("postgres", password="wrong"): "user name and password",
+        postgres_server.url("no_such_db"): "create that database",
+        "postgresql://u@host:notaport/x": "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+        "postgresql://u@host/x?nosuch=1": "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+    }
+    for url, hint in cases.items():
+        with pytest.raises(StoreError, match=hint) as err:
+            await open_database(tmp_path / "x.db", url)
+        assert "secret" not in str(err.value) and "wrong" not in str(err.value)
+        assert err.value.__cause__ is None or isinstance(err.value.__cause__, psycopg.Error)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when this returns: nothing listens

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres import StoreTarget
 from wasupd.config import WebhooksConfig
 from wasupd.errors import ConfigError
 from wasupd.messaging.webhooks import Webhooks, read_secret, retry_delay, retryable, sign
-from wasupd.store.db import Database
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
@@ -53,9 +53,11 @@ def test_unreadable_secret_is_a_config_error(tmp_path: Path) -> None:
     assert read_secret(str(tmp_path / "s")) == b"abc"
 
 
-async def test_events_fan_out_to_daemon_and_session_urls_with_their_own_ids(tmp_path: Path) -> None:
+async def test_events_fan_out_to_daemon_and_session_urls_with_their_own_ids(
+    store_target: StoreTarget,
+) -> None:
     """One delivery per URL (daemon and session), distinct ids; unsubscribed event types are dropped."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await store_target.open()
     try:
         cfg = WebhooksConfig(url="http://127.0.0.1:9/a", events=["message"])
         hooks = Webhooks(cfg, db)  # not started: deliveries stay queued

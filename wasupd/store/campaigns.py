@@ -1,4 +1,4 @@
-"""Campaigns, their recipients and the opt-out suppression list in SQLite.
+"""Campaigns, their recipients and the opt-out suppression list.
 
 A campaign is created as a `draft`; its recipients are added in batches (state `pending`) and
 only become outbox messages when the campaign starts (state `queued`, with the number, the
@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from wasupd.errors import CampaignExists, CampaignNotFound
 from wasupd.store.db import Database
+from wasupd.store.db import Row as StoredRow
 from wasupd.store.messages import QUEUED, MessageRepo, OutboxMessage
 
 # A paused campaign's queued messages wait until this far-off time; resume sets them back.
@@ -50,7 +49,7 @@ class Campaign:
     media: dict[str, Any] | None = None  # a file every recipient gets (MediaRef fields)
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Campaign:
+    def from_row(cls, row: StoredRow) -> Campaign:
         """The campaign stored in `row` (a `SELECT *` of campaigns)."""
         d = dict(row)
         return cls(
@@ -119,8 +118,8 @@ class CampaignRepo:
         now = self.clock()
         name = fields["name"]
         async with self.db.transaction() as conn:
-            async with conn.execute("SELECT state FROM campaigns WHERE name = ?", (name,)) as cur:
-                old = await cur.fetchone()
+            await conn.lock("campaigns.names")  # read-then-replace of a name, on every host
+            old = await conn.fetchone("SELECT state FROM campaigns WHERE name = ?", (name,))
             if old is not None and old[0] != "draft":
                 raise CampaignExists(
                     f"campaign {name!r} exists ({old[0]}): see `wasupctl campaign show {name}`,"
@@ -195,14 +194,14 @@ class CampaignRepo:
         if not rows:
             return []
         async with self.db.transaction() as conn:
+            await conn.lock(f"campaigns.rows.{cid}")  # read-then-insert of this draft's rows
             wanted = sorted({r.recipient for r in rows})
             marks = ", ".join("?" * len(wanted))
             sql = (
                 "SELECT recipient, line FROM campaign_recipients"  # noqa: S608
                 f" WHERE campaign_id = ? AND recipient IN ({marks})"
             )
-            async with conn.execute(sql, (cid, *wanted)) as cur:
-                first = {r[0]: int(r[1]) for r in await cur.fetchall()}
+            first = {r[0]: int(r[1]) for r in await conn.fetchall(sql, (cid, *wanted))}
             dups: list[tuple[int, int]] = []
             fresh = []
             for r in rows:
@@ -268,8 +267,8 @@ class CampaignRepo:
             if msgs:
                 cols = list(msgs[0].as_dict())
                 await conn.executemany(
-                    f"INSERT OR IGNORE INTO outbox ({', '.join(cols)})"  # noqa: S608
-                    f" VALUES ({', '.join('?' * len(cols))})",
+                    f"INSERT INTO outbox ({', '.join(cols)})"  # noqa: S608
+                    f" VALUES ({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING",
                     [tuple(m.as_dict().values()) for m in msgs],
                 )
             await conn.executemany(
@@ -331,7 +330,7 @@ class CampaignRepo:
     async def counts(self, cid: int) -> list[tuple[str | None, str, int, int]]:
         """(number, state, recipients, replied) for every number and state of the campaign."""
         rows = await self.db.fetchall(
-            f"SELECT r.session, {_STATE}, COUNT(*), SUM(r.replied_at IS NOT NULL)"  # noqa: S608
+            f"SELECT r.session, {_STATE}, COUNT(*), COUNT(r.replied_at)"  # noqa: S608
             " FROM campaign_recipients r LEFT JOIN outbox o ON o.id = r.message_id"
             " WHERE r.campaign_id = ? GROUP BY 1, 2",
             (cid,),
@@ -409,13 +408,12 @@ class CampaignRepo:
                 " AND message_id IN (SELECT id FROM outbox WHERE state = 'queued')",
                 (shift, cid),
             )
-            cur = await conn.execute(
+            return await conn.execute(
                 "UPDATE outbox SET not_before = (SELECT planned_at FROM campaign_recipients r"  # noqa: S608
                 " WHERE r.message_id = outbox.id), wait_reason = ?, updated_at = ?"
                 f" WHERE {self._QUEUED_OF}",
                 (reason, self.clock(), cid),
             )
-            return int(cur.rowcount)
 
     async def cancel(self, cid: int) -> int:
         """Cancel the campaign's queued messages (those already sending finish)."""
@@ -441,12 +439,12 @@ class CampaignRepo:
         moved = 0
         async with self.db.transaction() as conn:
             for recipient, mid, session, at in moves:
-                cur = await conn.execute(
+                changed = await conn.execute(
                     "UPDATE outbox SET session = ?, from_spec = ?, not_before = ?,"
                     " wait_reason = 'handed over', updated_at = ? WHERE id = ? AND state = 'queued'",
                     (session, session, at, self.clock(), mid),
                 )
-                if cur.rowcount != 1:
+                if changed != 1:
                     continue
                 moved += 1
                 await conn.execute(
@@ -463,28 +461,28 @@ class CampaignRepo:
         (newly suppressed, [(campaign id, cancelled message id)])."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO suppressions (chat_id, source, created_at) VALUES (?, ?, ?)",
+            added = await conn.execute(
+                "INSERT INTO suppressions (chat_id, source, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (chat_id, source, now),
             )
-            new = cur.rowcount == 1
-            async with conn.execute(
+            rows = await conn.fetchall(
                 "UPDATE outbox SET state = 'cancelled', last_error = 'the contact opted out',"
                 " wait_reason = '', updated_at = ? WHERE state = 'queued' AND id IN"
                 " (SELECT message_id FROM campaign_recipients WHERE recipient = ?)"
                 " RETURNING id",
                 (now, chat_id),
-            ) as c2:
-                cancelled = [str(r[0]) for r in await c2.fetchall()]
+            )
+            cancelled = [str(r[0]) for r in rows]
             marks = ", ".join("?" * len(cancelled)) or "NULL"
-            async with conn.execute(
+            rows = await conn.fetchall(
                 "UPDATE campaign_recipients SET state = 'opted_out' WHERE recipient = ?"  # noqa: S608
                 f" AND (state = 'pending' OR message_id IN ({marks})) RETURNING campaign_id,"
                 " COALESCE(message_id, '')",
                 (chat_id, *cancelled),
-            ) as c3:
-                touched = [(int(r[0]), str(r[1])) for r in await c3.fetchall()]
-        return new, touched
+            )
+            touched = [(int(r[0]), str(r[1])) for r in rows]
+        return added == 1, touched
 
     async def unsuppress(self, chat_id: str) -> bool:
         """Take a contact off the suppression list; False if it was not on it."""
@@ -507,13 +505,12 @@ class CampaignRepo:
         """A contact wrote to `session` after its campaign message went out: `replied`.
         The campaigns concerned."""
         now = self.clock()
-        async with self.db.transaction() as conn:
-            async with conn.execute(
+        async with self.db.transaction() as conn:  # a write, though it reads what it changed
+            rows = await conn.fetchall(
                 "UPDATE campaign_recipients SET replied_at = ? WHERE recipient = ?"
                 " AND replied_at IS NULL AND message_id IN (SELECT id FROM outbox WHERE"
                 " chat_id = ? AND session = ? AND sent_at IS NOT NULL AND sent_at <= ?)"
                 " RETURNING campaign_id",
                 (now, chat_id, chat_id, session, now),
-            ) as cur:
-                rows = await cur.fetchall()
+            )
         return sorted({int(r[0]) for r in rows})

@@ -15,10 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from wasupd.addressing import Peer
-from wasupd.store.db import Database
+from wasupd.store.db import Database, Executor, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,41 +34,56 @@ class Contact:
         return Peer(self.pn, self.lid)
 
 
-async def _find(conn: aiosqlite.Connection, column: str, value: str | None) -> Contact | None:
+async def _find(conn: Executor, column: str, value: str | None) -> Contact | None:
     if not value:
         return None
     # `column` is one of the two constants below, never data.
     sql = f"SELECT id, pn, lid, push_name FROM contacts WHERE {column} = ?"  # noqa: S608
-    async with conn.execute(sql, (value,)) as cur:
-        r = await cur.fetchone()
+    r = await conn.fetchone(sql, (value,))
     return Contact(int(r[0]), r[1], r[2], str(r[3])) if r else None
 
 
+def _least(column: str) -> str:
+    """The smaller of the stored and the new value, in the form both engines accept (SQLite's
+    two-argument MIN is LEAST in PostgreSQL, which SQLite lacks)."""
+    old, new = f"contact_sessions.{column}", f"excluded.{column}"
+    return f"CASE WHEN {new} < {old} THEN {new} ELSE {old} END"
+
+
+def _greatest(column: str) -> str:
+    """The larger of the stored and the new value (see `_least`)."""
+    old, new = f"contact_sessions.{column}", f"excluded.{column}"
+    return f"CASE WHEN {new} > {old} THEN {new} ELSE {old} END"
+
+
+# Only the constant expressions of `_least` and `_greatest` are formatted in.
 _MOVE_STATS = (
-    "INSERT INTO contact_sessions (contact_id, session, first_at, last_at, msgs_in, msgs_out)"
+    "INSERT INTO contact_sessions (contact_id, session, first_at, last_at, msgs_in, msgs_out)"  # noqa: S608
     " SELECT ?, session, first_at, last_at, msgs_in, msgs_out FROM contact_sessions"
     " WHERE contact_id = ? AND true ON CONFLICT(contact_id, session) DO UPDATE SET"
-    " first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at),"
-    " msgs_in = msgs_in + excluded.msgs_in, msgs_out = msgs_out + excluded.msgs_out"
+    f" first_at = {_least('first_at')}, last_at = {_greatest('last_at')},"
+    " msgs_in = contact_sessions.msgs_in + excluded.msgs_in,"
+    " msgs_out = contact_sessions.msgs_out + excluded.msgs_out"
 )
 
 
 async def learn(
-    conn: aiosqlite.Connection, peer: Peer, *, push_name: str = "", now: float
+    conn: Transaction, peer: Peer, *, push_name: str = "", now: float
 ) -> Contact | None:
     """Record what `peer` says about a person inside the caller's transaction: a new contact,
     a missing id or push name added, or two contacts merged into the older one. The contact
     (None when `peer` names nobody)."""
     if not peer.known:
         return None
+    # Read-then-write of the person's rows: one learner at a time, on every host.
+    await conn.lock("contacts")
     by_pn, by_lid = await _find(conn, "pn", peer.pn), await _find(conn, "lid", peer.lid)
     if by_pn is None and by_lid is None:
-        async with conn.execute(
+        row = await conn.fetchone(
             "INSERT INTO contacts (pn, lid, push_name, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?) RETURNING id",
             (peer.pn, peer.lid, push_name, now, now),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         assert row is not None  # RETURNING of an INSERT that succeeded
         return Contact(int(row[0]), peer.pn, peer.lid, push_name)
     found = [c for c in (by_pn, by_lid) if c is not None]
@@ -97,14 +110,15 @@ async def learn(
 
 
 async def interaction(
-    conn: aiosqlite.Connection, contact: Contact, session: str, now: float, *, inbound: bool
+    conn: Executor, contact: Contact, session: str, now: float, *, inbound: bool
 ) -> None:
     """Count one message in or out between `contact` and `session` at `now`."""
     await conn.execute(
-        "INSERT INTO contact_sessions (contact_id, session, first_at, last_at, msgs_in, msgs_out)"
+        "INSERT INTO contact_sessions (contact_id, session, first_at, last_at, msgs_in, msgs_out)"  # noqa: S608
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(contact_id, session) DO UPDATE SET"
-        " last_at = MAX(last_at, excluded.last_at), msgs_in = msgs_in + excluded.msgs_in,"
-        " msgs_out = msgs_out + excluded.msgs_out",
+        f" last_at = {_greatest('last_at')},"
+        " msgs_in = contact_sessions.msgs_in + excluded.msgs_in,"
+        " msgs_out = contact_sessions.msgs_out + excluded.msgs_out",
         (contact.id, session, now, now, int(inbound), int(not inbound)),
     )
 

@@ -1,4 +1,4 @@
-"""Outbox and inbox in SQLite (contacts: `store/contacts.py`; webhook deliveries:
+"""Outbox and inbox (contacts: `store/contacts.py`; webhook deliveries:
 `store/webhooks.py`).
 
 Every timestamp comes from the injected clock, so pacing (which counts sends from this store)
@@ -15,12 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from wasupd.addressing import Peer
 from wasupd.errors import MessageNotFound
 from wasupd.store import contacts
-from wasupd.store.db import Database
+from wasupd.store.db import Database, Executor, Row
 
 
 class OutboxState(enum.StrEnum):
@@ -73,7 +71,7 @@ class OutboxMessage:
     media_name: str | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> OutboxMessage:
+    def from_row(cls, row: Row) -> OutboxMessage:
         """The message stored in `row` (a `SELECT *` of outbox)."""
         data = dict(row)
         return cls(**{**data, "state": OutboxState(data["state"])})
@@ -97,7 +95,7 @@ def _inbound_media(m: dict[str, Any]) -> tuple[Any, ...]:
     return (m["kind"], m.get("mimetype"), size, m.get("filename"), m.get("sha256"))
 
 
-def _message(r: aiosqlite.Row | None) -> OutboxMessage:
+def _message(r: Row | None) -> OutboxMessage:
     if r is None:
         raise MessageNotFound("no such message (see `wasupctl outbox`)")
     return OutboxMessage.from_row(r)
@@ -147,6 +145,8 @@ class MessageRepo:
         Per item: (the message, True when it is that earlier one)."""
         now = self.clock()
         async with self.db.transaction() as conn:
+            # Read-then-insert of idempotency keys: one batch at a time, on every host.
+            await conn.lock("outbox.idempotency")
             known = await self._by_keys(conn, [it.idempotency_key for it in items])
             out: list[tuple[OutboxMessage, bool]] = []
             fresh: list[OutboxMessage] = []
@@ -170,16 +170,14 @@ class MessageRepo:
         return out
 
     @staticmethod
-    async def _by_keys(
-        conn: aiosqlite.Connection, keys: list[str | None]
-    ) -> dict[str, OutboxMessage]:
+    async def _by_keys(conn: Executor, keys: list[str | None]) -> dict[str, OutboxMessage]:
         wanted = sorted({k for k in keys if k})
         if not wanted:
             return {}
         marks = ", ".join("?" * len(wanted))
         sql = f"SELECT * FROM outbox WHERE idempotency_key IN ({marks})"  # noqa: S608
-        async with conn.execute(sql, wanted) as cur:
-            return {r["idempotency_key"]: OutboxMessage.from_row(r) for r in await cur.fetchall()}
+        rows = await conn.fetchall(sql, wanted)
+        return {r["idempotency_key"]: OutboxMessage.from_row(r) for r in rows}
 
     def _new_message(self, it: NewMessage, now: float) -> OutboxMessage:
         return OutboxMessage(
@@ -264,8 +262,11 @@ class MessageRepo:
         marks = ", ".join("?" * len(sessions))
         where = f"session IN ({marks}) AND (sent_at >= ? OR state IN ('queued', 'sending'))"
         rows = await self.db.fetchall(
-            "SELECT session, SUM(sent_at >= ?), SUM(sent_at >= ?),"  # noqa: S608
-            f" SUM(state IN ('queued', 'sending')) FROM outbox WHERE {where} GROUP BY session",
+            # COUNT(CASE ...): PostgreSQL does not add up booleans as SQLite does.
+            "SELECT session, COUNT(CASE WHEN sent_at >= ? THEN 1 END),"  # noqa: S608
+            " COUNT(CASE WHEN sent_at >= ? THEN 1 END),"
+            " COUNT(CASE WHEN state IN ('queued', 'sending') THEN 1 END)"
+            f" FROM outbox WHERE {where} GROUP BY session",
             (now - 3600, now - 86400, *sessions, now - 86400),
         )
         out = {name: (0, 0, 0) for name in sessions}
@@ -324,8 +325,7 @@ class MessageRepo:
             found = await contacts.learn(conn, peer or Peer.of(chat_id), now=now)
             if found is not None:
                 await contacts.interaction(conn, found, session, now, inbound=False)
-            async with conn.execute("SELECT * FROM outbox WHERE id = ?", (mid,)) as cur:
-                return _message(await cur.fetchone())
+            return _message(await conn.fetchone("SELECT * FROM outbox WHERE id = ?", (mid,)))
 
     async def ack(self, wa_id: str, ack: int) -> OutboxMessage | None:
         """Move a message forward on an ack (never backwards; a negative ack fails a message
@@ -391,11 +391,12 @@ class MessageRepo:
         async with self.db.transaction() as conn:
             person = await contacts.learn(conn, told, push_name=push_name, now=now)
             known = person.peer if person is not None else told
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO inbox (session, wa_id, chat_id, sender, sender_pn,"
+            row = await conn.fetchone(
+                "INSERT INTO inbox (session, wa_id, chat_id, sender, sender_pn,"
                 " sender_lid, push_name, body, type, t, received_at, media_kind, media_mime,"
                 " media_size, media_name, media_sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING *",
                 (
                     session,
                     m.get("wa_id") or m.get("id"),
@@ -411,13 +412,11 @@ class MessageRepo:
                     *_inbound_media(m),
                 ),
             )
-            if cur.rowcount != 1:
+            if row is None:  # already stored
                 return None
-            inbox_id = cur.lastrowid
             if person is not None:
                 await contacts.interaction(conn, person, session, now, inbound=True)
-            async with conn.execute("SELECT * FROM inbox WHERE id = ?", (inbox_id,)) as c2:
-                return dict(await c2.fetchone())  # type: ignore[arg-type]
+            return dict(row)
 
     async def inbound(self, inbox_id: int) -> dict[str, Any]:
         """One received message; MessageNotFound when there is none with that id."""
@@ -460,7 +459,7 @@ class MessageRepo:
             f" JOIN contacts AS c ON c.id = s.contact_id WHERE c.pn IN ({marks}) OR c.lid IN ({marks})"
             f" UNION ALL SELECT session, received_at FROM inbox WHERE chat_id IN ({marks})"
             f" UNION ALL SELECT session, created_at FROM outbox WHERE chat_id IN ({marks})"
-            " AND session IS NOT NULL AND state NOT IN ('failed', 'cancelled'))"
+            " AND session IS NOT NULL AND state NOT IN ('failed', 'cancelled')) AS seen"
             " GROUP BY session ORDER BY 2 DESC LIMIT 1",
             (*ids, *ids, *ids, *ids),
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,32 +35,45 @@ HISTORY_KEPT = 20
 FIRST_DELAY = 300.0  # not during the start-up stampede of a restore
 RETENTION_INTERVAL = 6 * 3600.0
 
-# table -> which of its rows are finished and older than :cutoff. Each is found through an index
-# on its time column (schemas 3 and 4); the unary `+` keeps SQLite from walking the state index
-# instead, which would rescan every recent finished row at each batch.
-RULES: dict[str, str] = {
-    "outbox": "+state IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
-    " AND updated_at < :cutoff",
-    "inbox": "received_at < :cutoff",
-    "webhook_deliveries": "+state IN ('delivered', 'failed') AND updated_at < :cutoff",
+# table -> (its key, which of its rows are finished and older than :cutoff). Each is found
+# through an index on its time column (schemas 3 and 4); `state || ''` keeps SQLite from walking
+# the state index instead, which would rescan every recent finished row at each batch (an
+# expression, not the column: in the form PostgreSQL accepts too, unlike SQLite's unary `+`).
+RULES: dict[str, tuple[str, str]] = {
+    "outbox": (
+        "id",
+        "state || '' IN ('sent', 'delivered', 'read', 'failed', 'cancelled')"
+        " AND updated_at < :cutoff",
+    ),
+    "inbox": ("id", "received_at < :cutoff"),
+    "webhook_deliveries": (
+        "id",
+        "state || '' IN ('delivered', 'failed') AND updated_at < :cutoff",
+    ),
     # A contact's per-session statistics go with its last interaction there; the contact
     # itself (its number <-> LID mapping) once no session has talked to it in that time.
-    "contact_sessions": "last_at < :cutoff",
-    "contacts": "updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM contact_sessions AS s"
-    " WHERE s.contact_id = contacts.id)",
-    "session_history": "at < :cutoff AND id NOT IN (SELECT h.id FROM session_history AS h"
-    " WHERE h.session = session_history.session ORDER BY h.id DESC LIMIT :kept)",
+    "contact_sessions": ("contact_id, session", "last_at < :cutoff"),
+    "contacts": (
+        "id",
+        "updated_at < :cutoff AND NOT EXISTS (SELECT 1 FROM contact_sessions AS s"
+        " WHERE s.contact_id = contacts.id)",
+    ),
+    "session_history": (
+        "id",
+        "at < :cutoff AND id NOT IN (SELECT h.id FROM session_history AS h"
+        " WHERE h.session = session_history.session ORDER BY h.id DESC LIMIT :kept)",
+    ),
 }
 
 
 async def prune(db: Database, cutoff: float, batch: int = BATCH) -> dict[str, int]:
     """Delete what `RULES` select with `cutoff` (unix time); rows deleted per table."""
     counts: dict[str, int] = {}
-    for table, where in RULES.items():
+    for table, (key, where) in RULES.items():
         total = 0
         while True:
-            # Table names and conditions are the constants above; values go as parameters.
-            sql = f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where}"  # noqa: S608
+            # Table names, keys and conditions are the constants above; values go as parameters.
+            sql = f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {where}"  # noqa: S608
             n = await db.execute(
                 sql + " LIMIT :batch)",
                 {"cutoff": cutoff, "batch": batch, "kept": HISTORY_KEPT},
@@ -77,9 +91,10 @@ async def prune(db: Database, cutoff: float, batch: int = BATCH) -> dict[str, in
 # campaigns' files (queued in batches).
 MEDIA_NEEDED = (
     "SELECT media_sha256 FROM outbox WHERE media_sha256 IS NOT NULL UNION"
-    " SELECT media_sha256 FROM inbox WHERE media_sha256 IS NOT NULL AND media_stored = 1 UNION"
-    " SELECT json_extract(media, '$.sha256') FROM campaigns WHERE media != ''"
+    " SELECT media_sha256 FROM inbox WHERE media_sha256 IS NOT NULL AND media_stored = 1"
 )
+# A campaign's file is in its `media` JSON; read here, as the engines' JSON functions differ.
+CAMPAIGN_MEDIA = "SELECT media FROM campaigns WHERE media != ''"
 UPLOAD_MAX_AGE = DAY  # an upload no `message.send` took within a day is abandoned
 
 
@@ -90,6 +105,8 @@ async def prune_media(
     files of the store were removed. Runs after `prune`, so files of pruned messages go."""
     now = time.time() if now is None else now
     needed = {str(r[0]) for r in await db.fetchall(MEDIA_NEEDED)}
+    for r in await db.fetchall(CAMPAIGN_MEDIA):
+        needed.add(str(json.loads(r[0]).get("sha256")))
     removed = await asyncio.to_thread(store.prune, needed, now=now)
     await asyncio.to_thread(_drop_stale_uploads, uploads, now - UPLOAD_MAX_AGE)
     return removed

@@ -6,10 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from wasupd.errors import SessionExists, SessionNotFound
-from wasupd.store.db import Database
+from wasupd.store.db import Database, Row
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +37,7 @@ class HistoryEntry:
     reason: str
 
 
-def _record(row: aiosqlite.Row) -> SessionRecord:
+def _record(row: Row) -> SessionRecord:
     return SessionRecord(
         name=row["name"],
         phone=row["phone"],
@@ -65,15 +63,13 @@ class SessionRepo:
         self, name: str, *, phone: str | None, options: dict[str, Any], now: float
     ) -> SessionRecord:
         """Insert a new stopped session; `SessionExists` if the name is taken."""
-        async with self.db.transaction() as conn:
-            async with conn.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)) as cur:
-                if await cur.fetchone():
-                    raise SessionExists(f"session {name!r} already exists", session=name)
-            await conn.execute(
-                "INSERT INTO sessions (name, phone, state, options, created_at, updated_at)"
-                " VALUES (?, ?, 'stopped', ?, ?, ?)",
-                (name, phone, json.dumps(options), now, now),
-            )
+        created = await self.db.execute(
+            "INSERT INTO sessions (name, phone, state, options, created_at, updated_at)"
+            " VALUES (?, ?, 'stopped', ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, phone, json.dumps(options), now, now),
+        )
+        if not created:
+            raise SessionExists(f"session {name!r} already exists", session=name)
         return await self.get(name)
 
     async def get(self, name: str) -> SessionRecord:
@@ -124,7 +120,7 @@ class SessionRepo:
         """The latest `limit` transitions, oldest first."""
         rows = await self.db.fetchall(
             "SELECT * FROM (SELECT * FROM session_history WHERE session = ?"
-            " ORDER BY id DESC LIMIT ?) ORDER BY id",
+            " ORDER BY id DESC LIMIT ?) AS latest ORDER BY id",
             (name, limit),
         )
         return [

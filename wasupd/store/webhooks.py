@@ -73,12 +73,12 @@ class WebhookRepo:
         skipped: list[str] = []
         async with self.db.transaction() as conn:
             for did in ids:
-                cur = await conn.execute(
+                changed = await conn.execute(
                     "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_at = 0,"
                     " updated_at = ? WHERE id = ? AND state = 'failed'",
                     (time.time(), did),
                 )
-                (requeued if cur.rowcount else skipped).append(did)
+                (requeued if changed else skipped).append(did)
         return requeued, skipped
 
     async def in_state(self, state: str, limit: int) -> list[dict[str, Any]]:
