@@ -44,6 +44,9 @@ class Host:
     async def stop_here(self, session: str, reason: str) -> None:
         self.stopped.append((session, reason, time.time()))
 
+    async def refresh(self) -> None:
+        pass
+
 
 @contextlib.asynccontextmanager
 async def fleet(

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import structlog
 
 from wasupd.fleet.placement import SESSION_MIB, Room, shares
-from wasupd.store.fleet import FleetRepo, HostRecord, Lease
+from wasupd.store.db import Executor
+from wasupd.store.fleet import FleetRepo, HostRecord, Lease, fence
 
 RENEW_PER_TTL = 6  # renewals per lease period: five can fail before the deadline
 STOP_SHARE = 0.5  # the local deadline, as a share of the lease (the rest is time to stop)
@@ -42,6 +43,10 @@ class FleetSessions(Protocol):
 
     async def stop_here(self, session: str, reason: str) -> None:
         """Stop `session` here and return once its browser is gone (profile sealed)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Read again what other hosts changed (new sessions, desired states)."""
         ...
 
 
@@ -74,6 +79,7 @@ class LeaseKeeper:
         self.held: dict[str, Lease] = {}
         self.leaving: set[str] = set()  # handed over or lost: being stopped
         self.deadline = 0.0  # local monotonic time by which a renewal must have succeeded
+        self.owners: dict[str, str] = {}  # session -> host, as of the last round
         self._tg: asyncio.TaskGroup | None = None
 
     def token(self, session: str) -> int | None:
@@ -138,8 +144,23 @@ class LeaseKeeper:
                 self._hand_over(lease, "this host is draining")
             elif lease.target and lease.target != self.me.host_id:
                 self._hand_over(lease, f"moving to {lease.target}")
+            elif not lease.wanted:
+                self._hand_over(lease, "stop requested")
+        await self.sessions.refresh()  # before claiming: a session created elsewhere
         if mine is not None and not mine.draining:
             await self._claim(hosts)
+        self.owners = await self.repo.owners()
+
+    def owner_of(self, session: str) -> str:
+        """The host running `session` (as of the last round; this host at once for its own)."""
+        if self.token(session) is not None:
+            return self.me.host_id
+        return self.owners.get(session, "")
+
+    async def fence(self, tx: Executor, session: str) -> None:
+        """In `tx`: this host still holds `session`'s lease (StaleLease otherwise)."""
+        token = self.token(session)
+        await fence(tx, session, self.me.host_id, -1 if token is None else token)
 
     async def _claim(self, hosts: list[HostRecord]) -> None:
         unowned, for_me = await self.repo.claimable(self.me.host_id, self.ttl)

@@ -61,6 +61,7 @@ class Lease:
     token: int
     expires_at: float
     target: str = ""
+    wanted: bool = True  # the session's desired state is still `running`
 
     @classmethod
     def of(cls, row: Row) -> Lease:
@@ -69,6 +70,7 @@ class Lease:
             token=int(row["token"]),
             expires_at=float(row["expires_at"]),
             target=row["target"] or "",
+            wanted="desired" not in row.keys() or row["desired"] == "running",  # noqa: SIM118 - a Row iterates its values
         )
 
 
@@ -180,11 +182,13 @@ class FleetRepo:
 
     async def renew(self, host: str, ttl: float) -> list[Lease]:
         """Extend every lease `host` still holds (not yet expired) by `ttl` from now; the
-        leases renewed. One an expiry already ended is not revived: it is lost."""
+        leases renewed. One an expiry already ended is not revived: it is lost (so is one
+        whose session was deleted)."""
         rows = await self.db.fetchall(
-            "UPDATE leases SET expires_at = extract(epoch FROM now()) + :ttl"
-            " WHERE host_id = :host AND expires_at > extract(epoch FROM now())"
-            " RETURNING session, token, expires_at, target",
+            "UPDATE leases l SET expires_at = extract(epoch FROM now()) + :ttl FROM sessions s"
+            " WHERE s.name = l.session AND l.host_id = :host"
+            " AND l.expires_at > extract(epoch FROM now())"
+            " RETURNING l.session, l.token, l.expires_at, l.target, s.desired",
             {"host": host, "ttl": ttl},
         )
         return [Lease.of(r) for r in rows]
