@@ -4,11 +4,13 @@
 commits (and not at all when it rolls back), so a sender woken by it always finds the row
 that woke it. A `Listener` keeps one autocommit connection LISTENing; `wait(timeout)` returns
 the payloads that arrived, or [] after `timeout`. It never raises for a lost connection: it
-reconnects on the next call, and a caller that also polls on its timeout loses nothing.
+waits out `timeout` and reconnects on the next call, and a caller that also polls on its
+timeout loses nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from types import TracebackType
 
@@ -62,6 +64,7 @@ class Listener:
         except psycopg.Error as exc:
             log.warning("listen_lost", channel=self.channel, error=str(exc))
             await self.close()
+            await asyncio.sleep(timeout)  # the database is away: try again after the wait
             return []
         return heard
 

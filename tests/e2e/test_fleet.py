@@ -1,0 +1,93 @@
+"""A fleet on this machine: daemons with their own runtime and state dirs on one PostgreSQL,
+one key and one shared profiles directory, real Chromium against the simulator. The
+simulator judges "never two pages for one account" (its `conflicts` stay empty) and
+"exactly once" (what reached the phone). `postgres_db` comes first among the fixtures, so
+the database outlives the daemons."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import zxingcpp
+from PIL import Image
+
+from tests.e2e.test_whatsapp import ALICE, BOB, ctl
+from tests.helpers.daemon import DaemonProcess
+from tests.helpers.sim import SimProcess
+from tests.helpers.waiting import eventually
+
+TTL = 6.0  # fleet.lease_timeout: short, so takeovers are quick to see
+START = 60.0  # a browser start and a restore from the sealed profile, on a busy machine
+
+
+def host(daemon_factory: Any, sim: SimProcess, url: str, shared: Path, name: str) -> DaemonProcess:
+    """One host of the fleet, named `name`."""
+    return daemon_factory(
+        browser={"url": sim.url},
+        daemon={"host_id": name},
+        store={"url": url},
+        fleet={"lease_timeout": TTL, "profiles_dir": str(shared / "profiles")},
+        profiles={"key_file": str(shared / "profile.key")},
+    )
+
+
+def shared_dir(tmp_path: Path) -> Path:
+    """What every host shares: the key file and the sealed profiles."""
+    shared = tmp_path / "shared"
+    (shared / "profiles").mkdir(parents=True, mode=0o700)
+    os.chmod(shared, 0o700)
+    return shared
+
+
+def where(d: DaemonProcess, name: str) -> tuple[str, str]:
+    """(host, state) of session `name` as daemon `d` sees the fleet."""
+    s = d.call("session.get", name=name, history=0)
+    return str(s.get("host") or ""), str(s["state"])
+
+
+def link(d: DaemonProcess, sim: SimProcess, name: str, phone: str, tmp: Path) -> None:
+    """Create the session on `d` (the only host yet: it claims it), scan its QR there."""
+    out = ctl(d, "session", "create", name, "--no-wait")
+    assert out.returncode == 0, out.stderr
+    eventually(lambda: where(d, name)[1], 30, f"{name} showing a QR", ok=lambda s: s == "qr")
+    png = tmp / f"{name}.png"
+    out = ctl(d, "qr", name, "--format", "png", "-o", str(png), "--wait", "30")
+    assert out.returncode == 0, out.stderr
+    sim.call("scan", payload=zxingcpp.read_barcodes(Image.open(png))[0].text, phone=phone)
+
+
+def sealed(shared: Path, name: str) -> bool:
+    return (shared / "profiles" / f"{name}.wasup").exists()
+
+
+def test_kill9_moves_sessions_with_no_qr_no_double_run_and_exactly_once(
+    postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """A host killed with SIGKILL: after the lease timeout another host runs its session
+    from the sealed profile (no QR, still one device), the simulator never saw two pages of
+    the account, and a message sent through the surviving host meanwhile arrives once."""
+    sim = sim_factory(accounts=[ALICE, BOB])
+    shared = shared_dir(tmp_path)
+    a = host(daemon_factory, sim, postgres_db, shared, "a")
+    link(a, sim, "alice", ALICE, tmp_path)
+    eventually(lambda: where(a, "alice"), 30, "alice on a", ok=lambda w: w == ("a", "connected"))
+    eventually(lambda: sealed(shared, "alice"), 60, "alice's first checkpoint sealed")
+    b = host(daemon_factory, sim, postgres_db, shared, "b")
+    hosts = eventually(lambda: b.call("host.list"), 20, "both hosts", ok=lambda h: len(h) == 2)
+    assert {h["host"] for h in hosts} == {"a", "b"}
+
+    a.kill9()
+    sent = b.call("message.send", to=BOB, text="during the takeover", session="alice")
+    eventually(
+        lambda: where(b, "alice"), TTL + START, "alice on b", ok=lambda w: w == ("b", "connected")
+    )
+    got = sim.call("wait_received", phone=BOB, count=1, timeout=60)
+    assert [m["body"] for m in got] == ["during the takeover"]
+    assert b.call("message.get", id=sent["id"])["state"] in ("sent", "delivered", "read")
+    assert len(sim.call("devices", phone=ALICE)) == 1  # the same device: no QR, no new link
+    assert sim.call("conflicts", phone=ALICE) == []
+    listed = {h["host"]: h for h in b.call("host.list")}
+    assert listed["b"]["sessions"] == 1 and listed["a"]["lease"] in ("late", "expired")
+    assert [m["body"] for m in sim.call("received", phone=BOB)] == ["during the takeover"]
