@@ -7,6 +7,7 @@ the database outlives the daemons."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ START = 60.0  # a browser start and a restore from the sealed profile, on a busy
 
 def host(daemon_factory: Any, sim: SimProcess, url: str, shared: Path, name: str) -> DaemonProcess:
     """One host of the fleet, named `name`."""
-    return daemon_factory(
+    d: DaemonProcess = daemon_factory(
         browser={"url": sim.url},
         daemon={"host_id": name},
         store={"url": url},
         fleet={"lease_timeout": TTL, "profiles_dir": str(shared / "profiles")},
         profiles={"key_file": str(shared / "profile.key")},
     )
+    return d
 
 
 def shared_dir(tmp_path: Path) -> Path:
@@ -91,3 +93,90 @@ def test_kill9_moves_sessions_with_no_qr_no_double_run_and_exactly_once(
     listed = {h["host"]: h for h in b.call("host.list")}
     assert listed["b"]["sessions"] == 1 and listed["a"]["lease"] in ("late", "expired")
     assert [m["body"] for m in sim.call("received", phone=BOB)] == ["during the takeover"]
+
+
+def alice_on_a(
+    postgres_db: str, daemon_factory: Any, sim: SimProcess, tmp_path: Path
+) -> tuple[DaemonProcess, DaemonProcess, Path]:
+    """Hosts a and b, with alice linked on a and her first checkpoint sealed."""
+    shared = shared_dir(tmp_path)
+    a = host(daemon_factory, sim, postgres_db, shared, "a")
+    link(a, sim, "alice", ALICE, tmp_path)
+    eventually(lambda: where(a, "alice"), 30, "alice on a", ok=lambda w: w == ("a", "connected"))
+    eventually(lambda: sealed(shared, "alice"), 60, "alice's first checkpoint sealed")
+    b = host(daemon_factory, sim, postgres_db, shared, "b")
+    eventually(lambda: b.call("host.list"), 20, "both hosts", ok=lambda h: len(h) == 2)
+    return a, b, shared
+
+
+def test_a_frozen_host_is_replaced_and_on_resume_stops_and_sends_nothing(
+    postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """SIGSTOP past the lease: b takes alice over; the frozen host's page (its browser kept
+    running) is the one WhatsApp moves to CONFLICT, never b's; on SIGCONT a stops that
+    browser, and the message queued meanwhile goes out once, from b."""
+    sim = sim_factory(accounts=[ALICE, BOB])
+    a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
+    (old_page,) = [p["page"] for p in sim.call("state")["pages"] if p["phone"] == ALICE]
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        eventually(lambda: where(b, "alice"), TTL + START, "alice on b", ok=lambda w: w[0] == "b")
+        sent = b.call("message.send", to=BOB, text="while a is frozen", session="alice")
+        eventually(
+            lambda: where(b, "alice"),
+            START,
+            "alice connected on b",
+            ok=lambda w: w[1] == "connected",
+        )
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    eventually(a.log, 30, "a stopping the session it lost", ok=lambda log: '"lease_lost"' in log)
+    eventually(
+        lambda: [p for p in sim.call("state")["pages"] if p["page"] == old_page],
+        30,
+        "a's browser gone",
+        ok=lambda pages: pages == [],
+    )
+    got = sim.call("wait_received", phone=BOB, count=1, timeout=60)
+    assert [m["body"] for m in got] == ["while a is frozen"]
+    assert b.call("message.get", id=sent["id"])["state"] in ("sent", "delivered", "read")
+    conflicts = sim.call("conflicts", phone=ALICE)
+    assert conflicts and {c["page"] for c in conflicts} == {old_page}  # only the stale page
+    assert where(b, "alice") == ("b", "connected")
+    assert [m["body"] for m in sim.call("received", phone=BOB)] == ["while a is frozen"]
+
+
+def test_move_and_drain_lose_and_double_nothing(
+    postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """Messages sent through both hosts while alice moves to b (`session move`) and back
+    (`host drain b`) each arrive exactly once; the moves never run two pages."""
+    sim = sim_factory(accounts=[ALICE, BOB])
+    a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
+    bodies: list[str] = []
+
+    def send_some(tag: str) -> None:
+        for i, d in enumerate((a, b, a, b)):
+            bodies.append(f"{tag} {i}")
+            d.call("message.send", to=BOB, text=bodies[-1], session="alice")
+
+    send_some("before")
+    out = ctl(a, "session", "move", "alice", "--to", "b")
+    assert out.returncode == 0, out.stderr
+    send_some("moving")
+    eventually(lambda: where(a, "alice"), START, "alice on b", ok=lambda w: w == ("b", "connected"))
+    out = ctl(b, "host", "drain", "b")
+    assert out.returncode == 0, out.stderr
+    send_some("draining")
+    eventually(
+        lambda: where(b, "alice"), START, "alice back on a", ok=lambda w: w == ("a", "connected")
+    )
+    got = sim.call("wait_received", phone=BOB, count=len(bodies), timeout=120)
+    assert sorted(m["body"] for m in got) == sorted(bodies)
+    assert sim.call("conflicts", phone=ALICE) == []
+    assert len(sim.call("devices", phone=ALICE)) == 1
+    listed = {h["host"]: h for h in a.call("host.list")}
+    assert listed["b"]["draining"] and listed["b"]["sessions"] == 0
+    bad = ctl(a, "session", "move", "alice", "--to", "b")
+    assert bad.returncode != 0 and b"draining" in bad.stderr
