@@ -90,7 +90,7 @@ async def main() -> int:
         for _ in range(args.runs):
             for name, rules, drop in (
                 ("time index", {"outbox": retention.RULES["outbox"]}, False),
-                ("state index", {"outbox": BEFORE}, True),
+                ("state index", {"outbox": ("id", BEFORE)}, True),
             ):
                 db = work / f"{name.replace(' ', '-')}.db"
                 shutil.copy(template, db)

@@ -24,6 +24,7 @@ FULL = [
     ["outbox.py", "--sessions", "50", "--minutes", "5"],
     ["flags.py"],
     ["retention.py"],
+    ["store.py"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
     ["sessions.py", "--capacity", "50", "--hold", "600"],
 ]
@@ -35,6 +36,7 @@ QUICK = [
     ["outbox.py", "--sessions", "2", "--minutes", "0.5", "--enqueue", "1000"],
     ["flags.py", "--runs", "1", "--budget", "60"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
+    ["store.py", "--messages", "400", "--runs", "1"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
 ]

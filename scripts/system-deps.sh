@@ -18,6 +18,11 @@ fc-list 2>/dev/null | grep -qi liberation || need+=(fonts-liberation)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 
+# The store tests run Debian's PostgreSQL from a temporary directory (initdb + pg_ctl, see
+# tests/helpers/postgres.py): the server binaries only, no cluster and no running service.
+pg_bin=/usr/lib/postgresql/15/bin
+[ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/pg_ctl" ] || need+=(postgresql-15)
+
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -27,5 +32,19 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing Debian packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [[ " ${need[*]} " == *" postgresql-15 "* ]]; then
+    # Before postgresql-common is installed: no "main" cluster is created (its conffile is
+    # kept as written here, --force-confold), and policy-rc.d forbids starting any service
+    # while the packages install (invoke-rc.d honours exit status 101). Both only when absent.
+    mkdir -p /etc/postgresql-common
+    conf=/etc/postgresql-common/createcluster.conf
+    [ -e "$conf" ] || printf 'create_main_cluster = false\n' >"$conf"
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+    "${need[@]}" >/dev/null

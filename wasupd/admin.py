@@ -20,11 +20,19 @@ import structlog
 
 from wasupd.backup import write_backup
 from wasupd.config import Config
-from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound, WasupError
+from wasupd.errors import (
+    Busy,
+    InvalidArgument,
+    InvalidState,
+    SessionNotFound,
+    StoreError,
+    WasupError,
+)
 from wasupd.profiles import archive
 from wasupd.profiles.keys import Keyring, load_keyring
 from wasupd.profiles.transfer import import_archive, rekey_archives
 from wasupd.sessions import SessionManager, check_name
+from wasupd.store.backend.postgres import where as postgres_where
 from wasupd.supervision.states import IDLE_STATES
 
 log = structlog.get_logger("wasupd.profiles")
@@ -40,6 +48,7 @@ class ProfilesAdmin:
 
     def __init__(self, *, config: Config, sessions: SessionManager) -> None:
         self.layout = config.state
+        self.store_url = config.store.url
         self.key_file = Path(config.profiles.key_file)
         self.sessions = sessions
         self.imports = self.layout.imports
@@ -155,6 +164,16 @@ class ProfilesAdmin:
         goes away (its thread cannot be stopped), and no second one starts before that."""
         if keep < 0:
             raise InvalidArgument("keep must be 0 (keep every backup) or more")
+        if self.store_url:
+            # Half a backup (archives without their database) would restore to a daemon that
+            # does not know its sessions: refuse, and say what backs up each part instead.
+            raise StoreError(
+                f"this daemon's store is PostgreSQL ({postgres_where(self.store_url)}), which"
+                " a wasupd backup does not copy: back the database up with pg_dump (e.g."
+                f" `pg_dump -Fc -f wasupd.dump DBNAME`), and the sealed profiles in"
+                f" {self.layout.archives} with any file copy (archives are only ever replaced"
+                " by rename) or `wasupctl session export`"
+            )
         if self._backup is not None and not self._backup.done():
             raise Busy("a backup is already being written; wait for it to finish")
         self._backup = self._group.create_task(self._write_backup(keep), name="backup")

@@ -22,7 +22,7 @@ import structlog
 from wasupd import __version__
 from wasupd import config as configmod
 from wasupd.config import Config
-from wasupd.errors import Busy, ConfigError, WasupError
+from wasupd.errors import Busy, ConfigError, StoreError, WasupError
 from wasupd.logs import configure_logging, loop_exception_handler
 from wasupd.sdnotify import Notifier
 
@@ -124,6 +124,9 @@ class Daemon:
         except ConfigError as exc:  # found only when starting (a listen address in use, say)
             log.error("daemon_start_failed", error=exc.message, key=exc.data.get("key"))
             return 2
+        except StoreError as exc:  # no database server, a wrong password, a newer schema
+            log.error("daemon_start_failed", error=exc.message)
+            return 1
         except asyncio.CancelledError:
             await _force_cleanup(self.config)
             return 130
@@ -274,6 +277,15 @@ def _restore(config: Config, backup: Path) -> int:
 
     from wasupd.backup import restore_backup
     from wasupd.profiles.keys import load_keyring
+
+    if config.store.url:  # a backup's database is a SQLite file this daemon would not read
+        print(
+            "wasupd: [store] url names a PostgreSQL database, which `wasupd restore` does not"
+            " write: restore it with pg_restore, and the sealed profiles by copying them back"
+            f" into {config.state.archives}",
+            file=sys.stderr,
+        )
+        return 1
 
     state = config.state_path
     lock = InstanceLock(state, mode=0o700)  # the daemon holds it while it runs

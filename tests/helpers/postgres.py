@@ -109,8 +109,10 @@ class PgServer:
         )  # fmt: skip
 
 
-def start_server() -> PgServer:
-    """initdb + pg_ctl start in a new directory under /tmp; the caller stops it (`stop_server`)."""
+def start_server(*, durable: bool = False) -> PgServer:
+    """initdb + pg_ctl start in a new directory under /tmp; the caller stops it (`stop_server`).
+    `durable`: fsync and synchronous commits on, as in production (benchmarks); the tests'
+    cluster goes without, as durability buys them nothing."""
     if not (BIN / "initdb").exists():
         raise RuntimeError(
             f"PostgreSQL {PG_VERSION} is not installed ({BIN}/initdb missing):"
@@ -133,10 +135,10 @@ def start_server() -> PgServer:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={server.port}"
             f" -c unix_socket_directories={server.socket_dir}"
-            # A test cluster: durability buys nothing, and the machine is shared.
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200 -c shared_buffers=32MB"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         server.run(
             str(BIN / "pg_ctl"), "-D", str(server.data), "-l", str(root / "log"), "-w",
             "-t", str(START_TIMEOUT), "-o", options, "start",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import tomli_w
 
 from tests.helpers.daemon import base_config, make_dirs
+from tests.helpers.postgres import PASSWORD, PgServer
 from tests.helpers.service_env import ServiceEnv
 from wasupd.profiles.keys import generate_key_file
 from wasupd.store.db import SCHEMA_VERSION, open_database
@@ -163,6 +165,55 @@ def test_newer_database_fails_and_is_left_alone(tmp_path: Path) -> None:
     code, lines = check(config)
     assert code == 1 and "written by a newer wasupd; upgrade wasupd" in lines["database"]
     assert db.read_bytes() == before
+
+
+def test_postgresql_store_is_checked_over_the_connection(
+    tmp_path: Path, postgres_server: PgServer, postgres_db: str
+) -> None:
+    """With `[store] url`: OK with the schema and the sessions' builds once the daemon's store
+    is there; a FAIL saying what to check for a wrong password or no server, the password never
+    shown; a newer schema fails."""
+    config, _ = setup(tmp_path, store={"url": postgres_db})
+    code, lines = check(config)
+    place = postgres_db.replace(f":{PASSWORD}", "")
+    assert (
+        lines["database"]
+        == f"OK {place} (schema 0, upgraded to {SCHEMA_VERSION} at start, 0 sessions)"
+    )
+
+    async def create() -> None:
+        async with await open_database(tmp_path / "unused.db", postgres_db) as db:
+            await SessionRepo(db).create(
+                "lean", phone=None, options={"build": "headless-shell"}, now=1.0
+            )
+
+    asyncio.run(create())
+    code, lines = check(config)
+    assert lines["database"] == f"OK {place} (schema {SCHEMA_VERSION}, 1 sessions)"
+    assert "Chromium" in lines["browser (headless-shell)"]
+
+    dbname = postgres_db.rsplit("/", 1)[1]
+    for url, hint in (
+        (postgres_server.url(dbname, password="wrong-pw"), "check the user name and password"),
+        (f"postgresql://u:wrong-pw@127.0.0.1:{unused_port()}/x", "runs and accepts connections"),
+    ):
+        config, _ = setup(tmp_path, store={"url": url})
+        code, lines = check(config)
+        assert code == 1 and lines["database"].startswith("FAIL cannot connect to"), lines
+        assert hint in lines["database"] and "wrong-pw" not in lines["database"]
+
+    with postgres_server.admin(dbname) as conn:
+        conn.execute("UPDATE wasupd_schema SET version = version + 1")
+    config, _ = setup(tmp_path, store={"url": postgres_db})
+    code, lines = check(config)
+    assert code == 1 and "written by a newer wasupd; upgrade wasupd" in lines["database"]
+
+
+def unused_port() -> int:
+    """A local TCP port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_unusable_directories_fail_and_a_missing_group_warns(tmp_path: Path) -> None:

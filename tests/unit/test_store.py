@@ -4,6 +4,7 @@ and what the seam promises (rows by name and position, rowcounts, transactions, 
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import psycopg
 import pytest
 
 from tests.helpers.postgres import PgServer, StoreTarget
+from wasupd.addressing import Peer
 from wasupd.errors import SessionExists, SessionNotFound, StoreError
 from wasupd.store.backend.postgres import PostgresDatabase
 from wasupd.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
+from wasupd.store.messages import MessageRepo, NewMessage
 from wasupd.store.sessions import SessionRepo
 
 
@@ -194,3 +197,55 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # closed again when this returns: nothing listens
+
+
+async def test_two_hosts_enqueueing_one_key_at_once_make_one_message(
+    store_target: StoreTarget,
+) -> None:
+    """Two stores on one database (two hosts, or two tasks) accept the same idempotency keys
+    and the same new person at once, 20 times: one message per key, both answers name it; one
+    contact per person."""
+    first, second = await store_target.open(), await store_target.open()
+    try:
+        a, b = MessageRepo(first), MessageRepo(second)
+        for i in range(20):
+            new = NewMessage(
+                session="s", from_spec="s", chat_id="1@c.us", body="x", idempotency_key=f"k{i}"
+            )
+            [(m1, _)], [(m2, _)] = await asyncio.gather(
+                a.enqueue_many([new]), b.enqueue_many([new])
+            )
+            assert m1.id == m2.id
+            peer = Peer(f"{i}@c.us", f"{i}@lid")
+            c1, c2 = await asyncio.gather(a.contacts.learn(peer), b.contacts.learn(peer))
+            assert c1 is not None and c2 is not None and c1.id == c2.id
+        row = await first.fetchone("SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM outbox")
+        assert row is not None and (row[0], row[1]) == (20, 20)
+        assert len(await a.contacts.list(session=None, limit=100)) == 0  # no interaction yet
+        people = await first.fetchone("SELECT COUNT(*) FROM contacts")
+        assert people is not None and people[0] == 20
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_cancelled_store_call_ends_its_task(store_target: StoreTarget) -> None:
+    """Loops of queries, more than the pool has connections, cancelled at random moments 20
+    times: every loop ends. (Python 3.11's wait_for, which the pool waits with, can swallow a
+    cancellation that coincides with a connection being handed over; the seam re-raises it.)"""
+    rng = random.Random(7)
+    async with await store_target.open() as db:
+
+        async def loop() -> None:
+            while True:
+                await db.fetchone("SELECT COUNT(*) FROM outbox")
+                await db.execute("UPDATE sessions SET restarts = 0 WHERE name = 'none'")
+
+        for _ in range(20):
+            tasks = [asyncio.ensure_future(loop()) for _ in range(15)]
+            await asyncio.sleep(rng.uniform(0.001, 0.03))
+            for task in tasks:
+                task.cancel()
+            async with asyncio.timeout(10):
+                await asyncio.gather(*tasks, return_exceptions=True)
+            assert all(t.cancelled() for t in tasks)

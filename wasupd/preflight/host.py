@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wasupd.config import Config
-from wasupd.errors import BrowserError, KeyUnavailable
+from wasupd.errors import BrowserError, KeyUnavailable, StoreError
 from wasupd.paths import system_mode
 from wasupd.preflight.findings import Finding
 from wasupd.profiles.firstkey import KEEP_A_COPY, missing, refusal
 from wasupd.profiles.keys import load_keyring
 from wasupd.rpc.peer import gid_of
+from wasupd.store.backend.postgres import where as postgres_where
 from wasupd.store.db import SCHEMA_VERSION
+from wasupd.store.probe import StoreFacts, postgres_facts, sqlite_facts
 from wasupd.supervision.launcher import CANDIDATES, find_executable, sandbox_available
 
 VERSION_TIMEOUT = 20.0  # `chromium --version` on a cold disk
@@ -27,62 +29,71 @@ VERSION_TIMEOUT = 20.0  # `chromium --version` on a cold disk
 FDS_PER_SESSION = 400
 
 
+def _facts(config: Config) -> StoreFacts | None:
+    """What the store records (None: a SQLite file not created yet). StoreError or
+    sqlite3.Error when it cannot be read."""
+    if config.store.url:
+        return postgres_facts(config.store.url)
+    db = config.state.database
+    return sqlite_facts(db) if db.exists() else None
+
+
 def _stored_builds(config: Config) -> set[str]:
     """Builds that stored sessions override the default with (empty when there is no database)."""
-    db = config.state_path / "wasupd.db"
-    if not db.exists():
-        return set()
-    with _read_only(db) as conn:
-        rows = conn.execute("SELECT options FROM sessions").fetchall()
+    facts = _facts(config)
     builds = set()
-    for (options,) in rows:
+    for options in facts.options if facts else []:
         build = json.loads(options or "{}").get("build")
         if build:
             builds.add(str(build))
     return builds
 
 
-def _read_only(path: Path) -> contextlib.closing[sqlite3.Connection]:
-    """A read-only SQLite connection, closed when the `with` block ends."""
-    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0))
-
-
 def check_database(config: Config) -> Iterator[Finding]:
-    """The database opens and was not written by a newer wasupd."""
-    db = config.state_path / "wasupd.db"
+    """The database opens (the PostgreSQL server answers and lets us in) and was not written
+    by a newer wasupd."""
+    where = str(config.state.database)
     try:
-        if not db.exists():
-            yield Finding("ok", "database", f"{db} will be created at first start")
-            return
+        if config.store.url:
+            where = postgres_where(config.store.url)  # the URL without its password
+        facts = _facts(config)
     except OSError as exc:  # the state dir is 0700: run the check as the daemon's user
         yield Finding(
-            "fail", "database", f"{db}: {exc.strerror}; run the check as the daemon's user"
+            "fail", "database", f"{where}: {exc.strerror}; run the check as the daemon's user"
         )
         return
-    try:
-        with _read_only(db) as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                yield Finding(
-                    "fail",
-                    "database",
-                    f"{db} has schema version {version}, this wasupd knows up to"
-                    f" {SCHEMA_VERSION}: it was written by a newer wasupd; upgrade wasupd",
-                )
-                return
-            count = "SELECT count(*) FROM sessions"
-            sessions = int(conn.execute(count).fetchone()[0]) if version else 0
-    except sqlite3.Error as exc:
-        yield Finding("fail", "database", f"{db} cannot be read: {exc}; restore it from a backup")
+    except StoreError as exc:
+        yield Finding("fail", "database", exc.message)
         return
-    upgrade = f", upgraded to {SCHEMA_VERSION} at start" if version < SCHEMA_VERSION else ""
-    yield Finding("ok", "database", f"{db} (schema {version}{upgrade}, {sessions} sessions)")
+    except sqlite3.Error as exc:
+        yield Finding(
+            "fail", "database", f"{where} cannot be read: {exc}; restore it from a backup"
+        )
+        return
+    if facts is None:
+        yield Finding("ok", "database", f"{where} will be created at first start")
+        return
+    if facts.version > SCHEMA_VERSION:
+        yield Finding(
+            "fail",
+            "database",
+            f"{where} has schema version {facts.version}, this wasupd knows up to"
+            f" {SCHEMA_VERSION}: it was written by a newer wasupd; upgrade wasupd",
+        )
+        return
+    upgrade = f", upgraded to {SCHEMA_VERSION} at start" if facts.version < SCHEMA_VERSION else ""
+    sessions = len(facts.options)
+    yield Finding(
+        "ok", "database", f"{where} (schema {facts.version}{upgrade}, {sessions} sessions)"
+    )
 
 
 def check_browsers(config: Config) -> Iterator[Finding]:
     """Each build the config or a stored session asks for is installed and runs."""
     builds: set[str] = {config.browser.build}
-    with contextlib.suppress(sqlite3.Error, ValueError, AttributeError, OSError):  # reported below
+    with contextlib.suppress(
+        sqlite3.Error, StoreError, ValueError, AttributeError, OSError
+    ):  # reported below
         builds |= _stored_builds(config)
     for build in sorted(builds):
         what = f"browser ({build})"

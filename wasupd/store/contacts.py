@@ -75,8 +75,9 @@ async def learn(
     (None when `peer` names nobody)."""
     if not peer.known:
         return None
-    # Read-then-write of the person's rows: one learner at a time, on every host.
-    await conn.lock("contacts")
+    # Read-then-write of the person's rows: learners that share an id of theirs run one at
+    # a time, on every host (a merge holds both ids, so it is alone with each).
+    await conn.lock(*(f"contacts:{i}" for i in (peer.pn, peer.lid) if i))
     by_pn, by_lid = await _find(conn, "pn", peer.pn), await _find(conn, "lid", peer.lid)
     if by_pn is None and by_lid is None:
         row = await conn.fetchone(

@@ -163,9 +163,11 @@ class MessageRepo:
         Per item: (the message, True when it is that earlier one)."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            # Read-then-insert of idempotency keys: one batch at a time, on every host.
-            await conn.lock("outbox.idempotency")
-            known = await self._by_keys(conn, [it.idempotency_key for it in items])
+            # Read-then-insert of idempotency keys: batches that share a key run one at a
+            # time, on every host (a batch without keys needs no lock).
+            keys = [it.idempotency_key for it in items]
+            await conn.lock(*(f"outbox.key:{k}" for k in keys if k))
+            known = await self._by_keys(conn, keys)
             out: list[tuple[OutboxMessage, bool]] = []
             fresh: list[OutboxMessage] = []
             for it in items:

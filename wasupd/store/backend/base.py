@@ -44,10 +44,11 @@ class Executor(Protocol):
 class Transaction(Executor, Protocol):
     """The statements of one `transaction()` block."""
 
-    async def lock(self, name: str) -> None:
-        """Hold the lock called `name` until this transaction ends: a read-then-write block
-        that takes it first runs alone among the blocks that take the same lock, on every
-        host. (SQLite's transactions already run one at a time: there it costs nothing.)"""
+    async def lock(self, *names: str) -> None:
+        """Hold the locks called `names` until this transaction ends: a read-then-write block
+        that takes them first runs alone among the blocks that take any of the same locks, on
+        every host. They are taken in one fixed order, so blocks whose sets overlap cannot
+        deadlock. (SQLite's transactions already run one at a time: there it costs nothing.)"""
         ...
 
 

@@ -8,6 +8,7 @@ the other; a database whose `wasupd_schema` is newer than this wasupd is refused
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -65,14 +66,20 @@ def _hint(error: str) -> str:
     return "check that PostgreSQL runs and accepts connections at that host and port"
 
 
+def connect_error(place: str, exc: psycopg.Error) -> StoreError:
+    """A failed connection to `place` as the operator reads it: the server's words and what
+    to check (a wrong password, a missing database, no server there)."""
+    error = _first_line(exc)
+    return StoreError(f"cannot connect to {place}: {error}; {_hint(error)}")
+
+
 async def _connect(url: str, place: str) -> Conn:
     try:
         return await psycopg.AsyncConnection.connect(
             url, autocommit=True, row_factory=_rows, connect_timeout=CONNECT_TIMEOUT
         )
     except psycopg.Error as exc:
-        error = _first_line(exc)
-        raise StoreError(f"cannot connect to {place}: {error}; {_hint(error)}") from exc
+        raise connect_error(place, exc) from exc
 
 
 class _Tx:
@@ -97,9 +104,15 @@ class _Tx:
         cur = await self.conn.execute(to_pyformat(sql), params)
         return await cur.fetchall()
 
-    async def lock(self, name: str) -> None:
-        """A transaction-scoped advisory lock: released by the COMMIT or ROLLBACK."""
-        await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+    async def lock(self, *names: str) -> None:
+        """Transaction-scoped advisory locks, released by the COMMIT or ROLLBACK; taken in
+        the order of their keys, in one round trip."""
+        keys = sorted({lock_key(name) for name in names})
+        if keys:
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                (keys,),
+            )
 
 
 async def _version(conn: Conn) -> int:
@@ -163,19 +176,33 @@ class PostgresDatabase(Database):
             raise StoreError(f"cannot fill the connection pool to {place}: {exc}") from exc
         return cls(pool, place)
 
+    @contextlib.asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[Conn]:
+        """A pooled connection for the block. The pool waits for a free connection with
+        `asyncio.wait_for`, which on Python 3.11 can swallow a cancellation that arrives as
+        the connection is handed over; the task would then run on as if never cancelled (a
+        loop that is being stopped would never stop). A cancellation requested while we
+        waited is raised here instead."""
+        task = asyncio.current_task()
+        before = task.cancelling() if task is not None else 0
+        async with self.pool.connection() as conn:
+            if task is not None and task.cancelling() > before:
+                raise asyncio.CancelledError
+            yield conn
+
     async def schema_version(self) -> int:
         """The version in `wasupd_schema` (0 for a database wasupd never migrated)."""
-        async with self.pool.connection() as conn:
+        async with self._borrow() as conn:
             return await _version(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """BEGIN ... COMMIT on one pooled connection (ROLLBACK when the block raises)."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._borrow() as conn, conn.transaction():
             yield _Tx(conn)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self.pool.connection() as conn:
+        async with self._borrow() as conn:
             return await _Tx(conn).execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
@@ -183,11 +210,11 @@ class PostgresDatabase(Database):
             await tx.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self.pool.connection() as conn:
+        async with self._borrow() as conn:
             return await _Tx(conn).fetchone(sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self.pool.connection() as conn:
+        async with self._borrow() as conn:
             return await _Tx(conn).fetchall(sql, params)
 
     async def close(self) -> None:

@@ -49,7 +49,7 @@ class _Tx:
         async with self.conn.execute(sql, params) as cur:
             return list(await cur.fetchall())  # type: ignore[arg-type]  # row_factory
 
-    async def lock(self, name: str) -> None:
+    async def lock(self, *names: str) -> None:
         """Nothing to do: the block holds SQLite's one write lock since BEGIN IMMEDIATE."""
 
 
