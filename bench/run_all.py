@@ -25,6 +25,7 @@ FULL = [
     ["flags.py"],
     ["retention.py"],
     ["store.py"],
+    ["fleet.py", "--runs", "5"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
     ["sessions.py", "--capacity", "50", "--hold", "600"],
 ]
@@ -37,6 +38,7 @@ QUICK = [
     ["flags.py", "--runs", "1", "--budget", "60"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
     ["store.py", "--messages", "400", "--runs", "1"],
+    ["fleet.py", "--runs", "1"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
 ]

@@ -180,3 +180,34 @@ def test_move_and_drain_lose_and_double_nothing(
     assert listed["b"]["draining"] and listed["b"]["sessions"] == 0
     bad = ctl(a, "session", "move", "alice", "--to", "b")
     assert bad.returncode != 0 and b"draining" in bad.stderr
+
+
+def test_three_hosts_share_new_sessions_by_headroom(
+    postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """Three hosts on this machine (so about the same headroom): three new sessions, created
+    through one host, go one to each (each claim lowers that host's room by a session), and
+    every host shows the same HOST column."""
+    sim = sim_factory(accounts=[ALICE, BOB])
+    shared = shared_dir(tmp_path)
+    hosts = [host(daemon_factory, sim, postgres_db, shared, n) for n in ("a", "b", "c")]
+    eventually(lambda: hosts[0].call("host.list"), 20, "three hosts", ok=lambda h: len(h) == 3)
+    for name in ("s1", "s2", "s3"):
+        hosts[0].call("session.create", name=name, start=True)
+
+    def placed() -> dict[str, str]:
+        return {s["name"]: s.get("host") or "" for s in hosts[1].call("session.list")}
+
+    got = eventually(placed, 60, "three sessions placed", ok=lambda p: all(p.values()))
+    assert sorted(got.values()) == ["a", "b", "c"]
+    for d in hosts:
+        eventually(
+            lambda d=d: {s["name"]: s["host"] for s in d.call("session.list")},
+            20,
+            "the same view on every host",
+            ok=lambda v: v == got,
+        )
+    out = ctl(hosts[2], "status", "--wide")
+    assert out.returncode == 0 and b"HOST" in out.stdout
+    listed = {h["host"]: h["sessions"] for h in hosts[0].call("host.list")}
+    assert listed == {"a": 1, "b": 1, "c": 1}

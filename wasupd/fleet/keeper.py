@@ -30,6 +30,7 @@ from wasupd.store.db import Executor
 from wasupd.store.fleet import FleetRepo, HostRecord, Lease, fence
 
 RENEW_PER_TTL = 6  # renewals per lease period: five can fail before the deadline
+RELEASE_TIMEOUT = 5.0  # s for giving every lease back at shutdown
 STOP_SHARE = 0.5  # the local deadline, as a share of the lease (the rest is time to stop)
 log = structlog.get_logger("wasupd.fleet")
 
@@ -221,9 +222,12 @@ class LeaseKeeper:
     async def release_all(self) -> None:
         """At shutdown, after every session stopped: give the leases back at once, so
         another host need not wait for them to expire."""
-        for lease in list(self.held.values()):
-            with contextlib.suppress(Exception):  # unreachable: they expire instead
-                await self.repo.release(self.me.host_id, lease.session, lease.token)
+        # Bounded: with the database unreachable the leases simply expire, and the shutdown
+        # must not wait for the pool's connection timeout once per lease.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                for lease in list(self.held.values()):
+                    await self.repo.release(self.me.host_id, lease.session, lease.token)
         self.held.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
