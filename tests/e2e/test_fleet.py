@@ -198,7 +198,9 @@ def test_three_hosts_share_new_sessions_by_headroom(
     def placed() -> dict[str, str]:
         return {s["name"]: s.get("host") or "" for s in hosts[1].call("session.list")}
 
-    got = eventually(placed, 60, "three sessions placed", ok=lambda p: all(p.values()))
+    got = eventually(
+        placed, 60, "three sessions placed", ok=lambda p: len(p) == 3 and all(p.values())
+    )
     assert sorted(got.values()) == ["a", "b", "c"]
     for d in hosts:
         eventually(
