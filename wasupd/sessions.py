@@ -8,6 +8,7 @@ stores every transition, publishes events, and decides whether a new start is ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import re
 import time
@@ -21,7 +22,7 @@ import structlog
 
 from wasupd.addressing import normalize_phone
 from wasupd.config import Config
-from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
+from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound, Timeout
 from wasupd.events import EventBus
 from wasupd.store.sessions import SessionRecord, SessionRepo
 from wasupd.supervision.gate import StartGate, default_limit
@@ -434,6 +435,23 @@ class SessionManager:
                 self._add_runner(record)
             else:
                 self.records[record.name] = record
+
+    async def until_placed(self, name: str, timeout: float) -> None:
+        """In a fleet: wait, at most `timeout` s, while a session that should run is not yet
+        started by any host (a start is taken up at the next lease round); at once otherwise."""
+        runner = self.runner(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (
+            self.leased
+            and runner.state is SessionState.STOPPED
+            and self.records[name].desired == "running"
+            and not self._runs_elsewhere(name)
+            and loop.time() < deadline
+        ):  # woken by this host's start; another host's claim shows at the next round
+            left = deadline - loop.time()
+            with contextlib.suppress(Timeout):
+                await runner.wait_for(set(SessionState) - {SessionState.STOPPED}, min(left, 1.0))
 
     def _runs_elsewhere(self, name: str) -> str:
         """In a fleet, the host that runs `name` when it is not this one ('' otherwise)."""
