@@ -17,6 +17,7 @@ from wasupd.preflight.host import (
     check_browsers,
     check_database,
     check_directories,
+    check_fleet,
     check_key,
     check_open_files,
     check_sandbox,
@@ -53,5 +54,6 @@ CHECKS: tuple[Callable[[Config], Iterator[Finding]], ...] = (
     check_directories,
     check_socket_group,
     check_database,
+    check_fleet,
     check_open_files,
 )

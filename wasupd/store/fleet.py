@@ -15,9 +15,13 @@ other and never claim the same session.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import psycopg
+
 from wasupd.errors import StaleLease, StoreError
+from wasupd.store.backend.postgres import CONNECT_TIMEOUT, connect_error, where
 from wasupd.store.db import Database, Executor, Row
 
 # Every "now" below is the database clock as a unix time, `extract(epoch FROM now())` (the
@@ -243,3 +247,18 @@ async def fence(tx: Executor, session: str, host: str, token: int) -> None:
             host=host,
             token=token,
         )
+
+
+def clock_skew(url: str) -> float:
+    """Seconds this host's clock is ahead of the database's (negative: behind), measured
+    against the middle of one round trip; for `wasupd check`. StoreError when unreachable."""
+    place = where(url)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            before = time.time()
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            after = time.time()
+    except psycopg.Error as exc:
+        raise connect_error(place, exc) from exc
+    assert row is not None
+    return (before + after) / 2 - float(row[0])
