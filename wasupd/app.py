@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -127,6 +128,7 @@ class App:
                 config=config, db=db, sessions=manager, bus=self.bus, wake=messaging.wake
             )
             manager.leased = True
+            self.facts = dataclasses.replace(self.facts, host=config.daemon.host_id)
             manager.owner_of = self.fleet.keeper.owner_of
             messages.fence = self.fleet.keeper.fence
             await stack.enter_async_context(self.fleet.running())

@@ -197,7 +197,7 @@ def test_three_hosts_share_new_sessions_by_headroom(
 ) -> None:
     """Three hosts on this machine (so about the same headroom): three new sessions, created
     through one host, go one to each (each claim lowers that host's room by a session), and
-    every host shows the same HOST column."""
+    every host shows the same HOST column; metrics name the host."""
     sim = sim_factory(accounts=[ALICE, BOB])
     shared = shared_dir(tmp_path)
     hosts = [host(daemon_factory, sim, postgres_db, shared, n) for n in ("a", "b", "c")]
@@ -223,3 +223,4 @@ def test_three_hosts_share_new_sessions_by_headroom(
     assert out.returncode == 0 and b"HOST" in out.stdout
     listed = {h["host"]: h["sessions"] for h in hosts[0].call("host.list")}
     assert listed == {"a": 1, "b": 1, "c": 1}
+    assert 'wasupd_fleet_host{host="c"} 1.0' in hosts[2].call("metrics.get")["text"]

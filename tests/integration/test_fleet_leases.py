@@ -17,7 +17,6 @@ import pytest
 from tests.helpers.waiting import eventually_async
 from wasupd.errors import StaleLease, StoreError
 from wasupd.fleet.keeper import STOP_SHARE, HostSpec, LeaseKeeper
-from wasupd.fleet.placement import SESSION_MIB
 from wasupd.store.db import Database, open_database
 from wasupd.store.fleet import FleetRepo, fence
 from wasupd.store.notify import OUTBOX, Listener, notify
@@ -72,8 +71,9 @@ async def fleet(
 
 
 def room(host: Host, mib: int) -> Callable[[], int]:
-    """The headroom a host measures: its free memory less what its sessions take."""
-    return lambda: mib - len(host.keeper.held) * SESSION_MIB
+    """The headroom a host measures; constant, as right after its claims (their browsers
+    still starting): placement itself counts the sessions it claimed since."""
+    return lambda: mib
 
 
 async def stop(host: Host) -> None:

@@ -30,6 +30,7 @@ from wasupd.store.db import Executor
 from wasupd.store.fleet import FleetRepo, HostRecord, Lease, fence
 
 RENEW_PER_TTL = 6  # renewals per lease period: five can fail before the deadline
+SETTLE_S = 30.0  # s after a claim when the session's browser shows in the memory measure
 RELEASE_TIMEOUT = 5.0  # s for giving every lease back at shutdown
 STOP_SHARE = 0.5  # the local deadline, as a share of the lease (the rest is time to stop)
 log = structlog.get_logger("wasupd.fleet")
@@ -81,6 +82,7 @@ class LeaseKeeper:
         self.leaving: set[str] = set()  # handed over or lost: being stopped
         self.deadline = 0.0  # local monotonic time by which a renewal must have succeeded
         self.owners: dict[str, str] = {}  # session -> host, as of the last round
+        self.since: dict[str, float] = {}  # session -> when this host took it (monotonic)
         self._tg: asyncio.TaskGroup | None = None
 
     def token(self, session: str) -> int | None:
@@ -124,7 +126,7 @@ class LeaseKeeper:
             self.me.host_id,
             max_sessions=self.me.max_sessions,
             headroom_mib=self.headroom(),
-            sessions=len(self.held),
+            sessions=self._settled(),
             version=self.me.version,
         )
         renewed = {
@@ -170,17 +172,24 @@ class LeaseKeeper:
         n = min(room, plan.get(self.me.host_id, 0) + for_me)
         for lease in await self.repo.claim(self.me.host_id, n, self.ttl):
             self.held[lease.session] = lease
+            self.since[lease.session] = self.clock()
             log.info(
                 "lease_claimed", session=lease.session, token=lease.token, host=self.me.host_id
             )
             self._spawn(self.sessions.run_here(lease.session))
+
+    def _settled(self) -> int:
+        """Held sessions whose memory the headroom measure shows (claimed SETTLE_S ago)."""
+        now = self.clock()
+        return sum(1 for name in self.held if now - self.since.get(name, now) >= SETTLE_S)
 
     def _rooms(self, hosts: list[HostRecord]) -> list[Room]:
         return [
             Room(
                 host_id=h.host_id,
                 free_slots=h.max_sessions - h.sessions,
-                # sessions claimed since the host measured will take memory it still showed
+                # Sessions the host's measure does not show yet (claimed since, or still
+                # starting: a starting browser has allocated little) count against it.
                 headroom_mib=h.headroom_mib
                 - max(0, h.sessions - h.sessions_then) * self.me.session_mib,
                 usable=h.age < self.ttl and not h.draining,
@@ -198,6 +207,7 @@ class LeaseKeeper:
                 await self.sessions.stop_here(name, f"lease lost: {why}")
             finally:
                 self.held.pop(name, None)
+                self.since.pop(name, None)
                 self.leaving.discard(name)
 
         self._spawn(stop())
@@ -215,6 +225,7 @@ class LeaseKeeper:
                 await self.repo.release(self.me.host_id, lease.session, lease.token)
             finally:
                 self.held.pop(lease.session, None)
+                self.since.pop(lease.session, None)
                 self.leaving.discard(lease.session)
 
         self._spawn(stop_then_release())
