@@ -55,6 +55,10 @@ echo "build-deb: paths of the staged venv made final"
 rm -f "$VENV"/bin/activate* "$VENV"/bin/Activate.ps1
 find "$VENV" -name direct_url.json -delete
 find "$VENV" -name __pycache__ -prune -exec rm -rf {} +
+# The shared libraries manylinux wheels vendor (psycopg-binary's libpq and its TLS and Kerberos
+# libraries, in <pkg>.libs/) come with the execute bit, which Debian policy wants off for
+# libraries; they are loaded, never run, and the wheels' RECORD hashes only their contents.
+find "$VENV/lib" -path '*.libs/*.so*' -type f -perm /111 -exec chmod 0644 {} +
 for f in "$VENV"/bin/*; do  # the scripts; python* are symlinks to Debian's interpreter
     [ -L "$f" ] || sed -i "1s|^#!$VENV/bin/|#!/opt/wasupd/bin/|" "$f"
 done

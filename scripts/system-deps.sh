@@ -28,6 +28,11 @@ pg_bin=/usr/lib/postgresql/15/bin
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing Debian packages: ${need[*]}" >&2
     echo "install them with:  sudo apt-get install -y ${need[*]}" >&2
+    if [[ " ${need[*]} " == *" postgresql-15 "* ]]; then
+        echo "(the tests need only PostgreSQL's programs: to install it without its default" >&2
+        echo " cluster, first: echo 'create_main_cluster = false' |" \
+            "sudo tee -a /etc/postgresql-common/createcluster.conf)" >&2
+    fi
     exit 1
 fi
 echo "installing Debian packages: ${need[*]}"

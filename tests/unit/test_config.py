@@ -37,6 +37,7 @@ def test_documented_file_matches_the_defaults() -> None:
         ({"health": {"self_ping": "yes"}}, "health.self_ping: expected a boolean"),
         ({"daemon": 3}, "daemon: expected a table"),
         ({"daemon": {"retention_days": 1}}, "daemon.retention_days: must be 0 (keep everything)"),
+        ({"store": {"url": "mysql://db/x"}}, "store.url: expected a PostgreSQL URL such as"),
     ],
 )
 def test_bad_values_name_the_key(doc: dict[str, object], fragment: str) -> None:

@@ -249,3 +249,37 @@ async def test_a_cancelled_store_call_ends_its_task(store_target: StoreTarget) -
             async with asyncio.timeout(10):
                 await asyncio.gather(*tasks, return_exceptions=True)
             assert all(t.cancelled() for t in tasks)
+
+
+async def test_for_update_skip_locked_hands_out_disjoint_rows(store_target: StoreTarget) -> None:
+    """Two transactions that each take two queued messages `for_update(skip_locked=True)` at
+    the same time get four different ones (on SQLite, one after the other)."""
+    async with await store_target.open() as db:
+        repo = MessageRepo(db)
+        for i in range(6):
+            await repo.enqueue_many(
+                [NewMessage(session=None, from_spec="auto", chat_id="1@c.us", body=str(i))]
+            )
+        both_in = asyncio.Event()
+        taken: list[list[str]] = []
+
+        async def take() -> None:
+            async with db.transaction() as tx:
+                rows = await tx.fetchall(
+                    "SELECT id FROM outbox WHERE state = 'queued' AND session IS NULL ORDER BY id LIMIT 2"
+                    + tx.for_update(skip_locked=True)
+                )
+                ids = [r["id"] for r in rows]
+                await tx.execute(
+                    f"UPDATE outbox SET session = 'x' WHERE id IN ({', '.join('?' * len(ids))})",
+                    ids,
+                )
+                taken.append(ids)
+                if db.kind == "postgres":  # hold the rows until the other has chosen
+                    if len(taken) == 2:
+                        both_in.set()
+                    async with asyncio.timeout(10):
+                        await both_in.wait()
+
+        await asyncio.gather(take(), take())
+        assert len({i for ids in taken for i in ids}) == 4, taken

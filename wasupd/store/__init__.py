@@ -1,4 +1,5 @@
-"""Persistent state: the SQLite database and one typed repository per concern."""
+"""Persistent state: the database (SQLite, or PostgreSQL with `[store] url`) and one typed
+repository per concern."""
 
 from __future__ import annotations
 

@@ -51,6 +51,13 @@ class Transaction(Executor, Protocol):
         deadlock. (SQLite's transactions already run one at a time: there it costs nothing.)"""
         ...
 
+    def for_update(self, *, skip_locked: bool = False) -> str:
+        """The clause that ends a SELECT of rows this transaction will change: PostgreSQL's
+        ` FOR UPDATE` (with `skip_locked`, ` FOR UPDATE SKIP LOCKED`: rows another
+        transaction holds are left out rather than waited for); nothing on SQLite, which
+        has no such clause and whose transaction already excludes every other writer."""
+        ...
+
 
 class Database(abc.ABC):
     """An open store: `async with await open_database(...) as db:`. Calls outside

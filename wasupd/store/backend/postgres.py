@@ -114,6 +114,10 @@ class _Tx:
                 (keys,),
             )
 
+    def for_update(self, *, skip_locked: bool = False) -> str:
+        """` FOR UPDATE`, or ` FOR UPDATE SKIP LOCKED`."""
+        return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
 
 async def _version(conn: Conn) -> int:
     cur = await conn.execute("SELECT to_regclass('wasupd_schema') IS NOT NULL")

@@ -52,6 +52,10 @@ class _Tx:
     async def lock(self, *names: str) -> None:
         """Nothing to do: the block holds SQLite's one write lock since BEGIN IMMEDIATE."""
 
+    def for_update(self, *, skip_locked: bool = False) -> str:
+        """Nothing: SQLite has no row locks, and this block already excludes other writers."""
+        return ""
+
 
 class SqliteDatabase(Database):
     """The database file at `path`. Use `await SqliteDatabase.open(path, migrations)`."""
@@ -105,10 +109,6 @@ class SqliteDatabase(Database):
         """`PRAGMA user_version`."""
         row = await self._tx.fetchone("PRAGMA user_version")
         return int(row[0]) if row else 0
-
-    async def user_version(self) -> int:
-        """The schema version recorded in the file (`schema_version`, by SQLite's name)."""
-        return await self.schema_version()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
