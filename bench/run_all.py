@@ -29,6 +29,7 @@ FULL = [
     ["footprint.py", "--breakdown"],
     ["retention.py"],
     ["store.py"],
+    ["fleet.py", "--runs", "5"],
     ["campaigns.py", "--create", "100000", "--deliver", "5000", "--numbers", "10"],
     ["sessions.py", "--capacity", "100", "--hold", "600"],
 ]
@@ -42,6 +43,7 @@ QUICK = [
     ["footprint.py", "--runs", "1", "--sessions", "2"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
     ["store.py", "--messages", "400", "--runs", "1"],
+    ["fleet.py", "--runs", "1"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
 ]

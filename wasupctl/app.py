@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from wasupctl import campaign, contacts, daemon_cmds, media, messages, optout, qr, session
+from wasupctl import campaign, contacts, daemon_cmds, host, media, messages, optout, qr, session
 from wasupctl.common import Options, default_socket
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ app.add_typer(session.profiles_app, name="profiles", help="Sealed profile archiv
 app.add_typer(campaign.app, name="campaign", help="One message to many contacts, paced.")
 app.add_typer(optout.app, name="optout", help="The opt-out suppression list.")
 app.add_typer(media.app, name="media", help="Files of messages sent and received.")
+app.add_typer(host.app, name="host", help="The hosts of a fleet on one PostgreSQL.")
 daemon_cmds.register(app)
 qr.register(app)
 messages.register(app)

@@ -38,6 +38,10 @@ def sessions_table(sessions: list[dict[str, Any]], width: int, wide: bool) -> No
     if not sessions:
         print("no sessions (create one: wasupctl session create NAME)")
         return
+    if any("host" in s for s in sessions):  # a fleet: which host runs each one
+        rows = tables.fleet_session_rows(sessions, time.time())
+        render.print_table(tables.FLEET_SESSIONS, rows, width, wide=wide)
+        return
     render.print_table(
         tables.SESSIONS, tables.session_rows(sessions, time.time()), width, wide=wide
     )

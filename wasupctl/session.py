@@ -197,6 +197,21 @@ _simple("restart", "Restart a session's browser.")
 _simple("logout", "Unlink this device from the phone; the profile is wiped.")
 
 
+@app.command()
+def move(
+    ctx: typer.Context,
+    name: Name,
+    to: Annotated[str, typer.Option("--to", help="the host to run it on (host list)")],
+) -> None:
+    """Move a session to another host of the fleet (stopped there, started here from its
+    sealed profile: no QR)."""
+    data = call(ctx, "session.move", name=name, to=to)
+    if opts(ctx).json:
+        emit_json(data)
+    else:
+        print(f"{name}: moving from {data['from'] or 'no host'} to {data['to']}")
+
+
 @app.command("rm")
 def rm(
     ctx: typer.Context,

@@ -47,6 +47,31 @@ SESSIONS = Layout(
     ),
 )
 
+# `status` and `session list` in a fleet: the host that runs each session, after its state.
+FLEET_SESSIONS = Layout(
+    columns=(
+        NAME,
+        STATE,
+        Column(header="HOST"),
+        Column(header="PHONE"),
+        Column(header="PID"),
+        Column(header="PSS"),
+        Column(header="UPTIME"),
+        Column(header="RESTARTS"),
+        REASON,
+    ),
+    steps=(
+        drop("PHONE"),
+        drop("RESTARTS"),
+        drop("UPTIME"),
+        narrow("NAME", 24),
+        drop("PID"),
+        drop("PSS"),
+        narrow("NAME", 12),
+        narrow("HOST", 12),
+    ),
+)
+
 TOP = Layout(
     columns=(
         NAME,
@@ -118,6 +143,14 @@ def session_rows(sessions: Sequence[dict[str, Any]], now: float) -> list[list[An
         ]
         for s in sessions
     ]
+
+
+def fleet_session_rows(sessions: Sequence[dict[str, Any]], now: float) -> list[list[Any]]:
+    """`FLEET_SESSIONS` rows: `session_rows` with the host ('-' for none) after the state."""
+    rows = session_rows(sessions, now)
+    for row, s in zip(rows, sessions, strict=True):
+        row.insert(2, s.get("host") or "-")
+    return rows
 
 
 def top_rows(sessions: Sequence[dict[str, Any]], now: float) -> list[list[Any]]:

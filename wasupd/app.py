@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from wasupd.campaigns.service import Campaigns
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
+from wasupd.fleet.service import Fleet
 from wasupd.loops import keep_running
 from wasupd.messaging.media import MediaIntake
 from wasupd.messaging.service import Messaging
@@ -38,6 +40,7 @@ from wasupd.rpc.dispatch import Dispatcher
 from wasupd.rpc.methods import register_methods
 from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.fleet import FleetMethods
 from wasupd.rpc.methods.media import MediaMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
@@ -89,6 +92,9 @@ class App:
         db = await open_database(config.state.database, config.store.url)
         stack.push_async_callback(db.close)
         sessions_repo, messages = SessionRepo(db), MessageRepo(db)
+        # In a fleet the leases go back only after every session stopped here (below).
+        self.fleet: Fleet | None = None
+        stack.push_async_callback(self._release_leases)
         self.manager = manager = await stack.enter_async_context(
             SessionManager(config=config, repo=sessions_repo, bus=self.bus, services=self.services)
         )
@@ -117,6 +123,15 @@ class App:
             )
         )
         messaging.route_inbound_to(campaigns.on_inbound)
+        if db.kind == "postgres":  # a fleet: sessions run where their lease is
+            self.fleet = Fleet(
+                config=config, db=db, sessions=manager, bus=self.bus, wake=messaging.wake
+            )
+            manager.leased = True
+            self.facts = dataclasses.replace(self.facts, host=config.daemon.host_id)
+            manager.owner_of = self.fleet.keeper.owner_of
+            messages.fence = self.fleet.keeper.fence
+            await stack.enter_async_context(self.fleet.running())
         admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))
         await stack.enter_async_context(self._background(db, media))
         dispatcher = Dispatcher()
@@ -159,6 +174,11 @@ class App:
             ),
             CampaignMethods(campaigns=campaigns, repo=campaign_repo, intake=intake),
             MediaMethods(intake=intake, repo=messages, downloads=messaging.downloads, store=media),
+            FleetMethods(
+                fleet=self.fleet.repo if self.fleet else None,
+                ttl=config.fleet.lease_timeout,
+                repo=sessions_repo,
+            ),
         )
         await server.start()
         stack.push_async_callback(self._stop_serving)
@@ -190,6 +210,10 @@ class App:
             # Not handed the exception that ends the daemon: it would come back wrapped in an
             # ExceptionGroup; the loops themselves never raise (keep_running).
             await group.__aexit__(None, None, None)
+
+    async def _release_leases(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.keeper.release_all()
 
     async def _stop_serving(self) -> None:
         await self.server.close(drain_timeout=5.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class DaemonConfig:
     shutdown_timeout: float = 30.0
     start_stagger: float = 0.5
     retention_days: float = 90.0
+    host_id: str = ""  # this host's name in a fleet; empty: the hostname
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +192,14 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FleetConfig:
+    """[fleet]: several hosts on one PostgreSQL ([store] url), sessions owned by lease."""
+
+    lease_timeout: float = 30.0  # seconds (database clock) before another host takes over
+    profiles_dir: str = ""  # sealed profiles every host reads and writes; empty: state dir
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; build it with `load_config`."""
 
@@ -206,6 +216,7 @@ class Config:
     optout: OptoutConfig = field(default_factory=OptoutConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -225,7 +236,8 @@ class Config:
     @property
     def state(self) -> paths.StateLayout:
         """The files and directories under the state directory."""
-        return paths.StateLayout(self.state_path)
+        shared = Path(self.fleet.profiles_dir) if self.fleet.profiles_dir else None
+        return paths.StateLayout(self.state_path, shared)
 
     @property
     def runtime(self) -> paths.RuntimeLayout:
@@ -356,10 +368,24 @@ def _validate(cfg: Config) -> None:
             " 'postgresql://wasupd:PASSWORD@db.example:5432/wasupd', or empty for SQLite",
             key="store.url",
         )
+    if cfg.fleet.lease_timeout < MIN_LEASE_TIMEOUT:
+        raise ConfigError(
+            f"fleet.lease_timeout: must be at least {MIN_LEASE_TIMEOUT:g} seconds (renewals"
+            " come six times per lease, and a host stops at half of it)",
+            key="fleet.lease_timeout",
+        )
+    if cfg.fleet.profiles_dir and not Path(cfg.fleet.profiles_dir).is_absolute():
+        raise ConfigError(
+            "fleet.profiles_dir: must be an absolute path (a directory every host mounts)",
+            key="fleet.profiles_dir",
+        )
     if cfg.restart.backoff_factor < 1:
         raise ConfigError(
             "restart.backoff_factor: must be at least 1", key="restart.backoff_factor"
         )
+
+
+MIN_LEASE_TIMEOUT = 2.0
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -400,6 +426,7 @@ def resolve_paths(cfg: Config) -> Config:
         runtime_dir=runtime,
         state_dir=d.state_dir or str(paths.state_dir()),
         socket=d.socket or str(Path(runtime) / "wasupd.sock"),
+        host_id=d.host_id or socket.gethostname(),
     )
     profiles = dataclasses.replace(
         cfg.profiles, key_file=cfg.profiles.key_file or str(paths.default_key_file())

@@ -160,6 +160,15 @@ class StoreError(WasupError):
     exit_status = EXIT_FAILURE
 
 
+class StaleLease(StoreError):
+    """A fleet host tried to change a session whose lease it no longer holds (refused).
+
+    Its fencing token is stale or the lease expired; the change is rolled back and the host
+    must stop that session."""
+
+    name = "StaleLease"
+
+
 class DaemonUnreachable(WasupError):
     """The CLI could not connect to the control socket (raised client-side only)."""
 

@@ -29,6 +29,7 @@ class DaemonFacts:
 
     started_at: float
     fd_limit: int
+    host: str = ""  # daemon.host_id when this daemon is a fleet host (a PostgreSQL store)
 
 
 class RequestCounter(Protocol):
@@ -92,6 +93,12 @@ class WasupCollector(Collector):
     def _daemon(self) -> Iterator[Any]:
         m = self.metrics
         yield GaugeMetricFamily("wasupd_up", "1 while the daemon answers", value=1)
+        if m.facts.host:
+            info = GaugeMetricFamily(
+                "wasupd_fleet_host", "1, labelled with this fleet host's id", labels=["host"]
+            )
+            info.add_metric([m.facts.host], 1)
+            yield info
         yield GaugeMetricFamily(
             "wasupd_uptime_seconds",
             "Seconds since the daemon started",

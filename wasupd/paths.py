@@ -139,6 +139,7 @@ class StateLayout:
     """What lives under the state directory (`daemon.state_dir`, /var/lib/wasupd)."""
 
     root: Path
+    shared_archives: Path | None = None  # `fleet.profiles_dir`: every host's sealed profiles
 
     @property
     def database(self) -> Path:
@@ -147,8 +148,9 @@ class StateLayout:
 
     @property
     def archives(self) -> Path:
-        """Sealed profile archives, one `<session>.wasup` each."""
-        return self.root / "profiles"
+        """Sealed profile archives, one `<session>.wasup` each (in a fleet, the directory
+        every host shares)."""
+        return self.shared_archives or self.root / "profiles"
 
     def archive(self, session: str) -> Path:
         """The sealed archive of `session`."""

@@ -65,6 +65,9 @@ METHODS = (
     "optout.add",
     "optout.rm",
     "metrics.get",
+    "host.list",
+    "host.drain",
+    "session.move",
 )
 
 

@@ -8,6 +8,7 @@ stores every transition, publishes events, and decides whether a new start is ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import re
 import time
@@ -21,7 +22,7 @@ import structlog
 
 from wasupd.addressing import normalize_phone
 from wasupd.config import Config
-from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound
+from wasupd.errors import Busy, InvalidArgument, InvalidState, SessionNotFound, Timeout
 from wasupd.events import EventBus
 from wasupd.store.sessions import SessionRecord, SessionRepo
 from wasupd.supervision.gate import StartGate, default_limit
@@ -99,6 +100,10 @@ class SessionManager:
         self._group: asyncio.TaskGroup | None = None
         self._restore_task: asyncio.Task[None] | None = None
         self.closing = False
+        # In a fleet (a PostgreSQL store) a session runs here only while this host holds its
+        # lease: `start` records the wish and the lease keeper calls `run_here`/`stop_here`.
+        self.leased = False
+        self.owner_of: Callable[[str], str] = lambda name: ""
         self.start_gate = StartGate(lambda: default_limit(self.config.limits.max_concurrent_starts))
 
     # -- lifetime --------------------------------------------------------------------------
@@ -123,8 +128,11 @@ class SessionManager:
         await self._group.__aexit__(None, None, None)
 
     def restore(self) -> None:
-        """Start, staggered, every session that should be running (desired = running)."""
+        """Start, staggered, every session that should be running (desired = running); in a
+        fleet the lease keeper starts the ones this host claims instead."""
         assert self._group is not None
+        if self.leased:
+            return
         self._restore_task = self._group.create_task(self._restore(), name="sessions:restore")
 
     async def _restore(self) -> None:
@@ -200,6 +208,17 @@ class SessionManager:
             ) from None
 
     async def _on_transition(self, t: Transition) -> None:
+        owner = self.owner_of(t.session) if self.leased else ""
+        if owner and owner != self.config.daemon.host_id:
+            # A session this host gave up (or lost) stopping here: the row is its new
+            # owner's to write; this host only tells its own subscribers.
+            self.bus.publish(
+                "state",
+                session=t.session,
+                **{"from": t.from_state.value, "to": t.to_state.value},
+                reason=t.reason,
+            )
+            return
         await self.repo.record_transition(
             t.session,
             from_state=t.from_state.value,
@@ -317,6 +336,10 @@ class SessionManager:
                 session=name,
                 state=runner.state.value,
             )
+        if self.leased:  # the host with the most room claims it (wasupd.fleet)
+            await self._set_desired(name, "running")
+            log.info("session_start_requested", session=name, placed_by="lease")
+            return
         self.admit()
         await self._set_desired(name, "running")
         await runner.start()
@@ -326,11 +349,23 @@ class SessionManager:
     async def stop(self, name: str) -> None:
         """Stop a session and wait until its browser is gone."""
         runner = self.runner(name)
-        await self._set_desired(name, "stopped")
+        await self._set_desired(name, "stopped")  # in a fleet its owner gives it up
         await runner.stop()
+
+    def _here_only(self, name: str, what: str) -> None:
+        """InvalidState when another fleet host runs `name`: `what` needs its browser."""
+        host = self._runs_elsewhere(name)
+        if host:
+            raise InvalidState(
+                f"session {name!r} runs on host {host}: {what} it there (wasupctl on {host}),"
+                f" or stop it first",
+                session=name,
+                host=host,
+            )
 
     async def restart(self, name: str) -> None:
         """Stop and start again (a stopped session is just started)."""
+        self._here_only(name, "restart")
         runner = self.runner(name)
         if runner.state in IDLE_STATES:
             await self.start(name)
@@ -340,12 +375,14 @@ class SessionManager:
 
     async def logout(self, name: str) -> None:
         """Unlink this device from the phone and wipe the profile."""
+        self._here_only(name, "log out")
         runner = self.runner(name)
         await self._set_desired(name, "stopped")
         await runner.logout()
 
     async def delete(self, name: str, *, force: bool) -> None:
         """Delete a session; a running one only with `force` (it is stopped first)."""
+        self._here_only(name, "delete")
         runner = self.runner(name)
         if runner.state not in IDLE_STATES:
             if not force:
@@ -372,9 +409,62 @@ class SessionManager:
         await self.repo.delete(name)
         self.bus.publish("deleted", session=name)
 
+    # -- a fleet (wasupd.fleet.keeper.FleetSessions) -----------------------------------------
+
+    async def run_here(self, name: str) -> None:
+        """This host holds `name`'s lease: start it here (also one created on another host)."""
+        runner = self.runners.get(name)
+        if runner is None:
+            runner = self._add_runner(await self.repo.get(name))
+        if runner.state in STARTABLE_STATES and not self.closing:
+            await runner.start()
+            log.info("session_claimed_here", session=name)
+
+    async def stop_here(self, name: str, reason: str) -> None:
+        """Stop `name`'s browser here and return once it is gone (its profile sealed); the
+        wish to run it stays for the host that takes it next."""
+        runner = self.runners.get(name)
+        if runner is not None and runner.state not in IDLE_STATES:
+            log.info("session_leaving_here", session=name, reason=reason)
+            await runner.stop()
+
+    async def refresh(self) -> None:
+        """Read again what other hosts wrote: new sessions, desired states, their states."""
+        for record in await self.repo.all():
+            if record.name not in self.runners:
+                self._add_runner(record)
+            else:
+                self.records[record.name] = record
+
+    async def until_placed(self, name: str, timeout: float) -> None:
+        """In a fleet: wait, at most `timeout` s, while a session that should run is not yet
+        started by any host (a start is taken up at the next lease round); at once otherwise."""
+        runner = self.runner(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (
+            self.leased
+            and runner.state is SessionState.STOPPED
+            and self.records[name].desired == "running"
+            and not self._runs_elsewhere(name)
+            and loop.time() < deadline
+        ):  # woken by this host's start; another host's claim shows at the next round
+            left = deadline - loop.time()
+            with contextlib.suppress(Timeout):
+                await runner.wait_for(set(SessionState) - {SessionState.STOPPED}, min(left, 1.0))
+
+    def _runs_elsewhere(self, name: str) -> str:
+        """In a fleet, the host that runs `name` when it is not this one ('' otherwise)."""
+        runner = self.runners.get(name)
+        host = self.owner_of(name) if self.leased else ""
+        local = runner is not None and runner.state not in IDLE_STATES
+        return host if host and not local else ""
+
     def describe(self, record: SessionRecord) -> dict[str, Any]:
         """The session as shown by `session.get` / `session.list`."""
         runner = self.runners.get(record.name)
+        if self.leased and self._runs_elsewhere(record.name):
+            runner = None  # another host runs it: what it stored is the truth
         out: dict[str, Any] = {
             "name": record.name,
             "phone": record.phone,
@@ -390,6 +480,8 @@ class SessionManager:
             "started_at": None,
             "usage": None,
         }
+        if self.leased:
+            out["host"] = self.owner_of(record.name)
         if runner is not None:
             out["pid"] = runner.pid
             out["started_at"] = runner.started_at

@@ -319,3 +319,25 @@ def test_an_install_the_service_user_cannot_reach_fails(service_env: ServiceEnv)
     python = f"{service_env.python} -> {service_env.python.resolve()}"
     assert reachable["interpreter"] == f"OK {python}, usable by nobody (uid 65534)"
     assert reachable["package"].startswith(f"OK {service_env.site_packages / 'wasupd'}")
+
+
+def test_a_fleet_host_checks_its_clock_against_the_database(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """With `[store] url`: the host id, the clock skew against the database (this machine's
+    own server: well under a second), and the shared profiles directory are checked."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config, _ = setup(
+        tmp_path,
+        store={"url": postgres_db},
+        daemon={"host_id": "wa-7"},
+        fleet={"profiles_dir": str(shared)},
+    )
+    code, lines = check(config)
+    assert lines["fleet host"] == "OK wa-7 (daemon.host_id)"
+    assert lines["clock skew"].startswith("OK 0.0") and "the database" in lines["clock skew"]
+    assert lines["shared profiles dir"] == f"OK {shared}"
+    config, _ = setup(tmp_path, store={"url": f"postgresql://u:pw@127.0.0.1:{unused_port()}/x"})
+    code, lines = check(config)
+    assert code == 1 and lines["clock skew"].startswith("FAIL cannot connect to")

@@ -147,3 +147,29 @@ async def test_failed_deliveries_are_retried_on_request_with_their_ids(
     finally:
         await db.close()
         await rx.stop()
+
+
+async def test_two_hosts_on_one_database_deliver_each_webhook_once(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """Two daemons' delivery workers on one PostgreSQL queue (a fleet): each of 30
+    deliveries, queued by either, reaches the receiver exactly once."""
+    from wasupd.store.db import open_database
+
+    rx = await Receiver([]).start()
+    cfg = WebhooksConfig(url=rx.url)
+    one = await open_database(tmp_path / "unused.db", postgres_db)
+    two = await open_database(tmp_path / "unused.db", postgres_db)
+    try:
+        async with Webhooks(cfg, one) as a, Webhooks(cfg, two) as b:
+            for i in range(30):
+                await (a if i % 2 else b).enqueue("message", {"n": i})
+            await eventually_async(
+                lambda: a.list("delivered", 100), 30, "30 delivered", ok=lambda r: len(r) == 30
+            )
+        ids = [h["X-Wasup-Delivery"] for h, _ in rx.got]
+        assert len(ids) == 30 and len(set(ids)) == 30
+    finally:
+        await one.close()
+        await two.close()
+        await rx.stop()

@@ -19,7 +19,7 @@ import structlog
 
 from wasupd.addressing import Peer
 from wasupd.config import SendConfig
-from wasupd.errors import NotOnWhatsApp, WasupError
+from wasupd.errors import NotOnWhatsApp, StaleLease, WasupError
 from wasupd.messaging.pacing import DAY, Decision, decide, draw_gap
 from wasupd.store.messages import QUEUED, SENDING, SENT, MessageRepo, OutboxMessage
 from wasupd.supervision.seams import MessagePort, OutboundMedia
@@ -168,6 +168,11 @@ class Sender:
                 await self._typing(port, chat, msg.body)
                 await self._send(port, chat, msg, claimed)
             await self._sent(msg, chat, port.peer(chat), recovered=False)
+        except StaleLease as exc:
+            # Another host owns this session now (a fleet): leave the message as it is
+            # for the owner, who looks its page id up before sending again.
+            log.warning("send_fenced", session=self.name, id=msg.id, reason=exc.message)
+            await self._idle(IDLE_MAX)  # not a hot loop: this host stops the session soon
         except NotOnWhatsApp as exc:
             await self.ms.fail(msg, exc.message)
         except (WasupError, TimeoutError) as exc:

@@ -33,6 +33,7 @@ log = structlog.get_logger("wasupd.webhooks")
 # Longest wait between looks at the queue when nothing wakes the worker: an enqueue wakes it at
 # once and a retry's due time is waited for exactly, so this only bounds a wall-clock jump.
 IDLE_MAX = 60.0
+HOLD_MARGIN = 60.0  # s beyond the request timeout that a reserved delivery stays ours
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -125,7 +126,9 @@ class Webhooks:
             for row in due:
                 if self._stopping:
                     return
-                await self._deliver(row)
+                # Hosts of a fleet share the queue: each delivery is reserved by one first.
+                if await self.repo.take(row["id"], time.time(), self.cfg.timeout + HOLD_MARGIN):
+                    await self._deliver(row)
             if not due:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(await self._idle_for()):

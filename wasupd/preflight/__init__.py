@@ -17,6 +17,7 @@ from wasupd.preflight.host import (
     check_browsers,
     check_database,
     check_directories,
+    check_fleet,
     check_key,
     check_sandbox,
     check_socket_group,
@@ -53,6 +54,7 @@ CHECKS: tuple[Callable[[Config], Iterator[Finding]], ...] = (
     check_directories,
     check_socket_group,
     check_database,
+    check_fleet,
     check_open_files,
     check_inotify,
 )

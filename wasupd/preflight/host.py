@@ -14,12 +14,13 @@ from pathlib import Path
 from wasupd.config import Config
 from wasupd.errors import BrowserError, KeyUnavailable, StoreError
 from wasupd.paths import system_mode
-from wasupd.preflight.findings import Finding
+from wasupd.preflight.findings import Finding, Level
 from wasupd.profiles.firstkey import KEEP_A_COPY, missing, refusal
 from wasupd.profiles.keys import load_keyring
 from wasupd.rpc.peer import gid_of
 from wasupd.store.backend.postgres import where as postgres_where
 from wasupd.store.db import SCHEMA_VERSION
+from wasupd.store.fleet import clock_skew
 from wasupd.store.probe import StoreFacts, postgres_facts, sqlite_facts
 from wasupd.supervision.launcher import CANDIDATES, find_executable, sandbox_available
 
@@ -168,6 +169,30 @@ def check_key(config: Config) -> Iterator[Finding]:
     older = len(ring.keys) - 1
     extra = f", {older} older key(s) still accepted" if older else ""
     yield Finding("ok", "profile key", f"{ring.source} (current key {ring.current_id}{extra})")
+
+
+# Leases are measured by the database's clock only; a host's own clock still stamps logs,
+# events and message times, which should agree across the fleet.
+SKEW_WARN_S = 1.0
+
+
+def check_fleet(config: Config) -> Iterator[Finding]:
+    """With a PostgreSQL store (a fleet host): this host's id, its clock against the
+    database's, and the shared profiles directory."""
+    if not config.store.url:
+        return
+    yield Finding("ok", "fleet host", f"{config.daemon.host_id} (daemon.host_id)")
+    try:
+        skew = clock_skew(config.store.url)
+    except StoreError as exc:
+        yield Finding("fail", "clock skew", exc.message)
+    else:
+        level: Level = "ok" if abs(skew) < SKEW_WARN_S else "warn"
+        side = "ahead of" if skew >= 0 else "behind"
+        fix = "" if level == "ok" else "; run NTP (systemd-timesyncd, chrony) on every host"
+        yield Finding(level, "clock skew", f"{abs(skew):.3f} s {side} the database{fix}")
+    if config.fleet.profiles_dir:
+        yield _directory("shared profiles dir", Path(config.fleet.profiles_dir))
 
 
 def check_directories(config: Config) -> Iterator[Finding]:

@@ -157,6 +157,10 @@ class SimClient:
         """Ids of `phone`'s linked devices."""
         return list(await self.call("devices", phone=phone))
 
+    async def conflicts(self, phone: str = "") -> list[dict[str, Any]]:
+        """Every page moved to CONFLICT by another page of its device (of `phone`, or all)."""
+        return list(await self.call("conflicts", phone=phone))
+
     # -- faults and settings ---------------------------------------------------------------
 
     async def fault(self, kind: str, **params: Any) -> None:

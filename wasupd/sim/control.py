@@ -37,7 +37,7 @@ class Control:
             name: getattr(self, name)
             for name in (
                 "add_account", "account", "hide_number", "add_group", "scan", "enter_code", "inject", "received", "sent",
-                "devices", "logout", "fault", "clear_fault", "state", "configure",
+                "devices", "conflicts", "logout", "fault", "clear_fault", "state", "configure",
                 "wait_received", "wait_devices", "wait_page",
             )
         }  # fmt: skip
@@ -138,6 +138,12 @@ class Control:
         """Ids of `phone`'s linked devices."""
         return list(self.core.world.account(phone).devices)
 
+    async def conflicts(self, phone: str = "") -> list[dict[str, Any]]:
+        """Every time a page went to CONFLICT because another page presented its device's
+        credentials (of `phone`, or of every account), in order: `page` (the one replaced),
+        `by` (the one that became active), `how` (connect or takeover), `device`, `at`."""
+        return self.core.conflicts.of(normalize_phone(phone) if phone else "")
+
     async def logout(self, phone: str, event: str = "logout") -> int:
         """Remote logout of every device of `phone`; how many were linked."""
         return await self.linking.remote_logout(phone, event)
@@ -191,6 +197,7 @@ class Control:
             "groups": {g.wid: g.members for g in world.groups.values()},
             "pages": sorted((p.summary() for p in self.core.pages), key=lambda s: s["page"]),
             "faults": self.core.faults.summary(),
+            "conflicts": len(self.core.conflicts.seen),
             "auto_read": self.core.auto_read,
             "page_weight_mib": self.core.page_weight_mib,
         }

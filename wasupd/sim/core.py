@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from wasupd.sim.conflicts import Conflicts
 from wasupd.sim.faults import Faults
 from wasupd.sim.media import MediaHost
 from wasupd.sim.model import Account, World
@@ -25,6 +26,7 @@ class Core:
         self.media = MediaHost()  # uploaded files, by hash (§4f)
         self.pages: set[PageConn] = set()
         self.faults = Faults()
+        self.conflicts = Conflicts()  # pages that met another page of their device
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 

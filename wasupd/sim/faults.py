@@ -55,8 +55,9 @@ class Faults:
         return any(self.applies(scope, conn) for scope in self.stall)
 
     def live(self, conn: PageConn) -> bool:
-        """True when messages flow to and from this page."""
-        return not self.stalled(conn) and self.forced_state(conn) is None
+        """True when messages flow to and from this page (not stalled, not replaced by
+        another page of its device, no forced state)."""
+        return not conn.replaced and not self.stalled(conn) and self.forced_state(conn) is None
 
     def forced_state(self, conn: PageConn) -> str | None:
         """The Socket state forced on this page, if any (a takeover ends a CONFLICT)."""

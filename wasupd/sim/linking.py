@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from wasupd.sim import timing
+from wasupd.sim.conflicts import Conflict
 from wasupd.sim.core import Core
 from wasupd.sim.messaging import Messaging
 from wasupd.sim.model import Account, normalize_phone
@@ -40,6 +41,7 @@ class Linking:
         if conn.account is None:
             await self.unpaired(conn, clear=bool(msg.get("creds")))
         else:
+            await self.replace_rivals(conn, "connect")
             await self.welcome(conn, "welcome")
 
     async def forced_state(self, conn: PageConn) -> bool:
@@ -160,10 +162,34 @@ class Linking:
         return count
 
     async def takeover(self, conn: PageConn) -> None:
-        """`Socket.takeover()` after CONFLICT: this page becomes the active one again."""
+        """`Socket.takeover()` after CONFLICT: this page becomes the active one again (and
+        the page that had replaced it is the one in CONFLICT now)."""
         conn.took_over = True
         if conn.account is not None and not await self.forced_state(conn):
+            if conn.replaced:
+                conn.replaced = False
+                await self.replace_rivals(conn, "takeover")
             await self.welcome(conn, "welcome")  # CONNECTED again, with what it missed
+
+    async def replace_rivals(self, conn: PageConn, how: str) -> None:
+        """`conn` is now its device's one connection: every other page presenting the same
+        credentials goes to CONFLICT (nothing flows to or from it) and the moment is recorded
+        (`conflicts`)."""
+        rivals = [
+            p
+            for p in self.core.pages
+            if p is not conn and p.device is not None and p.device is conn.device and not p.replaced
+        ]
+        for rival in rivals:
+            rival.replaced = True
+            rival.state = "CONFLICT"
+            device = rival.device.device_id if rival.device else ""
+            self.core.conflicts.record(
+                Conflict(rival.phone, device, rival.page_id, conn.page_id, how)
+            )
+            await rival.send("state", state="CONFLICT")
+        if rivals:
+            self.core.changed()
 
     def pages_of(self, phone: str) -> list[PageConn]:
         """Pages linked to `phone` (stalled ones too)."""

@@ -37,6 +37,7 @@ class PageConn:
     code_expires: float = 0.0
     state: str = "OPENING"  # the Socket.state the server last told the page
     took_over: bool = False  # Socket.takeover() after CONFLICT
+    replaced: bool = False  # another page presented this device's credentials (CONFLICT)
 
     @property
     def phone(self) -> str:

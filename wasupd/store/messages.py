@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,13 +125,31 @@ class MediaRef:
     name: str
 
 
+# In a fleet: checks inside a transaction that this host still holds `session`'s lease
+# (raises StaleLease otherwise, which rolls the transaction back). wasupd.fleet sets it.
+Fence = Callable[[Executor, str], Awaitable[None]]
+
+
 class MessageRepo:
-    """Typed access to the outbox and inbox tables (and, in the same commits, the contacts)."""
+    """Typed access to the outbox and inbox tables (and, in the same commits, the contacts).
+
+    `fence`, when set (a fleet), is checked in the same transaction as every change a
+    sender makes on behalf of a session (take, claim, mark sent): a host whose lease on that
+    session is stale changes nothing."""
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.clock = clock
         self.contacts = contacts.ContactRepo(db, clock)
+        self.fence: Fence | None = None
+
+    async def _fenced(self, session: str, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement for `session`, behind the fence when there is one."""
+        if self.fence is None:
+            return await self.db.execute(sql, params)
+        async with self.db.transaction() as tx:
+            await self.fence(tx, session)
+            return await tx.execute(sql, params)
 
     def new_id(self) -> str:
         """Sortable by creation time, unique: `m` + ms timestamp (hex) + random."""
@@ -291,7 +309,8 @@ class MessageRepo:
 
     async def take(self, mid: str, session: str) -> bool:
         """Atomically assign a pool message to `session`; False if another session took it."""
-        changed = await self.db.execute(
+        changed = await self._fenced(
+            session,
             "UPDATE outbox SET session = ?, updated_at = ? WHERE id = ?"
             " AND (session IS NULL OR session = ?) AND state IN ('queued', 'sending')",
             (session, self.clock(), mid, session),
@@ -302,7 +321,8 @@ class MessageRepo:
         """Record the page's message id BEFORE sending: the key to exactly-once after a crash.
         False (nothing changed) when the message is no longer waiting: it was cancelled (by
         the operator, or an opt-out) while the sender looked at it, and must not go out."""
-        changed = await self.db.execute(
+        changed = await self._fenced(
+            session,
             "UPDATE outbox SET session = ?, wa_id = ?, state = 'sending', wait_reason = '',"
             " updated_at = ? WHERE id = ? AND state IN ('queued', 'sending')",
             (session, wa_id, self.clock(), mid),
@@ -318,6 +338,8 @@ class MessageRepo:
         The message."""
         now = self.clock()
         async with self.db.transaction() as conn:
+            if self.fence is not None:
+                await self.fence(conn, session)
             await conn.execute(
                 "UPDATE outbox SET state = CASE WHEN state IN ('queued', 'sending') THEN 'sent'"
                 " ELSE state END, sent_at = COALESCE(sent_at, ?), wait_reason = '',"

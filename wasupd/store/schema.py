@@ -206,6 +206,30 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inbox_by_media ON inbox(media_sha256) WHERE media_sha256 IS NOT NULL;
     ALTER TABLE campaigns ADD COLUMN media TEXT NOT NULL DEFAULT '';
     """,
+    # 7: a fleet of hosts on one PostgreSQL (wasupd.store.fleet): the hosts and the leases
+    # that say which host runs which session (times by the database clock, a fencing token
+    # per session). Plain DDL, so SQLite gets the tables too, but only PostgreSQL uses them.
+    """
+    CREATE TABLE hosts (
+        host_id       TEXT PRIMARY KEY,
+        max_sessions  INTEGER NOT NULL,
+        headroom_mib  INTEGER NOT NULL,
+        sessions_then INTEGER NOT NULL DEFAULT 0,
+        version       TEXT NOT NULL DEFAULT '',
+        started_at    REAL NOT NULL,
+        heartbeat_at  REAL NOT NULL,
+        draining      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE leases (
+        session       TEXT PRIMARY KEY,
+        host_id       TEXT,
+        token         INTEGER NOT NULL DEFAULT 0,
+        expires_at    REAL NOT NULL DEFAULT 0,
+        target        TEXT,
+        claimed_at    REAL
+    );
+    CREATE INDEX leases_by_host ON leases(host_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

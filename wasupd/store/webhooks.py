@@ -34,6 +34,17 @@ class WebhookRepo:
         )
         return [dict(r) for r in rows]
 
+    async def take(self, did: str, now: float, hold: float) -> bool:
+        """Reserve one due delivery for this host for `hold` seconds (its next try moves
+        out by that much): False when another host (of a fleet) reserved or made it first.
+        A host that dies holding it leaves it due again after `hold`."""
+        changed = await self.db.execute(
+            "UPDATE webhook_deliveries SET next_at = ? WHERE id = ? AND state = 'pending'"
+            " AND next_at <= ?",
+            (now + hold, did, now),
+        )
+        return changed == 1
+
     async def next_due_at(self) -> float | None:
         """When the earliest pending delivery is due; None when none is pending."""
         row = await self.db.fetchone(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from wasupd.rpc.dispatch import Dispatcher, Handler
 from wasupd.rpc.methods.campaigns import CampaignMethods
 from wasupd.rpc.methods.daemon import DaemonMethods
+from wasupd.rpc.methods.fleet import FleetMethods
 from wasupd.rpc.methods.media import MediaMethods
 from wasupd.rpc.methods.messages import MessageMethods
 from wasupd.rpc.methods.sessions import SessionMethods
@@ -16,6 +17,7 @@ def method_table(
     mm: MessageMethods,
     cm: CampaignMethods,
     media: MediaMethods,
+    fm: FleetMethods,
 ) -> dict[str, Handler]:
     """Every method of the control socket, by its name (the names are the contract)."""
     return {
@@ -61,6 +63,9 @@ def method_table(
         "optout.list": cm.optout_list,
         "optout.add": cm.optout_add,
         "optout.rm": cm.optout_rm,
+        "host.list": fm.hosts,
+        "host.drain": fm.drain,
+        "session.move": fm.move,
     }
 
 
@@ -71,9 +76,10 @@ def register_methods(
     mm: MessageMethods,
     cm: CampaignMethods,
     media: MediaMethods,
+    fm: FleetMethods,
 ) -> Dispatcher:
     """Register every method of `method_table` on `d`; returns `d`."""
-    for name, handler in method_table(dm, sm, mm, cm, media).items():
+    for name, handler in method_table(dm, sm, mm, cm, media, fm).items():
         d.register(name, handler)
     return d
 
@@ -88,4 +94,5 @@ def documented_dispatcher() -> Dispatcher:
         MessageMethods.__new__(MessageMethods),
         CampaignMethods.__new__(CampaignMethods),
         MediaMethods.__new__(MediaMethods),
+        FleetMethods.__new__(FleetMethods),
     )

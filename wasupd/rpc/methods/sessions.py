@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from wasupd.addressing import normalize_phone
@@ -114,7 +115,11 @@ class SessionMethods:
         runner = self.sessions.runner(name)
         if runner.qr is None or runner.state is not SessionState.QR:
             if wait > 0:
-                await runner.wait_qr(timeout=min(wait, 300.0))
+                wait = min(wait, 300.0)
+                started = asyncio.get_running_loop().time()
+                await self.sessions.until_placed(name, wait)  # a fleet: claimed a moment later
+                left = wait - (asyncio.get_running_loop().time() - started)
+                await runner.wait_qr(timeout=max(0.0, left))
             if runner.qr is None or runner.state is not SessionState.QR:
                 raise InvalidState(
                     f"session {name!r} is {runner.state.value}: no QR is on offer"
