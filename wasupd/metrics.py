@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from wasupd.looplag import LoopLag
 from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState
 
@@ -58,8 +59,10 @@ class Metrics:
         sessions: SessionManager,
         rpc: RequestCounter,
         outbox: OutboxCounts,
+        lag: LoopLag,
     ) -> None:
         self.facts, self.sessions, self.rpc, self.outbox = facts, sessions, rpc, outbox
+        self.lag = lag
 
     async def exposition(self) -> str:
         """The Prometheus text format for the current state."""
@@ -107,6 +110,11 @@ class WasupCollector(Collector):
             "wasupd_daemon_rss_bytes",
             "Resident memory of the daemon process",
             value=_SELF.memory_info().rss,
+        )
+        yield GaugeMetricFamily(
+            "wasupd_event_loop_lag_seconds",
+            f"Worst delay of the event loop waking a timer in the last {m.lag.window:g} s",
+            value=m.lag.worst(),
         )
         yield CounterMetricFamily(
             "wasupd_rpc_requests", "RPC requests answered", value=m.rpc.requests_served
