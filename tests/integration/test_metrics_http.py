@@ -98,7 +98,8 @@ def test_a_malformed_listen_address_is_a_config_error(tmp_path: Path) -> None:
 
 def test_status_and_metrics_report_the_event_loop_lag(daemon_factory: Any) -> None:
     """`daemon.status` has `loop_lag` (latest and worst of the window, in ms) and the metrics
-    the same worst, in seconds: figures a soak or a monitor can follow over time."""
+    the same worst, in seconds; `tasks` counts the asyncio tasks alive: figures a soak or a
+    monitor can follow over time."""
     d = daemon_factory()
     lag = eventually(
         lambda: d.call("daemon.status")["loop_lag"],
@@ -107,6 +108,7 @@ def test_status_and_metrics_report_the_event_loop_lag(daemon_factory: Any) -> No
         ok=lambda v: v["max_ms"] > 0,
     )
     assert 0 < lag["max_ms"] < 5000 and lag["window_s"] == 60.0
+    assert d.call("daemon.status")["tasks"] >= 3  # at least the lag probe, reaper, retention
     line = next(
         x
         for x in d.call("metrics.get")["text"].splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -90,8 +91,8 @@ class DaemonMethods:
 
     def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom, event-loop lag (`loop_lag`:
-        the latest and the worst wake-up delay of the last minute, in ms) and a summary of every
-        session."""
+        the latest and the worst wake-up delay of the last minute, in ms), the asyncio tasks
+        alive (`tasks`) and a summary of every session."""
         sessions = self.sessions.described()
         config = self.config()
         by_state: dict[str, int] = {}
@@ -108,6 +109,7 @@ class DaemonMethods:
             "fds": _open_fds(),
             "fd_limit": self.facts.fd_limit,
             "loop_lag": self.lag.summary(),
+            "tasks": len(asyncio.all_tasks()),  # a soak watches it: a task leak shows here
             "sessions_by_state": by_state,
             "subscribers": self.subscribers(),
             "sessions": sessions,
