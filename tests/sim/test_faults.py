@@ -302,6 +302,31 @@ async def test_growth_keeps_its_rate_per_simulated_hour_under_a_tiny_time_factor
                 await page.target.browserContext.close()
 
 
+async def test_growth_splits_small_steps_into_both_shares(browser: Any) -> None:
+    """With 1 MiB per step and a quarter unreclaimable, a quarter of the growth is a leak a
+    memory pressure event leaves (rounding each step's MiB into shares gave all of it to the
+    cache: a soak saw its pages never leak)."""
+    # 0.05: a step is 0.1 real s; 1800 MiB per simulated hour is 1 MiB per step.
+    async with SimServer(time_factor=0.05, page_weight_mib=16) as sim:
+        page = await new_page(browser)
+        try:
+            await goto(page, sim.url)
+            await qr_payload(page)
+            rest = await heap_mib(page)
+            await sim.control(
+                "fault", {"kind": "growth", "mib_per_hour": 1800, "reclaimable": 0.75}
+            )
+            grown = await until_heap(page, lambda mib: mib >= rest + 100)
+            await ev(page, "() => { window.dispatchEvent(new CustomEvent('memorypressure')); }")
+            left = await heap_mib(page) - rest
+            # A quarter of what had grown stays (the heap keeps growing meanwhile: a margin).
+            assert (grown - rest) * 0.25 - 10 < left < (grown - rest) * 0.25 + 25
+        finally:
+            await sim.control("clear_fault", {"kind": "growth"})
+            async with asyncio.timeout(10):
+                await page.target.browserContext.close()
+
+
 async def test_time_factor_must_be_positive(sim: SimServer) -> None:
     """configure refuses a time factor that is not a positive number, saying what is expected."""
     with pytest.raises(ValueError, match=r"time_factor must be a number > 0 .* got 0"):

@@ -6,20 +6,24 @@
  * simulated hour holds at any factor. */
 const GROWTH_STEP_S = 2; // simulated seconds per growth step (more when the factor is tiny)
 const GROWTH_MIN_MS = 20; // the shortest timer the page asks for
-const Growth = { timer: 0, leak: [], cache: [], owed: 0 };
+const Growth = { timer: 0, leak: [], cache: [], owedCache: 0, owedLeak: 0 };
 
 function growthStep(p, simSeconds) {
-  Growth.owed += (p.mib_per_hour * simSeconds) / 3600;
-  const whole = Math.floor(Growth.owed);
-  Growth.owed -= whole;
-  const keep = Math.round(whole * p.reclaimable);
-  holdMiB(Growth.cache, keep);
-  holdMiB(Growth.leak, whole - keep);
+  // Each share keeps its own remainder: rounding one whole MiB per step into shares would
+  // give all of it to the larger share (at 0.9 reclaimable, a leak that never grew).
+  const mib = (p.mib_per_hour * simSeconds) / 3600;
+  Growth.owedCache += mib * p.reclaimable;
+  Growth.owedLeak += mib * (1 - p.reclaimable);
+  const cache = Math.floor(Growth.owedCache), leak = Math.floor(Growth.owedLeak);
+  Growth.owedCache -= cache;
+  Growth.owedLeak -= leak;
+  holdMiB(Growth.cache, cache);
+  holdMiB(Growth.leak, leak);
 }
 
 function stopGrowth() {
   clearInterval(Growth.timer);
-  Object.assign(Growth, { timer: 0, leak: [], cache: [], owed: 0 });
+  Object.assign(Growth, { timer: 0, leak: [], cache: [], owedCache: 0, owedLeak: 0 });
 }
 
 window.addEventListener("memorypressure", () => { Growth.cache = []; });
