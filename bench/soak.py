@@ -202,6 +202,8 @@ class Soak:
             s.add("daemon threads", day, me.num_threads())
         s.add("daemon tasks", day, status["tasks"])
         s.add("loop lag ms (worst of 60 s)", day, status["loop_lag"]["max_ms"])
+        waiting = sum(info.get("reports_waiting") or 0 for info in status["sessions"])
+        s.add("reports waiting (all sessions)", day, waiting)
         for info in status["sessions"]:
             if info["pid"] is None:
                 continue
@@ -221,6 +223,14 @@ async def _until(when: float) -> None:
         await asyncio.sleep(delay)
 
 
+def outbox_counts(d: DaemonProcess) -> dict[str, int]:
+    """Outbox messages by state, from the metrics (sent, delivered, read...)."""
+    prefix = 'wasupd_outbox_messages{state="'
+    lines = d.call("metrics.get")["text"].splitlines()
+    pairs = (x[len(prefix) :].split('"} ') for x in lines if x.startswith(prefix))
+    return {state: int(float(n)) for state, n in pairs if float(n)}
+
+
 def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
     """The slopes, the targets and the counts."""
     a, s = soak.args, soak.series
@@ -235,6 +245,7 @@ def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
         "daemon threads",
         "daemon tasks",
         "loop lag ms (worst of 60 s)",
+        "reports waiting (all sessions)",
     ):
         slope, band, first, last = s.fit(name)
         verdict = "flat" if abs(slope) <= band else ("grows" if slope > 0 else "falls")
@@ -271,6 +282,7 @@ def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
         f"{per[0]}..{per[-1]}); freed per reclaim: median {statistics.median(freed or [0]):.0f} MiB"
     )
     print(f"restarts during the soak: {restarts}; states at the end: {states}")
+    print(f"outbox at the end, by state: {outbox_counts(soak.d)}")
     print(
         f"traffic: {soak.sent} sent through message.send ({soak.send_failed} refused), "
         f"{soak.injected} injected inbound ({soak.inject_failed} refused)"

@@ -163,8 +163,14 @@ class WasupCollector(Collector):
                 labels=["session"],
             ),
         }
+        waiting = GaugeMetricFamily(
+            "wasupd_session_reports_waiting",
+            "Page reports (messages, acks, states) received and not handled yet",
+            labels=["session"],
+        )
         for name, runner in sorted(manager.runners.items()):
             state.add_metric([name, runner.state.value], 1)
+            waiting.add_metric([name], runner.reports_waiting)
             restarts.add_metric([name], runner.restarts)
             usage = runner.usage
             if usage is not None:
@@ -177,5 +183,6 @@ class WasupCollector(Collector):
                     fam.add_metric([name], float(sizes.get(key, 0)))
         yield state
         yield restarts
+        yield waiting
         yield from gauges.values()
         yield from storage.values()
