@@ -41,10 +41,12 @@ from bench.common import exit_on_sigterm
 from bench.outbox import PEER, link_all
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
+from wasupd.errors import WasupError
 from wasupd.rpc.client import AsyncClient
 from wasupd.watchdogs.resources import measure_tree
 
 MIB = 1 << 20
+STATUS_TIMEOUT = 60.0  # daemon.status answers inline in ms; a minute without is a stall
 CHECK_INTERVAL = 10.0  # limits.check_interval (the default) and, here, the reclaim interval
 DAY = 86400.0
 # The first seventh of the run (a week's first day) fills caches, pools and the store: left
@@ -120,6 +122,7 @@ class Soak:
         self.sent = self.send_failed = self.injected = self.inject_failed = 0
         self.reclaims: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.t0 = self.wall0 = 0.0
+        self.unanswered: list[str] = []  # samples the daemon did not answer in time
 
     def day(self) -> float:
         """Simulated days since the compressed run began."""
@@ -193,7 +196,11 @@ class Soak:
     def sample(self) -> None:
         """One sample of the daemon and of every session's browser tree."""
         day, s = self.day(), self.series
-        status = self.d.call("daemon.status", timeout=60)
+        try:
+            status = self.d.call("daemon.status", timeout=STATUS_TIMEOUT)
+        except WasupError as exc:  # a stalled daemon is a finding, not the end of the soak
+            self.unanswered.append(f"day {day:.2f}: {exc}")
+            return
         me = psutil.Process(status["pid"])
         with me.oneshot():
             s.add("daemon RSS MiB", day, me.memory_info().rss / MIB)
@@ -283,6 +290,9 @@ def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
     )
     print(f"restarts during the soak: {restarts}; states at the end: {states}")
     print(f"outbox at the end, by state: {outbox_counts(soak.d)}")
+    print(f"samples the daemon did not answer within {STATUS_TIMEOUT:g} s: {len(soak.unanswered)}")
+    for line in soak.unanswered:
+        print(f"  {line}")
     print(
         f"traffic: {soak.sent} sent through message.send ({soak.send_failed} refused), "
         f"{soak.injected} injected inbound ({soak.inject_failed} refused)"
