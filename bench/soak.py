@@ -238,6 +238,17 @@ def outbox_counts(d: DaemonProcess) -> dict[str, int]:
     return {state: int(float(n)) for state, n in pairs if float(n)}
 
 
+def print_restart_reasons(d: DaemonProcess, names: list[str]) -> None:
+    """Why each restarted session restarted: the reasons of its transitions into backoff."""
+    reasons: dict[str, int] = defaultdict(int)
+    for name in names:
+        for h in d.call("session.get", name=name, history=100)["history"]:
+            if h["to"] == "backoff":
+                reasons[h["reason"][:100]] += 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  restart x{n}: {reason}")
+
+
 def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
     """The slopes, the targets and the counts."""
     a, s = soak.args, soak.series
@@ -355,6 +366,7 @@ def main() -> None:
         for s in sessions:
             states[s["state"]] += 1
         report(soak, restarts, dict(states))
+        print_restart_reasons(d, [x["name"] for x in sessions if x["restarts"] > before[x["name"]]])
         print(f"machine at the end: {machine()}")
     finally:
         d.stop(timeout=180)
