@@ -31,6 +31,7 @@ from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
 from wasupd.fleet.service import Fleet
+from wasupd.looplag import LoopLag
 from wasupd.loops import keep_running
 from wasupd.messaging.media import MediaIntake
 from wasupd.messaging.service import Messaging
@@ -75,6 +76,7 @@ class App:
         self.services = services
         self.bus = EventBus()
         self.facts = DaemonFacts(started_at=time.time(), fd_limit=raise_fd_limit())
+        self.lag = LoopLag()
         self.manager: SessionManager
         self.messaging: Messaging
         self.server: RpcServer
@@ -143,7 +145,9 @@ class App:
             group=config.daemon.socket_group,
             max_message_bytes=config.daemon.max_message_bytes,
         )
-        metrics = Metrics(facts=self.facts, sessions=manager, rpc=server, outbox=messages)
+        metrics = Metrics(
+            facts=self.facts, sessions=manager, rpc=server, outbox=messages, lag=self.lag
+        )
         if config.metrics.listen:
             await stack.enter_async_context(
                 exporter.serving(config.metrics.listen, metrics.exposition)
@@ -155,6 +159,7 @@ class App:
                 config=lambda: self.config,
                 config_path=self.config_path,
                 facts=self.facts,
+                lag=self.lag,
                 sessions=manager,
                 bus=self.bus,
                 subscribers=server.subscriber_count,
@@ -191,6 +196,7 @@ class App:
         await group.__aenter__()
         tasks = [
             group.create_task(keep_running("reaper", OrphanReaper().run)),
+            group.create_task(keep_running("loop_lag", self.lag.run)),
             group.create_task(
                 keep_running(
                     "retention",

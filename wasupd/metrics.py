@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from wasupd.looplag import LoopLag
 from wasupd.sessions import SessionManager
 from wasupd.supervision.states import SessionState
 
@@ -59,8 +60,10 @@ class Metrics:
         sessions: SessionManager,
         rpc: RequestCounter,
         outbox: OutboxCounts,
+        lag: LoopLag,
     ) -> None:
         self.facts, self.sessions, self.rpc, self.outbox = facts, sessions, rpc, outbox
+        self.lag = lag
 
     async def exposition(self) -> str:
         """The Prometheus text format for the current state."""
@@ -115,6 +118,11 @@ class WasupCollector(Collector):
             "Resident memory of the daemon process",
             value=_SELF.memory_info().rss,
         )
+        yield GaugeMetricFamily(
+            "wasupd_event_loop_lag_seconds",
+            f"Worst delay of the event loop waking a timer in the last {m.lag.window:g} s",
+            value=m.lag.worst(),
+        )
         yield CounterMetricFamily(
             "wasupd_rpc_requests", "RPC requests answered", value=m.rpc.requests_served
         )
@@ -162,8 +170,14 @@ class WasupCollector(Collector):
                 labels=["session"],
             ),
         }
+        waiting = GaugeMetricFamily(
+            "wasupd_session_reports_waiting",
+            "Page reports (messages, acks, states) received and not handled yet",
+            labels=["session"],
+        )
         for name, runner in sorted(manager.runners.items()):
             state.add_metric([name, runner.state.value], 1)
+            waiting.add_metric([name], runner.reports_waiting)
             restarts.add_metric([name], runner.restarts)
             usage = runner.usage
             if usage is not None:
@@ -176,5 +190,6 @@ class WasupCollector(Collector):
                     fam.add_metric([name], float(sizes.get(key, 0)))
         yield state
         yield restarts
+        yield waiting
         yield from gauges.values()
         yield from storage.values()

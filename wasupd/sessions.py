@@ -486,6 +486,7 @@ class SessionManager:
             out["pid"] = runner.pid
             out["started_at"] = runner.started_at
             out["usage"] = asdict(runner.usage) if runner.usage else None
+            out["reports_waiting"] = runner.reports_waiting
             profiles = self.profiles.get(record.name)
             if profiles is not None:
                 out["storage"] = profiles.sizes()

@@ -14,6 +14,7 @@ import tomli_w
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tests.helpers.daemon import base_config, make_dirs
+from tests.helpers.waiting import eventually
 from wasupd.profiles.keys import generate_key_file
 
 
@@ -93,3 +94,24 @@ def test_a_malformed_listen_address_is_a_config_error(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "metrics.listen" in out.stderr and "127.0.0.1:9464" in out.stderr
+
+
+def test_status_and_metrics_report_the_event_loop_lag(daemon_factory: Any) -> None:
+    """`daemon.status` has `loop_lag` (latest and worst of the window, in ms) and the metrics
+    the same worst, in seconds; `tasks` counts the asyncio tasks alive: figures a soak or a
+    monitor can follow over time."""
+    d = daemon_factory()
+    lag = eventually(
+        lambda: d.call("daemon.status")["loop_lag"],
+        10,
+        "a first lag probe",
+        ok=lambda v: v["max_ms"] > 0,
+    )
+    assert 0 < lag["max_ms"] < 5000 and lag["window_s"] == 60.0
+    assert d.call("daemon.status")["tasks"] >= 3  # at least the lag probe, reaper, retention
+    line = next(
+        x
+        for x in d.call("metrics.get")["text"].splitlines()
+        if x.startswith("wasupd_event_loop_lag_seconds ")
+    )
+    assert 0 < float(line.split()[1]) < 5.0

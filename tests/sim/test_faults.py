@@ -5,6 +5,7 @@ logout after pairing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,65 @@ async def test_growth_adds_heap_over_time_and_drops_its_cache_on_memory_pressure
             await sim.control("clear_fault", {"kind": "growth"})
             async with asyncio.timeout(10):
                 await page.target.browserContext.close()
+
+
+async def test_growth_keeps_its_rate_per_simulated_hour_under_a_tiny_time_factor(
+    browser: Any,
+) -> None:
+    """A time factor changed on an open page (configure) reaches it, and below 0.01, where the
+    page's 20 ms timer floor is coarser than 2 simulated seconds, growth still adds its rate per
+    simulated hour (it used to add 2 simulated seconds' worth per 20 ms, a fifth of it here)."""
+    async with SimServer(time_factor=0.05, page_weight_mib=16) as sim:
+        page = await new_page(browser)
+        try:
+            await goto(page, sim.url)
+            await qr_payload(page)
+            rest = await heap_mib(page)
+            assert (await sim.control("configure", {"time_factor": 0.002}))["time_factor"] == 0.002
+            # A simulated hour is now 7.2 real s: 360 MiB per hour is 50 MiB per real second.
+            t0 = time.monotonic()
+            await sim.control("fault", {"kind": "growth", "mib_per_hour": 360, "reclaimable": 0})
+            await until_heap(page, lambda mib: mib >= rest + 100, timeout=30)
+            took = time.monotonic() - t0
+            assert 1.0 < took < 6.0, f"+100 MiB took {took:.1f} s, expected about 2 s"
+        finally:
+            await sim.control("clear_fault", {"kind": "growth"})
+            async with asyncio.timeout(10):
+                await page.target.browserContext.close()
+
+
+async def test_growth_splits_small_steps_into_both_shares(browser: Any) -> None:
+    """With 1 MiB per step and a quarter unreclaimable, a quarter of the growth is a leak a
+    memory pressure event leaves (rounding each step's MiB into shares gave all of it to the
+    cache: a soak saw its pages never leak)."""
+    # 0.05: a step is 0.1 real s; 1800 MiB per simulated hour is 1 MiB per step.
+    async with SimServer(time_factor=0.05, page_weight_mib=16) as sim:
+        page = await new_page(browser)
+        try:
+            await goto(page, sim.url)
+            await qr_payload(page)
+            rest = await heap_mib(page)
+            await sim.control(
+                "fault", {"kind": "growth", "mib_per_hour": 1800, "reclaimable": 0.75}
+            )
+            grown = await until_heap(page, lambda mib: mib >= rest + 100)
+            await ev(page, "() => { window.dispatchEvent(new CustomEvent('memorypressure')); }")
+            left = await heap_mib(page) - rest
+            # A quarter of what had grown stays (the heap keeps growing meanwhile: a margin).
+            assert (grown - rest) * 0.25 - 10 < left < (grown - rest) * 0.25 + 25
+        finally:
+            await sim.control("clear_fault", {"kind": "growth"})
+            async with asyncio.timeout(10):
+                await page.target.browserContext.close()
+
+
+async def test_time_factor_must_be_positive(sim: SimServer) -> None:
+    """configure refuses a time factor that is not a positive number, saying what is expected."""
+    with pytest.raises(ValueError, match=r"time_factor must be a number > 0 .* got 0"):
+        await sim.control("configure", {"time_factor": 0})
+    with pytest.raises(ValueError, match="got 'fast'"):
+        await sim.control("configure", {"time_factor": "fast"})
+    assert (await sim.control("state", {}))["time_factor"] == sim.core.t.factor
 
 
 async def test_growth_parameters_are_checked(sim: SimServer) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from wasupd.supervision.intent import Intent
 from wasupd.supervision.interrupt import Doorbell, companions
+from wasupd.supervision.life import BrowserLife
 from wasupd.supervision.rules import End, Facts, Outcome, decide, new_qr_generation
 from wasupd.supervision.seams import DriverKind, DriverReport
 from wasupd.supervision.states import SessionState
@@ -193,3 +194,15 @@ async def test_doorbell_race_ends_when_another_future_is_done() -> None:
     async with asyncio.timeout(1):
         await bell.race(task, bell.count, exited)
     assert task.cancelled()
+
+
+def test_reports_waiting_counts_what_the_watch_has_not_handled() -> None:
+    """Every report the driver hands over waits in the watch's queue until handled: the count
+    a soak watches to tell a daemon that keeps up from one that falls behind."""
+    life = BrowserLife()
+    assert life.reports_waiting == 0
+    for _ in range(3):
+        life._report(DriverReport(kind="ack", data={"id": "x", "ack": 2}))
+    assert life.reports_waiting == 3
+    life._drain_events()
+    assert life.reports_waiting == 0

@@ -17,6 +17,7 @@ from wasupd.sim.faults import EVERYONE, PAGE_FAULTS, STATE_FAULTS, check_kind
 from wasupd.sim.linking import Linking
 from wasupd.sim.messaging import Messaging
 from wasupd.sim.model import normalize_phone
+from wasupd.sim.timing import Timings, check_factor
 
 Action = Callable[..., Awaitable[Any]]
 
@@ -203,16 +204,29 @@ class Control:
         }
 
     async def configure(
-        self, auto_read: bool | None = None, page_weight_mib: int | None = None
+        self,
+        auto_read: bool | None = None,
+        page_weight_mib: int | None = None,
+        time_factor: float | None = None,
     ) -> dict[str, Any]:
-        """Change read receipts (auto read after a delay) or the page weight of new pages."""
+        """Change read receipts (auto read after a delay), the page weight of new pages, or
+        the time factor: from now on for the server's timelines and for pages that load;
+        open pages are told (a growth fault already running keeps its pace until set again)."""
+        if time_factor is not None:
+            self.core.t = Timings(check_factor(time_factor))
+            for conn in list(self.core.pages):
+                await conn.send("timing", config=self.core.t.page_config())
         if auto_read is not None:
             self.core.auto_read = bool(auto_read)
         if page_weight_mib is not None:
             if int(page_weight_mib) < 0:
                 raise ValueError("page_weight_mib must be >= 0")
             self.core.page_weight_mib = int(page_weight_mib)
-        return {"auto_read": self.core.auto_read, "page_weight_mib": self.core.page_weight_mib}
+        return {
+            "auto_read": self.core.auto_read,
+            "page_weight_mib": self.core.page_weight_mib,
+            "time_factor": self.core.t.factor,
+        }
 
     async def wait_received(
         self, phone: str, count: int = 1, timeout: float = 30.0

@@ -21,7 +21,7 @@ from wasupd.sim.linking import Linking
 from wasupd.sim.messaging import Messaging
 from wasupd.sim.model import World
 from wasupd.sim.pages import PageConn
-from wasupd.sim.timing import Timings
+from wasupd.sim.timing import Timings, check_factor
 
 VERSION = "2.3000.1017054665"  # §1a: window.Debug.VERSION, as wwebjs pins it
 # Why 64 MiB: a Chromium tab showing a near-empty page measures ~150 MiB PSS here, and §8
@@ -53,8 +53,7 @@ class SimServer:
     ) -> None:
         """`ssl_context`: serve HTTPS (and the page's WebSocket as wss), e.g. to load the
         simulator as https://web.whatsapp.com/ in a browser told to resolve that name here."""
-        if time_factor <= 0:
-            raise ValueError("time_factor must be > 0 (0.05 for tests, 1.0 for real speed)")
+        check_factor(time_factor)
         self.host, self.port = host, port
         self.core = Core(Timings(time_factor), page_weight_mib=page_weight_mib, auto_read=auto_read)
         self.messaging = Messaging(self.core)
@@ -132,7 +131,6 @@ class SimServer:
         config = {
             **self.core.t.page_config(),
             "version": VERSION,
-            "timeFactor": self.core.t.factor,
             "pageWeightMiB": self.core.page_weight_mib,
         }
         js = f'(function (CFG) {{\n"use strict";\n{body}\n}})({json.dumps(config)});\n'

@@ -8,6 +8,7 @@ all by one time factor, so tests run the same timelines fast (0.02-0.1) and demo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 REFS_PER_BATCH = 6  # §1b: "WhatsApp only sends 6 QR per socket"
 FIRST_REF_S = 60.0  # §1b: the first ref lives 60 s
@@ -34,11 +35,28 @@ class Timings:
         return seconds * self.factor
 
     def page_config(self) -> dict[str, float]:
-        """The page's share of the timeline, in milliseconds (the page runs its own timers)."""
+        """The page's share of the timeline, in milliseconds (the page runs its own timers),
+        and the factor itself (`timeFactor`, for durations the page scales on its own)."""
         ms = {
             "bootMs": BOOT_S,
             "codeRefreshMs": CODE_REFRESH_S,
             "pairingMs": PAIRING_S,
             "syncMs": SYNC_S,
         }
-        return {key: round(self(s) * 1000, 3) for key, s in ms.items()}
+        return {
+            **{key: round(self(s) * 1000, 3) for key, s in ms.items()},
+            "timeFactor": self.factor,
+        }
+
+
+def check_factor(factor: Any) -> float:
+    """`factor` as a float if it is a positive number; ValueError saying what is expected."""
+    try:
+        value = float(factor)
+    except (TypeError, ValueError):
+        value = 0.0
+    if not value > 0:
+        raise ValueError(
+            f"time_factor must be a number > 0 (0.05 for tests, 1.0 for real speed), got {factor!r}"
+        )
+    return value

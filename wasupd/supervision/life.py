@@ -94,6 +94,12 @@ class BrowserLife:
         except Exception:  # a consumer's bug must not take the browser down
             self._log.exception("report_handler_failed", kind=report.kind)
 
+    @property
+    def reports_waiting(self) -> int:
+        """Page reports (messages, acks, states) received and not handled yet: a figure that
+        grows when the session's reports come faster than the daemon stores them."""
+        return self._events.qsize()
+
     def wake_watch(self) -> None:
         """A request came in: the watch of the current browser takes it."""
         self._events.put_nowait(("command", None))

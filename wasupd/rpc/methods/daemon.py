@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from wasupd import __version__
 from wasupd.admin import ProfilesAdmin
 from wasupd.config import Config
 from wasupd.events import EventBus
+from wasupd.looplag import LoopLag
 from wasupd.metrics import DaemonFacts, Metrics
 from wasupd.rpc.server import Context
 from wasupd.sessions import SessionManager
@@ -65,6 +67,7 @@ class DaemonMethods:
         config: Callable[[], Config],
         config_path: Path,
         facts: DaemonFacts,
+        lag: LoopLag,
         sessions: SessionManager,
         bus: EventBus,
         subscribers: Callable[[], int],
@@ -72,7 +75,7 @@ class DaemonMethods:
         metrics: Metrics,
         reload: Callable[[], dict[str, Any]],
     ) -> None:
-        self.config, self.config_path, self.facts = config, config_path, facts
+        self.config, self.config_path, self.facts, self.lag = config, config_path, facts, lag
         self.sessions, self.bus, self.subscribers = sessions, bus, subscribers
         self.admin, self._metrics, self._reload = admin, metrics, reload
 
@@ -87,7 +90,9 @@ class DaemonMethods:
         return await self.admin.backup(keep)
 
     def status(self, ctx: Context) -> dict[str, Any]:
-        """Daemon version, pid, uptime, socket, open fd headroom and a summary of every session."""
+        """Daemon version, pid, uptime, socket, open fd headroom, event-loop lag (`loop_lag`:
+        the latest and the worst wake-up delay of the last minute, in ms), the asyncio tasks
+        alive (`tasks`) and a summary of every session."""
         sessions = self.sessions.described()
         config = self.config()
         by_state: dict[str, int] = {}
@@ -103,6 +108,8 @@ class DaemonMethods:
             "state_dir": config.daemon.state_dir,
             "fds": _open_fds(),
             "fd_limit": self.facts.fd_limit,
+            "loop_lag": self.lag.summary(),
+            "tasks": len(asyncio.all_tasks()),  # a soak watches it: a task leak shows here
             "sessions_by_state": by_state,
             "subscribers": self.subscribers(),
             "sessions": sessions,

@@ -100,6 +100,11 @@ const PAGE_FAULTS = {
 function blockUnload(e) { e.preventDefault(); e.returnValue = "Changes you made may not be saved."; }
 function spinForever() { for (;;) { /* the renderer never gets its thread back */ } }
 
+// configure(time_factor): the durations the page times itself, from now on.
+handlers.timing = (m) => {
+  Object.assign(CFG, m.config);
+  Object.assign(TIMINGS, { syncMs: m.config.syncMs, pairingMs: m.config.pairingMs });
+};
 handlers.fault = (m) => { if (PAGE_FAULTS[m.kind]) PAGE_FAULTS[m.kind](m.params || {}); };
 handlers.clear_fault = (m) => {
   if (m.kind === "memory") Weight.ballast = [];
