@@ -41,6 +41,7 @@ async def test_client_drives_the_world_over_http(sim: SimServer) -> None:
         assert await client.configure(auto_read=False) == {
             "auto_read": False,
             "page_weight_mib": 64,
+            "time_factor": 0.05,
         }
         assert await client.devices(A) == []
 
