@@ -105,8 +105,11 @@ class _Snapshot:
 
     @classmethod
     def get(cls, now: float, max_age: float = SNAPSHOT_TTL) -> dict[int, list[int]]:
-        """The table, scanned afresh when older than `max_age`."""
-        if now - cls.taken_at >= max_age:
+        """The table, scanned afresh when older than `max_age`, or when taken "after" `now`:
+        samplers may run on different clocks (tests inject one), and a snapshot stamped on
+        another clock says nothing about its age on this one."""
+        age = now - cls.taken_at
+        if age >= max_age or age < 0:
             cls.scans += 1
             table: dict[int, list[int]] = {}
             for pid in os.listdir("/proc"):
@@ -218,8 +221,12 @@ class TreeSampler:
         return set(_Snapshot.adopted.get(str(self.profile_dir).rstrip("/"), ())) - tree
 
     def _discover(self, now: float, fresh: bool) -> None:
-        """Rebuild membership from the shared snapshot (a fresh one after a loss)."""
-        children = _Snapshot.get(now, FRESH_SNAPSHOT_AGE if fresh else SNAPSHOT_TTL)
+        """Rebuild membership from the shared snapshot: a new scan for a sampler's first
+        discovery (a snapshot taken before this tree's helpers started would miss them until the
+        next minute's discovery), one at most `FRESH_SNAPSHOT_AGE` old after a loss."""
+        first = self._epoch < 0
+        max_age = 0.0 if first else (FRESH_SNAPSHOT_AGE if fresh else SNAPSHOT_TTL)
+        children = _Snapshot.get(now, max_age)
         tree = set(descendants(self.root_pid, children))
         members = {}
         for pid in tree | self._strays(tree):
