@@ -30,7 +30,6 @@ from wasupd.campaigns.service import Campaigns
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
-from wasupd.fleet.service import Fleet
 from wasupd.looplag import LoopLag
 from wasupd.loops import keep_running
 from wasupd.messaging.media import MediaIntake
@@ -126,6 +125,8 @@ class App:
         )
         messaging.route_inbound_to(campaigns.on_inbound)
         if db.kind == "postgres":  # a fleet: sessions run where their lease is
+            from wasupd.fleet.service import Fleet  # psycopg: only a PostgreSQL host needs it
+
             self.fleet = Fleet(
                 config=config, db=db, sessions=manager, bus=self.bus, wake=messaging.wake
             )

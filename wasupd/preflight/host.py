@@ -18,9 +18,7 @@ from wasupd.preflight.findings import Finding, Level
 from wasupd.profiles.firstkey import KEEP_A_COPY, missing, refusal
 from wasupd.profiles.keys import load_keyring
 from wasupd.rpc.peer import gid_of
-from wasupd.store.backend.postgres import where as postgres_where
 from wasupd.store.db import SCHEMA_VERSION
-from wasupd.store.fleet import clock_skew
 from wasupd.store.probe import StoreFacts, postgres_facts, sqlite_facts
 from wasupd.supervision.launcher import CANDIDATES, find_executable, sandbox_available
 
@@ -53,6 +51,8 @@ def check_database(config: Config) -> Iterator[Finding]:
     where = str(config.state.database)
     try:
         if config.store.url:
+            from wasupd.store.backend.postgres import where as postgres_where
+
             where = postgres_where(config.store.url)  # the URL without its password
         facts = _facts(config)
     except OSError as exc:  # the state dir is 0700: run the check as the daemon's user
@@ -182,6 +182,8 @@ def check_fleet(config: Config) -> Iterator[Finding]:
     if not config.store.url:
         return
     yield Finding("ok", "fleet host", f"{config.daemon.host_id} (daemon.host_id)")
+    from wasupd.store.fleet import clock_skew  # psycopg: only a PostgreSQL host needs it
+
     try:
         skew = clock_skew(config.store.url)
     except StoreError as exc:

@@ -8,10 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 from wasupd.errors import StoreError
-from wasupd.store.backend.postgres import CONNECT_TIMEOUT, connect_error, where
 from wasupd.store.schema import SCHEMA_VERSION
 
 _OPTIONS = "SELECT options FROM sessions"
@@ -44,6 +41,10 @@ def sqlite_facts(path: Path) -> StoreFacts:
 def postgres_facts(url: str) -> StoreFacts:
     """The facts of the PostgreSQL store at `url`; StoreError saying what to check when it
     cannot be reached or read."""
+    import psycopg  # here: a SQLite host never loads the driver
+
+    from wasupd.store.backend.postgres import CONNECT_TIMEOUT, connect_error, where
+
     place = where(url)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
