@@ -10,9 +10,13 @@ the killed host is started again afterwards, as systemd would). The difference o
 medians is what the lease costs; it should be about `lease_timeout` less the renewal the
 dead host made just before.
 
-Enqueue throughput on PostgreSQL against SQLite is bench/store.py's.
+Then enqueue throughput, `message.send` over the socket as a user's program calls it
+(`--clients` connections in two client processes, to a session that is not started, so only
+the accepting path is measured: parse, check, durable commit), on a fleet host (PostgreSQL) and
+on a single host (SQLite) started side by side, the two alternating within each run.
+bench/store.py measures the same two backends below the RPC, by transaction shape.
 
-    python bench/fleet.py [--runs 5] [--lease 10]
+    python bench/fleet.py [--runs 5] [--lease 10] [--enqueue 4000] [--clients 16]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.common import exit_on_sigterm
+from bench.outbox import enqueue_run
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.postgres import start_server, stop_server
 from tests.helpers.sim import SimProcess
@@ -92,11 +97,39 @@ def takeover(hosts: dict[str, DaemonProcess]) -> tuple[float, str]:
     return took, other
 
 
+def single_host() -> DaemonProcess:
+    """A daemon on its own SQLite store: the baseline of the enqueue measure."""
+    root, runtime, state = make_dirs()
+    return DaemonProcess(root, base_config(runtime, state)).start()
+
+
+def enqueue_side_by_side(
+    fleet: DaemonProcess, single: DaemonProcess, runs: int, total: int, clients: int
+) -> tuple[float, float]:
+    """Medians of `runs` interleaved enqueue runs (messages/s): (PostgreSQL, SQLite)."""
+    rates: dict[str, list[float]] = {"pg": [], "sqlite": []}
+    daemons = {"pg": fleet, "sqlite": single}
+    for d in daemons.values():
+        d.call("session.create", name="parked", start=False)
+    for run in range(runs):
+        for kind in ("pg", "sqlite") if run % 2 == 0 else ("sqlite", "pg"):
+            rate, _ = enqueue_run(daemons[kind], total, clients, 2)
+            rates[kind].append(rate)
+        print(
+            f"enqueue run {run + 1}: PostgreSQL {rates['pg'][-1]:.0f} msgs/s,"
+            f" SQLite {rates['sqlite'][-1]:.0f} msgs/s",
+            flush=True,
+        )
+    return statistics.median(rates["pg"]), statistics.median(rates["sqlite"])
+
+
 def main() -> int:
     exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lease", type=float, default=10.0, help="fleet.lease_timeout (s)")
+    ap.add_argument("--enqueue", type=int, default=4000, help="messages per enqueue run")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent connections (enqueue)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wasupd-bench-fleet-"))
     (work / "shared" / "profiles").mkdir(parents=True, mode=0o700)
@@ -125,6 +158,10 @@ def main() -> int:
                     )
                 conflicts = sim.call("conflicts", phone=PHONE)
                 devices = sim.call("devices", phone=PHONE)
+                hosts["single"] = single_host()
+                pg, lite = enqueue_side_by_side(
+                    hosts["a"], hosts["single"], args.runs, args.enqueue, args.clients
+                )
             finally:
                 for d in hosts.values():  # while their database still exists
                     if d.proc is not None and d.proc.poll() is None:
@@ -136,6 +173,11 @@ def main() -> int:
             f"{'takeover after kill -9':<24} {t:>7.1f} s   ({t / r:.2f}x the restart, +{t - r:.1f} s)"
         )
         print(f"conflicts seen by the simulator: {len(conflicts)}; linked devices: {len(devices)}")
+        print(
+            f"\nenqueue (message.send, {args.clients} connections), medians of {args.runs}:"
+            f" PostgreSQL fleet host {pg:.0f} msgs/s, SQLite single host {lite:.0f} msgs/s"
+            f" ({pg / lite:.2f}x)"
+        )
         return 0 if not conflicts and len(devices) == 1 else 1
     finally:
         for d in hosts.values():

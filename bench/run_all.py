@@ -44,7 +44,7 @@ QUICK = [
     ["footprint.py", "--runs", "1", "--sessions", "2"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
     ["store.py", "--messages", "400", "--runs", "1"],
-    ["fleet.py", "--runs", "1"],
+    ["fleet.py", "--runs", "1", "--enqueue", "1000"],
     ["campaigns.py", "--create", "10000", "--deliver", "300", "--numbers", "3"],
     ["sessions.py", "--runs", "1", "--capacity", "3", "--hold", "5"],
     ["soak.py", "--sessions", "2", "--days", "2", "--minutes", "1.5", "--samples", "15"],

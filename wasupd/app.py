@@ -133,6 +133,7 @@ class App:
             manager.leased = True
             self.facts = dataclasses.replace(self.facts, host=config.daemon.host_id)
             manager.owner_of = self.fleet.keeper.owner_of
+            manager.speaks_for = self.fleet.keeper.speaks_for
             messages.fence = self.fleet.keeper.fence
             await stack.enter_async_context(self.fleet.running())
         admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))
@@ -188,6 +189,8 @@ class App:
         )
         await server.start()
         stack.push_async_callback(self._stop_serving)
+        # First of all at shutdown: a database that stopped answering must not hold it up.
+        stack.callback(db.closing)
         manager.restore()
 
     @contextlib.asynccontextmanager

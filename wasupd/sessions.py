@@ -104,6 +104,9 @@ class SessionManager:
         # lease: `start` records the wish and the lease keeper calls `run_here`/`stop_here`.
         self.leased = False
         self.owner_of: Callable[[str], str] = lambda name: ""
+        # False for a session whose lease this host lost (another host may run it now): its
+        # stop here is written neither to the store nor to webhooks.
+        self.speaks_for: Callable[[str], bool] = lambda name: True
         self.start_gate = StartGate(lambda: default_limit(self.config.limits.max_concurrent_starts))
 
     # -- lifetime --------------------------------------------------------------------------
@@ -209,14 +212,19 @@ class SessionManager:
 
     async def _on_transition(self, t: Transition) -> None:
         owner = self.owner_of(t.session) if self.leased else ""
-        if owner and owner != self.config.daemon.host_id:
+        me = self.config.daemon.host_id
+        if self.leased and not self.speaks_for(t.session):
+            owner = owner if owner and owner != me else "another host"
+        if owner and owner != me:
             # A session this host gave up (or lost) stopping here: the row is its new
-            # owner's to write; this host only tells its own subscribers.
+            # owner's to write, and so are the webhooks (`elsewhere`: the session runs on
+            # `owner`); this host only tells its own subscribers.
             self.bus.publish(
                 "state",
                 session=t.session,
                 **{"from": t.from_state.value, "to": t.to_state.value},
                 reason=t.reason,
+                elsewhere=owner,
             )
             return
         await self.repo.record_transition(
@@ -266,6 +274,20 @@ class SessionManager:
         """The session's state; None for an unknown name."""
         runner = self.runners.get(name)
         return runner.state if runner is not None else None
+
+    def state_anywhere(self, name: str) -> SessionState | None:
+        """The session's state wherever it runs: this host's, or in a fleet the state its
+        owner stored (as read at the last lease round); None for an unknown name."""
+        runner = self.runners.get(name)
+        if runner is None:
+            return None
+        if self.leased and self._runs_elsewhere(name):
+            return SessionState(self.records[name].state)
+        return runner.state
+
+    def connected_anywhere(self) -> list[str]:
+        """Sessions connected here or, in a fleet, on another host: the `auto` pool."""
+        return [n for n in self.runners if self.state_anywhere(n) is SessionState.CONNECTED]
 
     def port(self, name: str) -> MessagePort | None:
         """The session's page when it is connected, else None."""

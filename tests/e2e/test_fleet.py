@@ -18,12 +18,20 @@ from tests.e2e.test_whatsapp import ALICE, BOB, ctl
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.sim import SimProcess
 from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import SECRET, Receiver
 
 TTL = 6.0  # fleet.lease_timeout: short, so takeovers are quick to see
 START = 60.0  # a browser start and a restore from the sealed profile, on a busy machine
 
 
-def host(daemon_factory: Any, sim: SimProcess, url: str, shared: Path, name: str) -> DaemonProcess:
+def host(
+    daemon_factory: Any,
+    sim: SimProcess,
+    url: str,
+    shared: Path,
+    name: str,
+    webhooks: dict[str, Any] | None = None,
+) -> DaemonProcess:
     """One host of the fleet, named `name`."""
     d: DaemonProcess = daemon_factory(
         browser={"url": sim.url},
@@ -31,6 +39,7 @@ def host(daemon_factory: Any, sim: SimProcess, url: str, shared: Path, name: str
         store={"url": url},
         fleet={"lease_timeout": TTL, "profiles_dir": str(shared / "profiles")},
         profiles={"key_file": str(shared / "profile.key")},
+        webhooks=webhooks or {},
     )
     return d
 
@@ -101,15 +110,19 @@ def test_kill9_moves_sessions_with_no_qr_no_double_run_and_exactly_once(
 
 
 def alice_on_a(
-    postgres_db: str, daemon_factory: Any, sim: SimProcess, tmp_path: Path
+    postgres_db: str,
+    daemon_factory: Any,
+    sim: SimProcess,
+    tmp_path: Path,
+    webhooks: dict[str, Any] | None = None,
 ) -> tuple[DaemonProcess, DaemonProcess, Path]:
     """Hosts a and b, with alice linked on a and her first checkpoint sealed."""
     shared = shared_dir(tmp_path)
-    a = host(daemon_factory, sim, postgres_db, shared, "a")
+    a = host(daemon_factory, sim, postgres_db, shared, "a", webhooks)
     link(a, sim, "alice", ALICE, tmp_path)
     eventually(lambda: where(a, "alice"), 30, "alice on a", ok=lambda w: w == ("a", "connected"))
     eventually(lambda: sealed(shared, "alice"), 60, "alice's first checkpoint sealed")
-    b = host(daemon_factory, sim, postgres_db, shared, "b")
+    b = host(daemon_factory, sim, postgres_db, shared, "b", webhooks)
     eventually(lambda: b.call("host.list"), 20, "both hosts", ok=lambda h: len(h) == 2)
     return a, b, shared
 
@@ -119,9 +132,14 @@ def test_a_frozen_host_is_replaced_and_on_resume_stops_and_sends_nothing(
 ) -> None:
     """SIGSTOP past the lease: b takes alice over; the frozen host's page (its browser kept
     running) is the one WhatsApp moves to CONFLICT, never b's; on SIGCONT a stops that
-    browser, and the message queued meanwhile goes out once, from b."""
+    browser, and the message queued meanwhile goes out once, from b. a's stop of a session
+    b runs is no state change to the outside: no webhook says alice stopped."""
     sim = sim_factory(accounts=[ALICE, BOB])
-    a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")
+    rx = Receiver([])
+    hooks = {"url": rx.url, "secret_file": str(secret), "backoff_initial": 0.2}
+    a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path, hooks)
     (old_page,) = [p["page"] for p in sim.call("state")["pages"] if p["phone"] == ALICE]
     assert a.proc is not None
     a.proc.send_signal(signal.SIGSTOP)
@@ -155,6 +173,21 @@ def test_a_frozen_host_is_replaced_and_on_resume_stops_and_sends_nothing(
     assert conflicts and {c["page"] for c in conflicts} == {old_page}  # only the stale page
     assert where(b, "alice") == ("b", "connected")
     assert [m["body"] for m in sim.call("received", phone=BOB)] == ["while a is frozen"]
+    eventually(  # whatever a queued when it stopped has been delivered by now
+        lambda: b.call("webhooks.list", state="pending"),
+        30,
+        "webhooks delivered",
+        ok=lambda p: p == [],
+    )
+    states = [
+        body["data"]
+        for reqs in rx.by_id().values()
+        for body in reqs
+        if body.get("event") == "state" and body["data"]["session"] == "alice"
+    ]
+    assert [s["to"] for s in states].count("connected") == 2, states  # on a, then on b
+    assert not [s for s in states if s["to"] in ("stopping", "stopped")], states
+    rx.stop()
 
 
 def test_move_and_drain_lose_and_double_nothing(
@@ -164,7 +197,13 @@ def test_move_and_drain_lose_and_double_nothing(
     (`host drain b`) each arrive exactly once; the moves never run two pages."""
     sim = sim_factory(accounts=[ALICE, BOB])
     a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
-    bodies: list[str] = []
+    # `--from auto` on a host with no session of its own: alice, connected on a, sends it.
+    eventually(
+        lambda: where(b, "alice"), 20, "b sees alice on a", ok=lambda w: w == ("a", "connected")
+    )
+    auto = b.call("message.send", to=BOB, text="auto through b")
+    assert auto["session"] == "alice" and not auto.get("wait_reason"), auto
+    bodies: list[str] = ["auto through b"]
 
     def send_some(tag: str) -> None:
         for i, d in enumerate((a, b, a, b)):

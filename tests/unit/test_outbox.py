@@ -109,6 +109,9 @@ class FakeManager:
         runner = self.runners.get(name)
         return runner.state if runner else None
 
+    def connected_anywhere(self) -> list[str]:
+        return [n for n, r in self.runners.items() if r.state is SessionState.CONNECTED]
+
     def port(self, name: str) -> Any:
         runner = self.runners.get(name)
         if runner is None or runner.state is not SessionState.CONNECTED:

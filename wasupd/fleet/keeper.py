@@ -80,6 +80,7 @@ class LeaseKeeper:
         self.interval = ttl / RENEW_PER_TTL
         self.held: dict[str, Lease] = {}
         self.leaving: set[str] = set()  # handed over or lost: being stopped
+        self.lost: set[str] = set()  # lost (expired, or no renewal in time): being stopped
         self.deadline = 0.0  # local monotonic time by which a renewal must have succeeded
         self.owners: dict[str, str] = {}  # session -> host, as of the last round
         self.since: dict[str, float] = {}  # session -> when this host took it (monotonic)
@@ -154,6 +155,11 @@ class LeaseKeeper:
             await self._claim(hosts)
         self.owners = await self.repo.owners()
 
+    def speaks_for(self, session: str) -> bool:
+        """False while this host stops a session whose lease it lost: another host may run
+        it already, so what happens to it here is written nowhere but this host's log."""
+        return session not in self.lost
+
     def owner_of(self, session: str) -> str:
         """The host running `session` (as of the last round; this host at once for its own)."""
         if self.token(session) is not None:
@@ -200,6 +206,7 @@ class LeaseKeeper:
     def _lose(self, name: str, why: str) -> None:
         """The lease is gone (or about to be): stop the session now; nothing to release."""
         self.leaving.add(name)
+        self.lost.add(name)
         log.warning("lease_lost", session=name, host=self.me.host_id, reason=why)
 
         async def stop() -> None:
@@ -209,6 +216,7 @@ class LeaseKeeper:
                 self.held.pop(name, None)
                 self.since.pop(name, None)
                 self.leaving.discard(name)
+                self.lost.discard(name)
 
         self._spawn(stop())
 

@@ -25,6 +25,11 @@ class SessionDirectory(Protocol):
         """The session's state; None for an unknown name."""
         ...
 
+    def connected_anywhere(self) -> Iterable[str]:
+        """Sessions connected on this host or, in a fleet, on another (their owner sends
+        what is queued for them): the sessions `auto` chooses among."""
+        ...
+
     def port(self, name: str) -> MessagePort | None:
         """The session's page when it is connected, else None."""
         ...

@@ -188,8 +188,9 @@ class Messaging:
     async def pick_session(self, chat_id: str) -> str | None:
         """For `auto`: the session the contact (by number or LID: one person) last talked to
         when it is connected; else a connected one weighted by remaining capacity and health;
-        None when none is connected."""
-        connected = [n for n in self.sessions.names() if self.port(n) is not None]
+        None when none is connected. In a fleet every host's connected sessions count (the
+        owner sends); health is what this host saw of their sends."""
+        connected = list(self.sessions.connected_anywhere())
         if not connected:
             return None
         last = await self.repo.last_session_for(chat_id)
@@ -289,6 +290,10 @@ class Messaging:
             # Its queued pool messages go to the others; a message already `sending` stays:
             # only this session's page can tell whether it went out.
             self._poke(None)
+        if event.get("elsewhere"):
+            # A fleet host stopping a session another host runs now (a move, a lost lease):
+            # to a webhook's reader the session did not change, it is connected over there.
+            return
         data = {k: event.get(k) for k in ("from", "to", "reason")}
         await self.hook("state", name, data)
 

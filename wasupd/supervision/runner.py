@@ -227,12 +227,19 @@ class SessionRunner(BrowserLife):
             if old is not new:
                 # Shielded: a transition that happened is recorded even if this task is cancelled.
                 await asyncio.shield(self.on_transition(self._transition(old, new, reason)))
+        except Exception as exc:
+            # The store could not record it (a database that stopped answering): the browser
+            # is supervised all the same, and the next transition records the state again.
+            self._log.warning(
+                "transition_not_recorded", from_state=old.value, to_state=new.value, error=str(exc)
+            )
         finally:
-            # Waiters see a state only once it is recorded (stop() returns after the record).
+            # Waiters see a state only once it is recorded (stop() returns after the record),
+            # or once recording it failed: they are woken either way.
             self._published = new
             if new is S.STARTING:
                 self._start_count += 1
-        await self.notify()
+            await self.notify()
 
     def _transition(self, old: SessionState, new: SessionState, reason: str) -> Transition:
         at = self.clock.time()

@@ -119,7 +119,7 @@ class MessageMethods:
         out = msg.as_dict()
         name = msg.session
         if msg.state in WAITING and name and not msg.wait_reason:
-            state = self.sessions.state_of(name)
+            state = self.sessions.state_anywhere(name)
             if state is None:
                 out["wait_reason"] = f"session {name} does not exist"
             elif state is not SessionState.CONNECTED:

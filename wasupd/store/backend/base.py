@@ -94,6 +94,10 @@ class Database(abc.ABC):
     async def close(self) -> None:
         """Release the connection(s)."""
 
+    def closing(self) -> None:  # noqa: B027 - a no-op unless the backend can hang
+        """The daemon is stopping: a database that stopped answering must not hold the stop
+        up (a local SQLite file answers or fails; a server may hang)."""
+
     async def __aenter__(self) -> Database:
         return self
 

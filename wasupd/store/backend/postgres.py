@@ -1,7 +1,12 @@
 """The PostgreSQL backend: psycopg 3 (asyncio) with a pool, the schema version in a table.
 
 A call outside a transaction borrows a connection for one autocommitted statement;
-`transaction()` holds one connection for its block. Migrations run on a connection of their
+`transaction()` holds one connection for its block. Both are bounded: a server that stops
+answering (a partition, a frozen host) neither answers nor fails, and a caller would wait
+forever; it gets a StoreError after OP_TIMEOUT (TX_TIMEOUT for a transaction). Once the
+daemon is stopping (`closing()`) the bound is CLOSING_TIMEOUT, and after the first call the
+server did not answer, every later one fails at once, so a stop with the database gone takes
+seconds, not one timeout per write. Migrations run on a connection of their
 own under a session advisory lock, so hosts that start together migrate once, one after
 the other; a database whose `wasupd_schema` is newer than this wasupd is refused untouched.
 """
@@ -23,6 +28,9 @@ from wasupd.store.backend.rows import Row, column_index
 from wasupd.store.backend.sql import lock_key, postgres_ddl, to_pyformat
 
 POOL_SIZE = 10  # connections: enough for the daemon's concurrent writers, few for the server
+OP_TIMEOUT = 30.0  # s for one statement outside a transaction, the wait for a connection included
+TX_TIMEOUT = 120.0  # s for a transaction (a campaign's batch of rows is the largest)
+CLOSING_TIMEOUT = 3.0  # s for either once the daemon is stopping
 CONNECT_TIMEOUT = 10  # seconds, for the first connection and for the pool to fill
 _MIGRATION_LOCK = lock_key("wasupd.schema")
 
@@ -153,6 +161,31 @@ class PostgresDatabase(Database):
     def __init__(self, pool: AsyncConnectionPool[Conn], place: str) -> None:
         self.pool = pool
         self.describe = place
+        self._closing = False
+        self._gone = False  # stopping, and the server did not answer once: fail at once
+
+    def closing(self) -> None:
+        """Bound every call by CLOSING_TIMEOUT from now on; after the first that times out,
+        fail the rest at once (see the module docstring)."""
+        self._closing = True
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, limit: float) -> AsyncIterator[None]:
+        """The block within `limit` s (CLOSING_TIMEOUT when stopping), else StoreError.
+        psycopg cancels a statement interrupted this way and drops its connection."""
+        if self._gone:
+            raise StoreError(f"{self.describe} stopped answering; the daemon stops without it")
+        limit = CLOSING_TIMEOUT if self._closing else limit
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError:
+            if self._closing:
+                self._gone = True
+            raise StoreError(
+                f"{self.describe} did not answer within {limit:g} s: check that the server is"
+                " up and reachable from this host"
+            ) from None
 
     @classmethod
     async def open(cls, url: str, migrations: Sequence[str]) -> PostgresDatabase:
@@ -196,17 +229,17 @@ class PostgresDatabase(Database):
 
     async def schema_version(self) -> int:
         """The version in `wasupd_schema` (0 for a database wasupd never migrated)."""
-        async with self._borrow() as conn:
+        async with self._bounded(OP_TIMEOUT), self._borrow() as conn:
             return await _version(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """BEGIN ... COMMIT on one pooled connection (ROLLBACK when the block raises)."""
-        async with self._borrow() as conn, conn.transaction():
+        async with self._bounded(TX_TIMEOUT), self._borrow() as conn, conn.transaction():
             yield _Tx(conn)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._borrow() as conn:
+        async with self._bounded(OP_TIMEOUT), self._borrow() as conn:
             return await _Tx(conn).execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
@@ -214,13 +247,13 @@ class PostgresDatabase(Database):
             await tx.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._borrow() as conn:
+        async with self._bounded(OP_TIMEOUT), self._borrow() as conn:
             return await _Tx(conn).fetchone(sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._borrow() as conn:
+        async with self._bounded(OP_TIMEOUT), self._borrow() as conn:
             return await _Tx(conn).fetchall(sql, params)
 
     async def close(self) -> None:
-        """Close every pooled connection."""
-        await self.pool.close()
+        """Close every pooled connection (bounded: a server gone does not hold it up)."""
+        await self.pool.close(timeout=CLOSING_TIMEOUT if self._closing else 5.0)
