@@ -41,6 +41,7 @@ from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STA
 
 log = structlog.get_logger("wasupd.sessions")
 
+QR_POLL_S = 1.0  # s between reads of a QR another fleet host offers
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ReportSink = Callable[[str, DriverReport], Awaitable[None]]
 
@@ -237,6 +238,8 @@ class SessionManager:
         runner = self.runners.get(t.session)
         if runner is not None:
             await self.repo.set_restarts(t.session, runner.restarts)
+        if self.leased and t.from_state is SessionState.QR:
+            await self.repo.set_qr(t.session, None)  # no QR on offer any more
         if t.to_state is SessionState.CONNECTED:
             await self.repo.set_linked(t.session, me=None, at=t.at)
         if t.session in self.records:
@@ -256,6 +259,8 @@ class SessionManager:
         )
 
     async def _on_report(self, name: str, report: DriverReport) -> None:
+        if report.kind == "qr" and self.leased and self.speaks_for(name):
+            await self.repo.set_qr(name, dict(report.data))  # for `session.qr` on other hosts
         if report.kind == "state" and report.data.get("me"):
             await self.repo.set_linked(name, me=str(report.data["me"]), at=time.time())
             await self._refresh(name)
@@ -474,6 +479,26 @@ class SessionManager:
             left = deadline - loop.time()
             with contextlib.suppress(Timeout):
                 await runner.wait_for(set(SessionState) - {SessionState.STOPPED}, min(left, 1.0))
+
+    async def qr_elsewhere(self, name: str, wait: float) -> dict[str, Any] | None:
+        """In a fleet, for a session another host runs: the QR it offers, as that host
+        stored it, waiting up to `wait` s for one; None when it runs here (or on no host)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while self.leased and self._runs_elsewhere(name):
+            record = await self.repo.get(name)
+            if record.state == SessionState.QR.value and record.qr is not None:
+                return {"session": name, "state": record.state, **record.qr}
+            if loop.time() >= deadline:
+                raise InvalidState(
+                    f"session {name!r} is {record.state} on host {self._runs_elsewhere(name)}:"
+                    " no QR is on offer"
+                    + (" (already linked)" if record.state == SessionState.CONNECTED.value else ""),
+                    session=name,
+                    state=record.state,
+                )
+            await asyncio.sleep(min(QR_POLL_S, max(0.0, deadline - loop.time())))
+        return None
 
     def _runs_elsewhere(self, name: str) -> str:
         """In a fleet, the host that runs `name` when it is not this one ('' otherwise)."""

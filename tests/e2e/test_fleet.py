@@ -262,4 +262,15 @@ def test_three_hosts_share_new_sessions_by_headroom(
     assert out.returncode == 0 and b"HOST" in out.stdout
     listed = {h["host"]: h["sessions"] for h in hosts[0].call("host.list")}
     assert listed == {"a": 1, "b": 1, "c": 1}
+    # The QR of a session on c, asked of a (as `wasupctl qr` would): scanning it links it on c.
+    on_c = next(name for name, h in got.items() if h == "c")
+    qr = hosts[0].call("session.qr", name=on_c, wait=30)
+    assert qr["state"] == "qr" and qr["payload"], qr
+    sim.call("scan", payload=qr["payload"], phone=ALICE)
+    eventually(
+        lambda: where(hosts[0], on_c),
+        60,
+        f"{on_c} linked on c",
+        ok=lambda w: w == ("c", "connected"),
+    )
     assert 'wasupd_fleet_host{host="c"} 1.0' in hosts[2].call("metrics.get")["text"]

@@ -230,6 +230,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX leases_by_host ON leases(host_id);
     """,
+    # 8: the QR on offer (JSON: payload, expiry, rotation), written by the session's host in
+    # a fleet, so that `session.qr` on any host shows it (NULL when none is on offer).
+    """
+    ALTER TABLE sessions ADD COLUMN qr TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

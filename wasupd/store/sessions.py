@@ -25,6 +25,7 @@ class SessionRecord:
     updated_at: float
     linked_at: float | None
     restarts: int
+    qr: dict[str, Any] | None = None  # in a fleet: the QR its host offers (see schema step 8)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +51,7 @@ def _record(row: Row) -> SessionRecord:
         updated_at=row["updated_at"],
         linked_at=row["linked_at"],
         restarts=row["restarts"],
+        qr=json.loads(row["qr"]) if row["qr"] else None,
     )
 
 
@@ -114,6 +116,13 @@ class SessionRepo:
             "UPDATE sessions SET me = COALESCE(?, me), linked_at = COALESCE(linked_at, ?)"
             " WHERE name = ?",
             (me, at, name),
+        )
+
+    async def set_qr(self, name: str, qr: dict[str, Any] | None) -> None:
+        """The QR now on offer (None: none), for the other hosts of a fleet to show."""
+        await self.db.execute(
+            "UPDATE sessions SET qr = ? WHERE name = ?",
+            (json.dumps(qr) if qr is not None else None, name),
         )
 
     async def history(self, name: str, limit: int = 50) -> list[HistoryEntry]:

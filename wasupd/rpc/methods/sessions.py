@@ -114,12 +114,17 @@ class SessionMethods:
         """
         runner = self.sessions.runner(name)
         if runner.qr is None or runner.state is not SessionState.QR:
+            wait = min(max(wait, 0.0), 300.0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             if wait > 0:
-                wait = min(wait, 300.0)
-                started = asyncio.get_running_loop().time()
                 await self.sessions.until_placed(name, wait)  # a fleet: claimed a moment later
-                left = wait - (asyncio.get_running_loop().time() - started)
-                await runner.wait_qr(timeout=max(0.0, left))
+            # In a fleet the session may run on another host: the QR it stored.
+            remote = await self.sessions.qr_elsewhere(name, wait - (loop.time() - started))
+            if remote is not None:
+                return remote
+            if wait > 0:
+                await runner.wait_qr(timeout=max(0.0, wait - (loop.time() - started)))
             if runner.qr is None or runner.state is not SessionState.QR:
                 raise InvalidState(
                     f"session {name!r} is {runner.state.value}: no QR is on offer"
