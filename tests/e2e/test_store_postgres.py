@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.e2e.test_whatsapp import ctl, link_by_qr, state
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.postgres import PASSWORD, PgServer
 from tests.helpers.waiting import eventually
+from wasupd.store.db import open_database
 
 ALICE, BOB = "15550001111", "15550002222"
 
@@ -107,3 +110,21 @@ def test_restore_refuses_a_postgresql_store(daemon_factory: Any, postgres_db: st
     )
     assert out.returncode == 1 and "pg_restore" in out.stderr, out
     assert PASSWORD not in out.stderr and not (d.state_dir / "wasupd.db").exists()
+
+
+async def _select_after_another_host_migrates(url: str, tmp_path: Path) -> list[Any]:
+    db = await open_database(tmp_path / "unused.db", url)
+    try:
+        for _ in range(10):  # often enough for a driver to prepare it on the server
+            await db.fetchall("SELECT * FROM sessions")
+        with psycopg.connect(url, autocommit=True) as other:  # a newer host's migration
+            other.execute("ALTER TABLE sessions ADD COLUMN from_a_newer_host TEXT")
+        return await db.fetchall("SELECT * FROM sessions")
+    finally:
+        await db.close()
+
+
+def test_a_column_added_by_another_host_breaks_no_query(postgres_db: str, tmp_path: Path) -> None:
+    """A rolling upgrade: one host of the fleet migrates (adds a column) while the others run
+    on; their queries go on working (no cached server-side plan of the old row type)."""
+    assert asyncio.run(_select_after_another_host_migrates(postgres_db, tmp_path)) == []

@@ -200,7 +200,10 @@ class PostgresDatabase(Database):
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             connection_class=psycopg.AsyncConnection[Row],
-            kwargs={"autocommit": True, "row_factory": _rows},
+            # No server-side prepared statements: a host of the fleet that migrates the schema
+            # (a rolling upgrade adds a column) would otherwise break every other host's cached
+            # `SELECT *` plans ("cached plan must not change result type").
+            kwargs={"autocommit": True, "row_factory": _rows, "prepare_threshold": None},
             min_size=1,
             max_size=POOL_SIZE,
             open=False,
