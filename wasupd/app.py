@@ -134,6 +134,7 @@ class App:
             self.facts = dataclasses.replace(self.facts, host=config.daemon.host_id)
             manager.owner_of = self.fleet.keeper.owner_of
             manager.speaks_for = self.fleet.keeper.speaks_for
+            manager.forward = self.fleet.ask
             messages.fence = self.fleet.keeper.fence
             await stack.enter_async_context(self.fleet.running())
         admin = await stack.enter_async_context(ProfilesAdmin(config=config, sessions=manager))

@@ -108,6 +108,9 @@ class SessionManager:
         # False for a session whose lease this host lost (another host may run it now): its
         # stop here is written neither to the store nor to webhooks.
         self.speaks_for: Callable[[str], bool] = lambda name: True
+        # In a fleet: ask the host that runs a session to restart, log out or delete it
+        # (wasupd.fleet.service.Fleet.ask); None on a single host.
+        self.forward: Callable[[str, str, dict[str, Any]], Awaitable[None]] | None = None
         self.start_gate = StartGate(lambda: default_limit(self.config.limits.max_concurrent_starts))
 
     # -- lifetime --------------------------------------------------------------------------
@@ -286,7 +289,7 @@ class SessionManager:
         runner = self.runners.get(name)
         if runner is None:
             return None
-        if self.leased and self._runs_elsewhere(name):
+        if self.leased and self.runs_elsewhere(name):
             return SessionState(self.records[name].state)
         return runner.state
 
@@ -379,20 +382,40 @@ class SessionManager:
         await self._set_desired(name, "stopped")  # in a fleet its owner gives it up
         await runner.stop()
 
-    def _here_only(self, name: str, what: str) -> None:
-        """InvalidState when another fleet host runs `name`: `what` needs its browser."""
-        host = self._runs_elsewhere(name)
-        if host:
+    async def _forwarded(self, name: str, op: str, args: dict[str, Any]) -> bool:
+        """In a fleet, when another host runs `name`: `op` is carried out there (this call
+        returns once it was, or raises what went wrong there); False when it runs here."""
+        self.runner(name)  # SessionNotFound first
+        host = self.runs_elsewhere(name)
+        if not host:
+            return False
+        if self.forward is None:
             raise InvalidState(
-                f"session {name!r} runs on host {host}: {what} it there (wasupctl on {host}),"
-                f" or stop it first",
+                f"session {name!r} runs on host {host}: {op} it there (wasupctl on {host})",
                 session=name,
                 host=host,
             )
+        await self.forward(name, op, args)
+        if op == "delete":
+            await self.refresh()  # gone from the store: gone from this host's view too
+        return True
+
+    async def perform(self, name: str, op: str, args: dict[str, Any]) -> None:
+        """Carry out what an operator on another host asked of a session this host runs
+        (wasupd.fleet.keeper.FleetSessions)."""
+        if op == "restart":
+            await self.restart(name)
+        elif op == "logout":
+            await self.logout(name)
+        elif op == "delete":
+            await self.delete(name, force=bool(args.get("force")))
+        else:
+            raise InvalidArgument(f"no such request as {op!r} (restart, logout, delete)")
 
     async def restart(self, name: str) -> None:
         """Stop and start again (a stopped session is just started)."""
-        self._here_only(name, "restart")
+        if await self._forwarded(name, "restart", {}):
+            return
         runner = self.runner(name)
         if runner.state in IDLE_STATES:
             await self.start(name)
@@ -402,14 +425,16 @@ class SessionManager:
 
     async def logout(self, name: str) -> None:
         """Unlink this device from the phone and wipe the profile."""
-        self._here_only(name, "log out")
+        if await self._forwarded(name, "logout", {}):
+            return
         runner = self.runner(name)
         await self._set_desired(name, "stopped")
         await runner.logout()
 
     async def delete(self, name: str, *, force: bool) -> None:
         """Delete a session; a running one only with `force` (it is stopped first)."""
-        self._here_only(name, "delete")
+        if await self._forwarded(name, "delete", {"force": force}):
+            return
         runner = self.runner(name)
         if runner.state not in IDLE_STATES:
             if not force:
@@ -456,12 +481,26 @@ class SessionManager:
             await runner.stop()
 
     async def refresh(self) -> None:
-        """Read again what other hosts wrote: new sessions, desired states, their states."""
-        for record in await self.repo.all():
+        """Read again what other hosts wrote: new sessions, desired states, their states;
+        a session deleted on another host (idle here) leaves this host's view."""
+        records = {record.name: record for record in await self.repo.all()}
+        for record in records.values():
             if record.name not in self.runners:
                 self._add_runner(record)
             else:
                 self.records[record.name] = record
+        for name in [n for n in self.runners if n not in records]:
+            runner = self.runners[name]
+            if runner.state not in IDLE_STATES:
+                continue  # running here: its own stop comes first (the lease is lost)
+            await runner.close()
+            self.runners.pop(name, None)
+            self.records.pop(name, None)
+            self.profiles.pop(name, None)  # nothing of it was prepared on this host
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                await asyncio.wait({task}, timeout=5)
+            self.bus.publish("deleted", session=name)
 
     async def until_placed(self, name: str, timeout: float) -> None:
         """In a fleet: wait, at most `timeout` s, while a session that should run is not yet
@@ -473,7 +512,7 @@ class SessionManager:
             self.leased
             and runner.state is SessionState.STOPPED
             and self.records[name].desired == "running"
-            and not self._runs_elsewhere(name)
+            and not self.runs_elsewhere(name)
             and loop.time() < deadline
         ):  # woken by this host's start; another host's claim shows at the next round
             left = deadline - loop.time()
@@ -485,13 +524,13 @@ class SessionManager:
         stored it, waiting up to `wait` s for one; None when it runs here (or on no host)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while self.leased and self._runs_elsewhere(name):
+        while self.leased and self.runs_elsewhere(name):
             record = await self.repo.get(name)
             if record.state == SessionState.QR.value and record.qr is not None:
                 return {"session": name, "state": record.state, **record.qr}
             if loop.time() >= deadline:
                 raise InvalidState(
-                    f"session {name!r} is {record.state} on host {self._runs_elsewhere(name)}:"
+                    f"session {name!r} is {record.state} on host {self.runs_elsewhere(name)}:"
                     " no QR is on offer"
                     + (" (already linked)" if record.state == SessionState.CONNECTED.value else ""),
                     session=name,
@@ -500,7 +539,7 @@ class SessionManager:
             await asyncio.sleep(min(QR_POLL_S, max(0.0, deadline - loop.time())))
         return None
 
-    def _runs_elsewhere(self, name: str) -> str:
+    def runs_elsewhere(self, name: str) -> str:
         """In a fleet, the host that runs `name` when it is not this one ('' otherwise)."""
         runner = self.runners.get(name)
         host = self.owner_of(name) if self.leased else ""
@@ -510,7 +549,7 @@ class SessionManager:
     def describe(self, record: SessionRecord) -> dict[str, Any]:
         """The session as shown by `session.get` / `session.list`."""
         runner = self.runners.get(record.name)
-        if self.leased and self._runs_elsewhere(record.name):
+        if self.leased and self.runs_elsewhere(record.name):
             runner = None  # another host runs it: what it stored is the truth
         out: dict[str, Any] = {
             "name": record.name,

@@ -274,3 +274,35 @@ def test_three_hosts_share_new_sessions_by_headroom(
         ok=lambda w: w == ("c", "connected"),
     )
     assert 'wasupd_fleet_host{host="c"} 1.0' in hosts[2].call("metrics.get")["text"]
+
+
+def test_restart_and_delete_asked_of_another_host_are_carried_out_by_its_host(
+    postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
+) -> None:
+    """`wasupctl session restart` and `session rm --force` on b, for alice running on a: a
+    restarts her (still on a, the same device) and then deletes her; both hosts forget her."""
+    sim = sim_factory(accounts=[ALICE, BOB])
+    a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
+    eventually(
+        lambda: where(b, "alice"), 20, "b sees alice on a", ok=lambda w: w == ("a", "connected")
+    )
+    out = ctl(b, "session", "restart", "alice")
+    assert out.returncode == 0, out.stderr
+    history = a.call("session.get", name="alice", history=20)["history"]
+    assert any(h["reason"] == "restart requested" for h in history), history
+    eventually(
+        lambda: where(b, "alice"), START, "alice back on a", ok=lambda w: w == ("a", "connected")
+    )
+    assert len(sim.call("devices", phone=ALICE)) == 1 and sim.call("conflicts", phone=ALICE) == []
+
+    out = ctl(b, "session", "rm", "alice", "--force")
+    assert out.returncode == 0, out.stderr
+    for d in (a, b):
+        names = [s["name"] for s in d.call("session.list")]
+        assert "alice" not in names, names
+    eventually(
+        lambda: [p for p in sim.call("state")["pages"] if p["phone"] == ALICE],
+        30,
+        "alice's page gone",
+        ok=lambda pages: pages == [],
+    )

@@ -25,9 +25,10 @@ from typing import Any, Protocol
 
 import structlog
 
+from wasupd.errors import WasupError
 from wasupd.fleet.placement import SESSION_MIB, Room, shares
 from wasupd.store.db import Executor
-from wasupd.store.fleet import FleetRepo, HostRecord, Lease, fence
+from wasupd.store.fleet import FleetRepo, HostRecord, Lease, Request, fence
 
 RENEW_PER_TTL = 6  # renewals per lease period: five can fail before the deadline
 SETTLE_S = 30.0  # s after a claim when the session's browser shows in the memory measure
@@ -49,6 +50,11 @@ class FleetSessions(Protocol):
 
     async def refresh(self) -> None:
         """Read again what other hosts changed (new sessions, desired states)."""
+        ...
+
+    async def perform(self, session: str, op: str, args: dict[str, Any]) -> None:
+        """Carry out here what an operator on another host asked (restart, logout, delete);
+        raises what went wrong (a WasupError's message is sent back to the asker)."""
         ...
 
 
@@ -85,6 +91,7 @@ class LeaseKeeper:
         self.owners: dict[str, str] = {}  # session -> host, as of the last round
         self.since: dict[str, float] = {}  # session -> when this host took it (monotonic)
         self._tg: asyncio.TaskGroup | None = None
+        self._doing: set[int] = set()  # requests from other hosts being carried out
 
     def token(self, session: str) -> int | None:
         """The fencing token this host holds for `session`, or None when it holds none."""
@@ -150,6 +157,10 @@ class LeaseKeeper:
                 self._hand_over(lease, f"moving to {lease.target}")
             elif not lease.wanted:
                 self._hand_over(lease, "stop requested")
+        for request in await self.repo.asked_of(self.me.host_id):
+            if request.id not in self._doing and request.session in self._running():
+                self._doing.add(request.id)
+                self._spawn(self._carry_out(request))
         await self.sessions.refresh()  # before claiming: a session created elsewhere
         if mine is not None and not mine.draining:
             await self._claim(hosts)
@@ -183,6 +194,28 @@ class LeaseKeeper:
                 "lease_claimed", session=lease.session, token=lease.token, host=self.me.host_id
             )
             self._spawn(self.sessions.run_here(lease.session))
+
+    async def _carry_out(self, request: Request) -> None:
+        """Do what another host's operator asked, and answer (the error's text, or None)."""
+        log.info(
+            "fleet_request",
+            session=request.session,
+            op=request.op,
+            asked_by=request.by,
+            host=self.me.host_id,
+        )
+        error: str | None = None
+        try:
+            await self.sessions.perform(request.session, request.op, request.args)
+        except WasupError as exc:
+            error = exc.message
+        except Exception as exc:
+            log.exception("fleet_request_failed", session=request.session, op=request.op)
+            error = f"internal error on {self.me.host_id} ({type(exc).__name__}); see its log"
+        try:
+            await self.repo.answer(request.id, error)
+        finally:
+            self._doing.discard(request.id)
 
     def _settled(self) -> int:
         """Held sessions whose memory the headroom measure shows (claimed SETTLE_S ago)."""

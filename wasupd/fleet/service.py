@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import psutil
 import structlog
 
 from wasupd import __version__
 from wasupd.config import Config
+from wasupd.errors import Busy, InvalidState
 from wasupd.events import EventBus
 from wasupd.fleet.keeper import FleetSessions, HostSpec, LeaseKeeper
 from wasupd.loops import keep_running
@@ -27,6 +29,10 @@ from wasupd.store.notify import OUTBOX, Listener, notify
 
 log = structlog.get_logger("wasupd.fleet")
 LISTEN_POLL = 5.0  # seconds: senders are also woken this often, should a NOTIFY be missed
+ASK_POLL = 0.5  # s between looks at a request another host carries out
+# s a request to another host may take, past the lease round that takes it up: a stop (a
+# restart, a forced delete) is bounded by the browser's stop, well within this.
+ASK_TIMEOUT = 90.0
 
 
 def headroom(reserve_mib: int) -> Callable[[], int]:
@@ -75,6 +81,31 @@ class Fleet:
             finally:
                 for task in tasks:
                     task.cancel()
+
+    async def ask(self, session: str, op: str, args: dict[str, Any]) -> None:
+        """Have the host that runs `session` do `op` (restart, logout, delete): it takes the
+        request up at its next lease round. Returns once it was carried out; InvalidState
+        with that host's words when it failed there; Busy when it was not taken up within
+        ASK_TIMEOUT (the request is then withdrawn, never carried out late)."""
+        owner = self.keeper.owner_of(session) or "its host"
+        rid = await self.repo.ask(session, op, args, self.config.daemon.host_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ASK_TIMEOUT + self.keeper.interval
+        while True:
+            done, error = await self.repo.outcome(rid)
+            if done:
+                break
+            if loop.time() >= deadline:
+                await self.repo.withdraw(rid)
+                raise Busy(
+                    f"host {owner} did not carry out {op} of session {session!r} within"
+                    f" {ASK_TIMEOUT + self.keeper.interval:.0f} s; is it up? (wasupctl host list)",
+                    session=session,
+                    host=owner,
+                )
+            await asyncio.sleep(ASK_POLL)
+        if error:
+            raise InvalidState(f"on host {owner}: {error}", session=session, host=owner)
 
     async def _announce(self) -> None:
         """A message queued here: tell every host (the session's owner sends it)."""

@@ -15,8 +15,10 @@ other and never claim the same session.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from wasupd.errors import StaleLease, StoreError
 from wasupd.store.db import Database, Executor, Row
@@ -73,6 +75,17 @@ class Lease:
             target=row["target"] or "",
             wanted="desired" not in row.keys() or row["desired"] == "running",  # noqa: SIM118 - a Row iterates its values
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What an operator on host `by` asked of the host that runs `session`."""
+
+    id: int
+    session: str
+    op: str  # restart | logout | delete
+    args: dict[str, Any]
+    by: str
 
 
 _HOSTS = """
@@ -222,6 +235,61 @@ class FleetRepo:
     async def forget(self, session: str) -> None:
         """Drop `session`'s lease row (the session was deleted)."""
         await self.db.execute("DELETE FROM leases WHERE session = ?", (session,))
+
+    async def ask(self, session: str, op: str, args: dict[str, Any], by: str) -> int:
+        """Ask the host that runs `session` to do `op` (restart, logout, delete); the id."""
+        row = await self.db.fetchone(
+            "INSERT INTO session_requests (session, op, args, requested_by, requested_at)"
+            " VALUES (?, ?, ?, ?, extract(epoch FROM now())) RETURNING id",
+            (session, op, json.dumps(args), by),
+        )
+        assert row is not None
+        return int(row["id"])
+
+    async def asked_of(self, host: str) -> list[Request]:
+        """Open requests for the sessions `host` holds a live lease on, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT r.id, r.session, r.op, r.args, r.requested_by FROM session_requests r"
+            " JOIN leases l ON l.session = r.session"
+            " WHERE r.done_at IS NULL AND l.host_id = ? AND l.expires_at > extract(epoch FROM now())"
+            " ORDER BY r.id",
+            (host,),
+        )
+        return [
+            Request(
+                id=int(r["id"]),
+                session=r["session"],
+                op=r["op"],
+                args=json.loads(r["args"]),
+                by=r["requested_by"],
+            )
+            for r in rows
+        ]
+
+    async def answer(self, rid: int, error: str | None) -> None:
+        """Record that request `rid` was carried out (`error` None) or why it failed."""
+        await self.db.execute(
+            "UPDATE session_requests SET done_at = extract(epoch FROM now()), error = ?"
+            " WHERE id = ?",
+            (error, rid),
+        )
+
+    async def outcome(self, rid: int) -> tuple[bool, str | None]:
+        """(done, error) of request `rid`."""
+        row = await self.db.fetchone(
+            "SELECT done_at, error FROM session_requests WHERE id = ?", (rid,)
+        )
+        if row is None:
+            return True, "the request was lost"
+        return row["done_at"] is not None, row["error"]
+
+    async def withdraw(self, rid: int) -> None:
+        """The asker gave up waiting: the request is not to be carried out later."""
+        await self.db.execute(
+            "UPDATE session_requests SET done_at = extract(epoch FROM now()),"
+            " error = 'withdrawn: not taken up in time' WHERE id = ? AND done_at IS NULL",
+            (rid,),
+        )
 
 
 async def fence(tx: Executor, session: str, host: str, token: int) -> None:

@@ -230,10 +230,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX leases_by_host ON leases(host_id);
     """,
-    # 8: the QR on offer (JSON: payload, expiry, rotation), written by the session's host in
-    # a fleet, so that `session.qr` on any host shows it (NULL when none is on offer).
+    # 8: a fleet operated from any host: the QR on offer (JSON: payload, expiry, rotation),
+    # written by the session's host so that `session.qr` on any host shows it (NULL when none
+    # is on offer), and what an operator on another host asked of the session's host
+    # (restart, logout, delete; wasupd.store.fleet), with its outcome.
     """
     ALTER TABLE sessions ADD COLUMN qr TEXT;
+    CREATE TABLE session_requests (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        session       TEXT NOT NULL,
+        op            TEXT NOT NULL,
+        args          TEXT NOT NULL DEFAULT '{}',
+        requested_by  TEXT NOT NULL,
+        requested_at  REAL NOT NULL,
+        done_at       REAL,
+        error         TEXT
+    );
+    CREATE INDEX session_requests_open ON session_requests(session) WHERE done_at IS NULL;
     """,
 ]
 

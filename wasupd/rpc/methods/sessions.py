@@ -140,6 +140,14 @@ class SessionMethods:
         """Link by pairing code instead of QR: returns the 8-character code to type on the phone."""
         runner = self.sessions.runner(name)
         number = normalize_phone(phone)
+        host = self.sessions.runs_elsewhere(name)
+        if host:  # the code comes from the page: only the session's host can ask for one
+            raise InvalidState(
+                f"session {name!r} runs on host {host}: ask for its pairing code there"
+                f" (wasupctl on {host}), or scan its QR (`wasupctl qr {name}` works anywhere)",
+                session=name,
+                host=host,
+            )
         if runner.state is not SessionState.QR or runner.driver is None:
             raise InvalidState(
                 f"session {name!r} is {runner.state.value}: pairing needs a session waiting"
