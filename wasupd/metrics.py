@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from wasupd.looplag import LoopLag
 from wasupd.sessions import SessionManager
-from wasupd.supervision.states import SessionState
+from wasupd.supervision.states import IDLE_STATES, SessionState
 
 _SELF = psutil.Process()
 
@@ -81,9 +81,23 @@ class WasupCollector(Collector):
         self.outbox_counts = outbox_counts
 
     def collect(self) -> Iterator[Any]:
-        yield from self._daemon()
-        yield from self._sessions()
-        yield from self._outbox()
+        host = self.metrics.facts.host
+        for family in (*self._daemon(), *self._sessions(), *self._outbox()):
+            if host:  # a fleet host: every series names it, so the hosts' scrapes add up
+                family.samples = [
+                    s._replace(labels={**s.labels, "host": host}) for s in family.samples
+                ]
+            yield family
+
+    def _runs_here(self, name: str) -> bool:
+        """Whether this daemon reports `name`: always on a single host; in a fleet only
+        while its browser runs on this host (each session is then reported once, by the
+        host that runs it; idle sessions show in `wasupctl status`)."""
+        manager = self.metrics.sessions
+        if not self.metrics.facts.host:
+            return True
+        runner = manager.runners.get(name)
+        return runner is not None and runner.state not in IDLE_STATES
 
     def _outbox(self) -> Iterator[Any]:
         fam = GaugeMetricFamily(
@@ -96,12 +110,8 @@ class WasupCollector(Collector):
     def _daemon(self) -> Iterator[Any]:
         m = self.metrics
         yield GaugeMetricFamily("wasupd_up", "1 while the daemon answers", value=1)
-        if m.facts.host:
-            info = GaugeMetricFamily(
-                "wasupd_fleet_host", "1, labelled with this fleet host's id", labels=["host"]
-            )
-            info.add_metric([m.facts.host], 1)
-            yield info
+        if m.facts.host:  # `collect` adds the host label
+            yield GaugeMetricFamily("wasupd_fleet_host", "1 on a host of a fleet", value=1)
         yield GaugeMetricFamily(
             "wasupd_uptime_seconds",
             "Seconds since the daemon started",
@@ -128,8 +138,9 @@ class WasupCollector(Collector):
         )
         by_state = GaugeMetricFamily("wasupd_sessions", "Sessions by state", labels=["state"])
         counts = {s.value: 0 for s in SessionState}
-        for runner in m.sessions.runners.values():
-            counts[runner.state.value] += 1
+        for name, runner in m.sessions.runners.items():
+            if self._runs_here(name):
+                counts[runner.state.value] += 1
         for state, n in counts.items():
             by_state.add_metric([state], n)
         yield by_state
@@ -176,6 +187,8 @@ class WasupCollector(Collector):
             labels=["session"],
         )
         for name, runner in sorted(manager.runners.items()):
+            if not self._runs_here(name):
+                continue
             state.add_metric([name, runner.state.value], 1)
             waiting.add_metric([name], runner.reports_waiting)
             restarts.add_metric([name], runner.restarts)

@@ -273,7 +273,13 @@ def test_three_hosts_share_new_sessions_by_headroom(
         f"{on_c} linked on c",
         ok=lambda w: w == ("c", "connected"),
     )
-    assert 'wasupd_fleet_host{host="c"} 1.0' in hosts[2].call("metrics.get")["text"]
+    text = hosts[2].call("metrics.get")["text"]
+    assert 'wasupd_fleet_host{host="c"} 1.0' in text
+    # c reports the one session it runs, each series naming the host; the others, not at all.
+    on_c_now = next(name for name, h in got.items() if h == "c")
+    series = [line for line in text.splitlines() if line.startswith("wasupd_session_state{")]
+    assert series and all(f'session="{on_c_now}"' in line for line in series), series
+    assert all('host="c"' in line for line in text.splitlines() if line.startswith("wasupd_"))
 
 
 def test_restart_and_delete_asked_of_another_host_are_carried_out_by_its_host(
