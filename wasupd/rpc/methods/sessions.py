@@ -93,24 +93,28 @@ class SessionMethods:
         return await self._get(name)
 
     async def restart(self, ctx: Context, name: str) -> dict[str, Any]:
-        """Stop the browser and start it again."""
+        """Stop the browser and start it again. In a fleet, on any host: the session's host
+        does it (taken up at its next lease round)."""
         await self.sessions.restart(name)
         return await self._get(name)
 
     async def logout(self, ctx: Context, name: str) -> dict[str, Any]:
-        """Unlink this device from the phone; the profile is wiped after the browser exits."""
+        """Unlink this device from the phone; the profile is wiped after the browser exits.
+        In a fleet, on any host: the session's host does it."""
         await self.sessions.logout(name)
         return await self._get(name)
 
     async def delete(self, ctx: Context, name: str, force: bool = False) -> dict[str, Any]:
-        """Delete a session and its profile archive (a running one only with `force`)."""
+        """Delete a session and its profile archive (a running one only with `force`). In a
+        fleet, on any host: the session's host does it when one runs it."""
         await self.sessions.delete(name, force=force)
         return {"deleted": name}
 
     async def qr(self, ctx: Context, name: str, wait: float = 0.0) -> dict[str, Any]:
         """The current login QR: payload, expiry (unix time) and rotation count.
 
-        With `wait` > 0, waits up to that many seconds for a QR to be on offer.
+        With `wait` > 0, waits up to that many seconds for a QR to be on offer. In a fleet,
+        on any host: the QR the session's host offers.
         """
         runner = self.sessions.runner(name)
         if runner.qr is None or runner.state is not SessionState.QR:
