@@ -18,7 +18,8 @@ import tomli_w
 from tests.helpers.daemon import base_config, make_dirs
 from tests.helpers.postgres import PASSWORD, PgServer
 from tests.helpers.service_env import ServiceEnv
-from wasupd.profiles.keys import generate_key_file
+from wasupd.profiles import archive
+from wasupd.profiles.keys import Keyring, generate_key_file
 from wasupd.store.db import SCHEMA_VERSION, open_database
 from wasupd.store.sessions import SessionRepo
 
@@ -338,6 +339,19 @@ def test_a_fleet_host_checks_its_clock_against_the_database(
     assert lines["fleet host"] == "OK wa-7 (daemon.host_id)"
     assert lines["clock skew"].startswith("OK 0.0") and "the database" in lines["clock skew"]
     assert lines["shared profiles dir"] == f"OK {shared}"
+    assert lines["fleet key"] == f"OK the 0 sealed profiles in {shared} open with this key"
+    # Profiles another host sealed with a key this host lacks: a host that would claim
+    # sessions and fail to unseal them.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    other = Keyring.of(b"\x07" * 32)
+    for name in ("alice", "bob"):
+        archive.seal_dir(tmp_path / "src", shared / f"{name}{archive.SUFFIX}", other, name)
+    code, lines = check(config)
+    assert code == 1 and lines["fleet key"].startswith(
+        f"FAIL 2 of the 2 sealed profiles in {shared} need a key this host does not hold"
+        f" (key {other.current_id}: alice, bob)"
+    ), lines["fleet key"]
     config, _ = setup(tmp_path, store={"url": f"postgresql://u:pw@127.0.0.1:{unused_port()}/x"})
     code, lines = check(config)
     assert code == 1 and lines["clock skew"].startswith("FAIL cannot connect to")

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wasupd.config import Config
-from wasupd.errors import BrowserError, KeyUnavailable, StoreError
+from wasupd.errors import BrowserError, KeyUnavailable, StoreError, WasupError
 from wasupd.paths import system_mode
 from wasupd.preflight.findings import Finding, Level
+from wasupd.profiles import archive
 from wasupd.profiles.firstkey import KEEP_A_COPY, missing, refusal
 from wasupd.profiles.keys import load_keyring
 from wasupd.rpc.peer import gid_of
@@ -194,7 +195,44 @@ def check_fleet(config: Config) -> Iterator[Finding]:
         fix = "" if level == "ok" else "; run NTP (systemd-timesyncd, chrony) on every host"
         yield Finding(level, "clock skew", f"{abs(skew):.3f} s {side} the database{fix}")
     if config.fleet.profiles_dir:
-        yield _directory("shared profiles dir", Path(config.fleet.profiles_dir))
+        shared = Path(config.fleet.profiles_dir)
+        yield _directory("shared profiles dir", shared)
+        yield from _fleet_key(config, shared)
+
+
+def _fleet_key(config: Config, shared: Path) -> Iterator[Finding]:
+    """Every profile the fleet sealed in `shared` names a key this host holds: a host with
+    another key would claim sessions and fail to unseal them. Headers are read without the
+    key (which key an archive needs is in the clear)."""
+    try:
+        ring = load_keyring(Path(config.profiles.key_file))
+        paths = sorted(shared.glob(f"*{archive.SUFFIX}"))
+    except (WasupError, OSError):
+        return  # the key and the directory have their own lines above
+    lacking: dict[str, list[str]] = {}
+    for path in paths:
+        try:
+            key = archive.inspect(path).key_id
+        except (WasupError, OSError):
+            continue  # unreadable here: the daemon reports it when it unseals that one
+        if key not in ring.keys:
+            lacking.setdefault(key, []).append(path.stem)
+    if not lacking:
+        yield Finding(
+            "ok", "fleet key", f"the {len(paths)} sealed profiles in {shared} open with this key"
+        )
+        return
+    named = "; ".join(
+        f"key {key}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+        for key, names in sorted(lacking.items())
+    )
+    count = sum(len(names) for names in lacking.values())
+    yield Finding(
+        "fail",
+        "fleet key",
+        f"{count} of the {len(paths)} sealed profiles in {shared} need a key this host does not"
+        f" hold ({named}): copy the fleet's profile key file here (docs/fleet.md, setup)",
+    )
 
 
 def check_directories(config: Config) -> Iterator[Finding]:
