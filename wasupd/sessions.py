@@ -41,7 +41,8 @@ from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STA
 
 log = structlog.get_logger("wasupd.sessions")
 
-QR_POLL_S = 1.0  # s between reads of a QR another fleet host offers
+QR_POLL_S = 1.0  # s between looks at what another fleet host did (a QR, a stop)
+STOP_ELSEWHERE_S = 120.0  # s a stop on another host may take (its next round, then the stop)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ReportSink = Callable[[str, DriverReport], Awaitable[None]]
 
@@ -379,8 +380,26 @@ class SessionManager:
     async def stop(self, name: str) -> None:
         """Stop a session and wait until its browser is gone."""
         runner = self.runner(name)
-        await self._set_desired(name, "stopped")  # in a fleet its owner gives it up
+        await self._set_desired(name, "stopped")  # in a fleet its owner gives it up ...
+        if self.leased and self.runs_elsewhere(name):
+            await self._until_given_up(name)  # ... and this returns once it did
+            return
         await runner.stop()
+
+    async def _until_given_up(self, name: str) -> None:
+        """In a fleet: wait until no host runs `name` (its owner saw the wish at its next
+        lease round, stopped the browser and released the lease); Busy past STOP_ELSEWHERE_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_ELSEWHERE_S
+        while host := self.runs_elsewhere(name):
+            if loop.time() >= deadline:
+                raise Busy(
+                    f"host {host} did not stop session {name!r} within {STOP_ELSEWHERE_S:g} s;"
+                    " it stops it when it renews its leases again (wasupctl host list)",
+                    session=name,
+                    host=host,
+                )
+            await asyncio.sleep(QR_POLL_S)
 
     async def _forwarded(self, name: str, op: str, args: dict[str, Any]) -> bool:
         """In a fleet, when another host runs `name`: `op` is carried out there (this call

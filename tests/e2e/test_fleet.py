@@ -285,8 +285,9 @@ def test_three_hosts_share_new_sessions_by_headroom(
 def test_restart_and_delete_asked_of_another_host_are_carried_out_by_its_host(
     postgres_db: str, daemon_factory: Any, sim_factory: Any, tmp_path: Path
 ) -> None:
-    """`wasupctl session restart` and `session rm --force` on b, for alice running on a: a
-    restarts her (still on a, the same device) and then deletes her; both hosts forget her."""
+    """`wasupctl session restart`, `stop`, `start` and `rm --force` on b, for alice running on
+    a: a restarts her (still on a, the same device); the stop returns once she stopped; after
+    the start a host runs her again; the delete goes through her host; both hosts forget her."""
     sim = sim_factory(accounts=[ALICE, BOB])
     a, b, _ = alice_on_a(postgres_db, daemon_factory, sim, tmp_path)
     eventually(
@@ -300,6 +301,15 @@ def test_restart_and_delete_asked_of_another_host_are_carried_out_by_its_host(
         lambda: where(b, "alice"), START, "alice back on a", ok=lambda w: w == ("a", "connected")
     )
     assert len(sim.call("devices", phone=ALICE)) == 1 and sim.call("conflicts", phone=ALICE) == []
+
+    out = ctl(b, "session", "stop", "alice")  # returns once a stopped her
+    assert out.returncode == 0, out.stderr
+    assert where(a, "alice") == ("", "stopped")
+    out = ctl(b, "session", "start", "alice")
+    assert out.returncode == 0, out.stderr
+    eventually(
+        lambda: where(b, "alice")[1], START, "alice running again", ok=lambda s: s == "connected"
+    )
 
     out = ctl(b, "session", "rm", "alice", "--force")
     assert out.returncode == 0, out.stderr

@@ -264,6 +264,7 @@ class LeaseKeeper:
             try:
                 await self.sessions.stop_here(lease.session, why)
                 await self.repo.release(self.me.host_id, lease.session, lease.token)
+                self.owners.pop(lease.session, None)  # no host runs it now
             finally:
                 self.held.pop(lease.session, None)
                 self.since.pop(lease.session, None)

@@ -88,7 +88,8 @@ class SessionMethods:
         return await self._get(name)
 
     async def stop(self, ctx: Context, name: str) -> dict[str, Any]:
-        """Stop a session; returns once its browser tree is gone."""
+        """Stop a session; returns once its browser tree is gone (in a fleet, on any host:
+        once the session's host stopped it)."""
         await self.sessions.stop(name)
         return await self._get(name)
 
