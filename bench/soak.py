@@ -7,7 +7,8 @@ fault (`--growth` MiB per simulated hour, `--reclaimable` of it a cache that a r
 the rest a leak), and traffic flows at a steady rate per simulated day: messages sent through
 the daemon's RPC, messages injected inbound by the simulator. Sampled `--samples` times, per
 session (PSS, fds and processes of the browser tree) and for the daemon (RSS, PSS, fds,
-threads, asyncio tasks, event-loop lag): each one's slope per simulated day (least squares,
+threads, asyncio tasks, event-loop lag, and its memory by owner: Python objects, malloc in
+use and free, SQLite): each one's slope per simulated day (least squares,
 with a noise band of two standard errors), reclaims and restarts.
 
 Compressed: the page growth and the traffic. Not compressed: Chromium's own ageing (its
@@ -52,6 +53,14 @@ DAY = 86400.0
 # The first seventh of the run (a week's first day) fills caches, pools and the store: left
 # out of the fits, which judge how figures move once the daemon has settled.
 WARM_UP_SHARE = 1 / 7
+# The daemon's memory by owner (daemon.status `memory`, wasupd/heap.py): MiB, objects a count.
+HEAP_FIGURES = {
+    "python_blocks": "daemon Python objects",
+    "malloc_in_use": "daemon malloc in use MiB",
+    "malloc_free": "daemon malloc free MiB",
+    "malloc_mmap": "daemon malloc mmap MiB",
+    "sqlite": "daemon SQLite MiB",
+}
 
 
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -208,6 +217,10 @@ class Soak:
             s.add("daemon fds", day, me.num_fds())
             s.add("daemon threads", day, me.num_threads())
         s.add("daemon tasks", day, status["tasks"])
+        for key, label in HEAP_FIGURES.items():  # which owner of the daemon's memory moves
+            value = status.get("memory", {}).get(key)
+            if value is not None:
+                s.add(label, day, value / (1 if key == "python_blocks" else MIB))
         s.add("loop lag ms (worst of 60 s)", day, status["loop_lag"]["max_ms"])
         waiting = sum(info.get("reports_waiting") or 0 for info in status["sessions"])
         s.add("reports waiting (all sessions)", day, waiting)
@@ -262,9 +275,12 @@ def report(soak: Soak, restarts: int, states: dict[str, int]) -> None:
         "daemon fds",
         "daemon threads",
         "daemon tasks",
+        *HEAP_FIGURES.values(),
         "loop lag ms (worst of 60 s)",
         "reports waiting (all sessions)",
     ):
+        if not s.values.get(name):
+            continue  # a heap figure this system cannot tell
         slope, band, first, last = s.fit(name)
         verdict = "flat" if abs(slope) <= band else ("grows" if slope > 0 else "falls")
         run = slope * a.days  # what the slope adds up to over the whole run

@@ -30,6 +30,7 @@ from wasupd.campaigns.service import Campaigns
 from wasupd.config import LIVE_RELOADABLE, Config
 from wasupd.errors import ConfigError
 from wasupd.events import EventBus
+from wasupd.heap import Trimmer
 from wasupd.looplag import LoopLag
 from wasupd.loops import keep_running
 from wasupd.messaging.media import MediaIntake
@@ -202,6 +203,7 @@ class App:
         tasks = [
             group.create_task(keep_running("reaper", OrphanReaper().run)),
             group.create_task(keep_running("loop_lag", self.lag.run)),
+            group.create_task(keep_running("malloc_trim", Trimmer().run)),
             group.create_task(
                 keep_running(
                     "retention",

@@ -108,7 +108,11 @@ def test_status_and_metrics_report_the_event_loop_lag(daemon_factory: Any) -> No
         ok=lambda v: v["max_ms"] > 0,
     )
     assert 0 < lag["max_ms"] < 5000 and lag["window_s"] == 60.0
-    assert d.call("daemon.status")["tasks"] >= 3  # at least the lag probe, reaper, retention
+    status = d.call("daemon.status")
+    assert status["tasks"] >= 4  # at least the lag probe, the trimmer, reaper, retention
+    memory = status["memory"]  # the daemon's memory by owner (Debian: every figure known)
+    assert 10 << 20 < memory["rss"] < 1 << 30, memory
+    assert memory["malloc_in_use"] > 0 and memory["sqlite"] > 0 and memory["python_blocks"] > 0
     line = next(
         x
         for x in d.call("metrics.get")["text"].splitlines()

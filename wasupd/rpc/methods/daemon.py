@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from wasupd import __version__
+from wasupd import __version__, heap
 from wasupd.admin import ProfilesAdmin
 from wasupd.config import Config
 from wasupd.events import EventBus
@@ -92,7 +92,10 @@ class DaemonMethods:
     def status(self, ctx: Context) -> dict[str, Any]:
         """Daemon version, pid, uptime, socket, open fd headroom, event-loop lag (`loop_lag`:
         the latest and the worst wake-up delay of the last minute, in ms), the asyncio tasks
-        alive (`tasks`) and a summary of every session."""
+        alive (`tasks`), the daemon's own memory by owner (`memory`, bytes: `rss`,
+        `malloc_in_use`, `malloc_free` held by malloc unused, `malloc_mmap`, `sqlite`, and
+        `python_blocks` a count of objects; null where the system cannot tell) and a summary
+        of every session."""
         sessions = self.sessions.described()
         config = self.config()
         by_state: dict[str, int] = {}
@@ -110,6 +113,7 @@ class DaemonMethods:
             "fd_limit": self.facts.fd_limit,
             "loop_lag": self.lag.summary(),
             "tasks": len(asyncio.all_tasks()),  # a soak watches it: a task leak shows here
+            "memory": heap.usage(),
             "sessions_by_state": by_state,
             "subscribers": self.subscribers(),
             "sessions": sessions,
