@@ -49,27 +49,8 @@ SESSIONS = Layout(
 
 # `status` and `session list` in a fleet: the host that runs each session, after its state.
 FLEET_SESSIONS = Layout(
-    columns=(
-        NAME,
-        STATE,
-        Column(header="HOST"),
-        Column(header="PHONE"),
-        Column(header="PID"),
-        Column(header="PSS"),
-        Column(header="UPTIME"),
-        Column(header="RESTARTS"),
-        REASON,
-    ),
-    steps=(
-        drop("PHONE"),
-        drop("RESTARTS"),
-        drop("UPTIME"),
-        narrow("NAME", 24),
-        drop("PID"),
-        drop("PSS"),
-        narrow("NAME", 12),
-        narrow("HOST", 12),
-    ),
+    columns=(*SESSIONS.columns[:2], Column(header="HOST"), *SESSIONS.columns[2:]),
+    steps=(*SESSIONS.steps, narrow("HOST", 12)),
 )
 
 TOP = Layout(
