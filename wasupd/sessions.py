@@ -232,6 +232,28 @@ class SessionManager:
                 elsewhere=owner,
             )
             return
+        try:
+            await self._record(t)
+        finally:
+            # Announced even when the store could not record it (a database away): the
+            # senders and the pool follow what the session does, not what was written.
+            self.bus.publish(
+                "state",
+                session=t.session,
+                **{"from": t.from_state.value, "to": t.to_state.value},
+                reason=t.reason,
+            )
+            log.info(
+                "session_state",
+                session=t.session,
+                from_state=t.from_state.value,
+                to_state=t.to_state.value,
+                reason=t.reason,
+            )
+
+    async def _record(self, t: Transition) -> None:
+        """Write a transition of a session this host runs: its state, history, restart
+        count, link time, and in a fleet that its QR is gone."""
         await self.repo.record_transition(
             t.session,
             from_state=t.from_state.value,
@@ -248,19 +270,6 @@ class SessionManager:
             await self.repo.set_linked(t.session, me=None, at=t.at)
         if t.session in self.records:
             await self._refresh(t.session)
-        self.bus.publish(
-            "state",
-            session=t.session,
-            **{"from": t.from_state.value, "to": t.to_state.value},
-            reason=t.reason,
-        )
-        log.info(
-            "session_state",
-            session=t.session,
-            from_state=t.from_state.value,
-            to_state=t.to_state.value,
-            reason=t.reason,
-        )
 
     async def _on_report(self, name: str, report: DriverReport) -> None:
         if report.kind == "qr" and self.leased and self.speaks_for(name):

@@ -292,6 +292,7 @@ class Harness:
         self.transitions: list[Transition] = []
         self.reports: list[tuple[str, DriverReport]] = []
         self.report_error: Exception | None = None
+        self.transition_error: Exception | None = None  # raised after recording each one
         self.next_driver: Callable[[FakeDriver], None] = lambda d: None
         sections = {k: {**FAST.get(k, {}), **config.get(k, {})} for k in {*FAST, *config}}
         self.config: Config = parse_config(sections)
@@ -319,6 +320,8 @@ class Harness:
     async def _on_transition(self, t: Transition) -> None:
         assert is_legal(t.from_state, t.to_state), t
         self.transitions.append(t)
+        if self.transition_error is not None:
+            raise self.transition_error
 
     async def _on_report(self, name: str, r: DriverReport) -> None:
         self.reports.append((name, r))

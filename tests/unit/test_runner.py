@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit.runner_fakes import BOUND, Harness, request_for, settle, until
-from wasupd.errors import Busy, InvalidState, KeyUnavailable, ProfileError
+from wasupd.errors import Busy, InvalidState, KeyUnavailable, ProfileError, StoreError
 from wasupd.supervision.monitor import limits_for
 from wasupd.supervision.seams import LaunchRequest, SessionOptions
 from wasupd.supervision.states import SessionState
@@ -34,6 +34,19 @@ async def test_stopped_to_connected_records_each_transition(tmp_path: Path) -> N
         assert all(t.reason and t.at > 0 and t.session == "s1" for t in h.transitions)
         assert h.log[:3] == ["prepare", "launching", "launch:100"]
         assert h.runner.pid == 100 and h.runner.started_at is not None
+
+
+async def test_a_store_that_cannot_record_transitions_does_not_stop_supervision(
+    tmp_path: Path,
+) -> None:
+    """Every transition fails to be stored (a database gone): the session still connects,
+    stop() still returns once the browser is gone, and no crash leaves it `failed`."""
+    async with Harness(tmp_path) as h:
+        h.transition_error = StoreError("the database did not answer within 3 s")
+        await h.connected()
+        await h.runner.stop()
+        assert h.states == ["starting", "qr", "syncing", "connected", "stopping", "stopped"]
+        assert h.state is S.STOPPED and "failed" not in h.states
 
 
 async def test_start_returns_once_the_loop_took_it(tmp_path: Path) -> None:
