@@ -27,10 +27,12 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import exit_on_sigterm
 from bench.outbox import PEER, link_all
+from bench.soak_heaptrace import compare
 from tests.helpers.daemon import DaemonProcess, base_config, make_dirs
 from tests.helpers.sim import SimProcess
 from wasupd.errors import WasupError
@@ -132,6 +135,7 @@ class Soak:
         self.reclaims: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.t0 = self.wall0 = 0.0
         self.unanswered: list[str] = []  # samples the daemon did not answer in time
+        self.on_warm: Callable[[], None] | None = None  # called once, when day 1 has passed
 
     def day(self) -> float:
         """Simulated days since the compressed run began."""
@@ -201,6 +205,9 @@ class Soak:
         for k in range(n + 1):
             await _until(self.t0 + seconds * k / n)
             await asyncio.to_thread(self.sample)
+            if self.on_warm is not None and self.day() >= self.series.warm_up:
+                await asyncio.to_thread(self.on_warm)
+                self.on_warm = None
 
     def sample(self) -> None:
         """One sample of the daemon and of every session's browser tree."""
@@ -235,6 +242,17 @@ class Soak:
             s.add(f"{name} PSS MiB", day, u.pss_bytes / MIB)
             s.add(f"{name} fds", day, u.fds)
             s.add(f"{name} processes", day, u.processes)
+
+
+def _snapshot(d: DaemonProcess) -> None:
+    """Have the traced daemon write its next heap snapshot (bench/soak_heaptrace.py: it
+    renames the file into place once written), waiting for it up to two minutes."""
+    assert d.proc is not None
+    n = len(list(d.root.glob("heap-[0-9]*"))) + 1
+    d.proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 120
+    while not (d.root / f"heap-{n}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)  # a snapshot of a traced heap takes seconds to write
 
 
 async def _until(when: float) -> None:
@@ -338,6 +356,12 @@ def main() -> None:
     p.add_argument("--out-per-day", type=float, default=50.0, help="sent, per session per day")
     p.add_argument("--in-per-day", type=float, default=50.0, help="received, per session per day")
     p.add_argument("--samples", type=int, default=80)
+    p.add_argument(
+        "--trace-heap",
+        action="store_true",
+        help="run the daemon under tracemalloc and print where its heap grew after day 1"
+        " (a diagnostic: tracing costs CPU and memory of its own)",
+    )
     args = p.parse_args()
     if min(args.sessions, args.days, args.minutes, args.samples) <= 0:
         p.error("--sessions, --days, --minutes and --samples must be positive")
@@ -358,9 +382,18 @@ def main() -> None:
             "check_interval": CHECK_INTERVAL,
         },
     )
-    d = DaemonProcess(root, cfg).start()
+    d = DaemonProcess(root, cfg)
+    snapshots = root / "heap"  # heap-1 after day 1, heap-2 at the end
+    if args.trace_heap:
+        d.command = [
+            sys.executable,
+            str(Path(__file__).with_name("soak_heaptrace.py")),
+            str(snapshots),
+        ]
+    d.start()
     try:
         soak = Soak(d, sim, args)
+        soak.on_warm = (lambda: _snapshot(d)) if args.trace_heap else None
         took = link_all(d, sim, soak.names, soak.phones)
         print(f"linked {args.sessions} sessions ({args.build}) in {took:.0f} s", flush=True)
         print(f"machine: {machine()}", flush=True)
@@ -382,6 +415,11 @@ def main() -> None:
         for s in sessions:
             states[s["state"]] += 1
         report(soak, restarts, dict(states))
+        if args.trace_heap:
+            _snapshot(d)
+            print("\nheap growth from the end of day 1 to the end (tracemalloc, by traceback):")
+            for line in compare(Path(f"{snapshots}-1"), Path(f"{snapshots}-2")):
+                print(f"  {line}")
         print_restart_reasons(d, [x["name"] for x in sessions if x["restarts"] > before[x["name"]]])
         print(f"machine at the end: {machine()}")
     finally:
