@@ -32,7 +32,6 @@ from wasupd.profiles import archive
 from wasupd.profiles.keys import Keyring, load_keyring
 from wasupd.profiles.transfer import import_archive, rekey_archives
 from wasupd.sessions import SessionManager, check_name
-from wasupd.store.backend.postgres import where as postgres_where
 from wasupd.supervision.states import IDLE_STATES
 
 log = structlog.get_logger("wasupd.profiles")
@@ -165,6 +164,8 @@ class ProfilesAdmin:
         if keep < 0:
             raise InvalidArgument("keep must be 0 (keep every backup) or more")
         if self.store_url:
+            from wasupd.store.backend.postgres import where as postgres_where  # PostgreSQL only
+
             # Half a backup (archives without their database) would restore to a daemon that
             # does not know its sessions: refuse, and say what backs up each part instead.
             raise StoreError(

@@ -18,10 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import psycopg
-
 from wasupd.errors import StaleLease, StoreError
-from wasupd.store.backend.postgres import CONNECT_TIMEOUT, connect_error, where
 from wasupd.store.db import Database, Executor, Row
 
 # Every "now" below is the database clock as a unix time, `extract(epoch FROM now())` (the
@@ -252,6 +249,11 @@ async def fence(tx: Executor, session: str, host: str, token: int) -> None:
 def clock_skew(url: str) -> float:
     """Seconds this host's clock is ahead of the database's (negative: behind), measured
     against the middle of one round trip; for `wasupd check`. StoreError when unreachable."""
+    # psycopg only here: this module is imported by every daemon, most of them on SQLite.
+    import psycopg
+
+    from wasupd.store.backend.postgres import CONNECT_TIMEOUT, connect_error, where
+
     place = where(url)
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
