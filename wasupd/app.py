@@ -150,7 +150,7 @@ class App:
         )
         if config.metrics.listen:
             # Imported only when [metrics] listen is set: its HTTP server (aiohttp) costs a
-            # daemon about 10 MiB of RSS (docs/chromium.md, "the daemon's share").
+            # daemon about 10 MiB of RSS (docs/chromium.md, "Memory: what is left").
             from wasupd import exporter
 
             await stack.enter_async_context(

@@ -26,7 +26,7 @@ async def open_database(path: Path, url: str = "") -> Database:
     migrated to `SCHEMA_VERSION`. StoreError when it cannot be used, saying what to check."""
     if url:
         # Imported only here: psycopg and its pool cost a daemon on SQLite (the default) about
-        # 11 MiB of RSS it would never use (docs/chromium.md, "the daemon's share").
+        # 11 MiB of RSS it would never use (docs/chromium.md, "Memory: what is left").
         from wasupd.store.backend.postgres import PostgresDatabase
 
         return await PostgresDatabase.open(url, MIGRATIONS)
