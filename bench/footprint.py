@@ -11,10 +11,12 @@ Each waits until all its pages show the QR of the simulator's page (64 MiB of pa
 default), settles, and measures its whole tree: Node or the daemon, every browser and helper
 (smaps_rollup per process, bench/footprint_tree.py), then stops everything it started.
 
-Printed: medians over the rounds of PSS and USS per session, the ratio to whatsapp-web.js, the
-issue's goals (default <= 0.85x, headless shell <= 0.5x) met or the distance, and the split by
-kind of process. PSS divides shared pages among all their mappers, so Chromiums of other users
-of the host lower it; USS (private pages) does not move with them but leaves the shared ones out.
+Printed: medians over the rounds of PSS, USS and dirty PSS per session, the ratio to
+whatsapp-web.js, the issue's goals (default <= 0.85x, headless shell <= 0.5x, judged on PSS) met
+or the distance, and the split by kind of process. PSS divides shared pages among all their
+mappers, so Chromiums of other users of the host lower it; USS (private pages) does not move
+with them but leaves the shared ones out; dirty PSS (`Pss_Dirty`) does not move with them
+either and leaves out only the clean pages (code, resources) every session's browser shares.
 
 `--breakdown` instead launches one session's browser of each build as the daemon does, and
 prints where its PSS goes: by process and backing (smaps_rollup), by allocator inside each
@@ -139,7 +141,10 @@ def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
         f" session incl. Node / the daemon; medians of {runs} interleaved rounds; ratios:"
         " medians of each round's ratio to whatsapp-web.js"
     )
-    print(f"{'':48}{'PSS MiB':>9}{'ratio':>7}{'USS MiB':>9}{'ratio':>7}{'procs':>7}{'ready s':>9}")
+    print(
+        f"{'':48}{'PSS MiB':>9}{'ratio':>7}{'USS MiB':>9}{'ratio':>7}{'dirty':>7}{'ratio':>7}"
+        f"{'procs':>7}{'ready s':>9}"
+    )
     base = samples["wwebjs"]
     b_pss = per_session([t.total.pss for t in base.trees], n)
     goals = []
@@ -150,11 +155,13 @@ def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
             continue
         pss = per_session([t.total.pss for t in s.trees], n)
         uss = per_session([t.total.uss for t in s.trees], n)
+        dirty = per_session([t.total.pss_dirty for t in s.trees], n)
         r_pss, r_uss = ratio(s, base, "pss"), ratio(s, base, "uss")
+        r_dirty = ratio(s, base, "pss_dirty")
         procs = statistics.median(t.total.processes for t in s.trees)
         print(
-            f"{label[:47]:48}{pss:>9.0f}{r_pss:>7.2f}{uss:>9.0f}{r_uss:>7.2f}"
-            f"{procs:>7.0f}{statistics.median(s.ready):>9.1f}"
+            f"{label[:47]:48}{pss:>9.0f}{r_pss:>7.2f}{uss:>9.0f}{r_uss:>7.2f}{dirty:>7.0f}"
+            f"{r_dirty:>7.2f}{procs:>7.0f}{statistics.median(s.ready):>9.1f}"
             + (f"  ({len(s.errors)} failed rounds)" if s.errors else "")
         )
         if key in GOALS:
@@ -162,7 +169,9 @@ def report(samples: dict[str, Samples], labels: dict[str, str], n: int) -> None:
     print("\n".join(goals))
     print(
         "  PSS splits shared pages among every process mapping them: other Chromiums running"
-        " on this host lower it. USS (pages private to a process) does not move with them."
+        " on this host lower it. USS (pages private to a process) does not move with them;"
+        " dirty (PSS of dirty pages: heaps, stacks, relocated data, written shared memory) does"
+        " not either, and is what one more session costs on a host that runs others."
     )
     kind_table(samples, n)
     if CANDIDATE in labels:

@@ -55,6 +55,7 @@ class Mem:
     pss_anon: int = 0
     pss_file: int = 0
     pss_shmem: int = 0
+    pss_dirty: int = 0  # PSS of dirty pages: not moved by other Chromiums sharing clean ones
     processes: int = 0
 
     def add(self, other: Mem) -> None:
@@ -64,6 +65,7 @@ class Mem:
         self.pss_anon += other.pss_anon
         self.pss_file += other.pss_file
         self.pss_shmem += other.pss_shmem
+        self.pss_dirty += other.pss_dirty
         self.processes += other.processes
 
 
@@ -92,6 +94,7 @@ def rollup(pid: int) -> Mem:
         pss_anon=fields.get("Pss_Anon", 0),
         pss_file=fields.get("Pss_File", 0),
         pss_shmem=fields.get("Pss_Shmem", 0),
+        pss_dirty=fields.get("Pss_Dirty", 0),
         processes=1,
     )
 

@@ -4,7 +4,7 @@ The whole run takes about two hours on a 2-core machine (the capacity run links 
 sessions of each browser build, as many as fit above the memory reserve, and holds them with
 traffic for 10 minutes; the soak runs 20 sessions through a compressed week in 20 minutes; the
 flags run launches about 150 browsers in some 20 minutes, the outbox run delivers for 5
-minutes, the campaign run takes about 4, the footprint run about 3). `BENCH_QUICK=1` shortens
+minutes, the campaign run takes about 4, the footprint run about 3, the levers run about 12). `BENCH_QUICK=1` shortens
 the holds and sizes for a smoke run; its figures are not the ones the targets are judged on.
 """
 
@@ -27,6 +27,7 @@ FULL = [
     ["flags.py", "--runs", "3", "--budget", "1500"],
     ["footprint.py", "--runs", "3"],
     ["footprint.py", "--breakdown"],
+    ["footprint_levers.py", "--sessions", "3", "--rounds", "2"],
     ["retention.py"],
     ["store.py"],
     ["fleet.py", "--runs", "5"],
@@ -42,6 +43,7 @@ QUICK = [
     ["outbox.py", "--sessions", "2", "--minutes", "0.5", "--enqueue", "1000"],
     ["flags.py", "--runs", "1", "--budget", "60", "--only", "adopted"],
     ["footprint.py", "--runs", "1", "--sessions", "2"],
+    ["footprint_levers.py", "--sessions", "1", "--only", "MALLOC_ARENA_MAX=1"],
     ["retention.py", "--rows", "20000", "--runs", "1"],
     ["store.py", "--messages", "400", "--runs", "1"],
     ["fleet.py", "--runs", "1", "--enqueue", "1000"],

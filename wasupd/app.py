@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from wasupd import config as configmod
-from wasupd import exporter, logs
+from wasupd import logs
 from wasupd.admin import ProfilesAdmin
 from wasupd.campaigns.service import Campaigns
 from wasupd.config import LIVE_RELOADABLE, Config
@@ -153,6 +153,10 @@ class App:
             facts=self.facts, sessions=manager, rpc=server, outbox=messages, lag=self.lag
         )
         if config.metrics.listen:
+            # Imported only when [metrics] listen is set: its HTTP server (aiohttp) costs a
+            # daemon about 10 MiB of RSS (docs/chromium.md, "Memory: what is left").
+            from wasupd import exporter
+
             await stack.enter_async_context(
                 exporter.serving(config.metrics.listen, metrics.exposition)
             )

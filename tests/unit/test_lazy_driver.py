@@ -1,5 +1,7 @@
-"""A single host (SQLite) never loads the PostgreSQL driver: psycopg and its pool cost the
-daemon about 10 MiB of RSS and 0.1 s of start-up, for nothing without `[store] url`."""
+"""Nothing a single host (SQLite) runs loads the PostgreSQL driver: the daemon's modules,
+`wasupd check` and the CLI (tests/e2e/test_daemon_footprint.py reads a running daemon's maps).
+psycopg and its pool cost about 10 MiB of RSS and 0.1 s of start-up, for nothing without
+`[store] url`."""
 
 from __future__ import annotations
 

@@ -17,9 +17,8 @@ import random
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 
 from wasupd.config import WebhooksConfig
@@ -27,6 +26,9 @@ from wasupd.errors import ConfigError
 from wasupd.loops import keep_running
 from wasupd.store.db import Database
 from wasupd.store.webhooks import DELIVERED, FAILED, PENDING, WebhookRepo
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = structlog.get_logger("wasupd.webhooks")
 
@@ -84,8 +86,8 @@ class Webhooks:
 
     async def __aenter__(self) -> Webhooks:
         # Always running: a session may have its own URL even when the daemon has none, and
-        # deliveries queued before a restart must still go out.
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout))
+        # deliveries queued before a restart must still go out. The HTTP client (aiohttp,
+        # about 10 MiB of RSS) is made at the first delivery: most daemons never send one.
         await self._group.__aenter__()
         self._task = self._group.create_task(keep_running("webhook_worker", self._loop))
         return self
@@ -141,8 +143,20 @@ class Webhooks:
             return IDLE_MAX
         return float(min(max(due - time.time(), 0.0), IDLE_MAX))
 
+    def _client(self) -> aiohttp.ClientSession:
+        """The HTTP client, made (and aiohttp imported) at the first delivery."""
+        import aiohttp
+
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout)
+            )
+        return self._http
+
     async def _deliver(self, row: dict[str, Any]) -> None:
-        assert self._http is not None
+        import aiohttp
+
+        http = self._client()
         body = row["payload"].encode()
         ts = str(int(time.time()))
         headers = {
@@ -155,7 +169,7 @@ class Webhooks:
             headers["X-Wasup-Signature"] = sign(self.secret, ts, body)
         status, error = None, ""
         try:
-            async with self._http.post(row["url"], data=body, headers=headers) as resp:
+            async with http.post(row["url"], data=body, headers=headers) as resp:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import psycopg
 import structlog
-from psycopg import sql
 
 from wasupd.store.db import Executor
+
+if TYPE_CHECKING:
+    import psycopg
 
 OUTBOX = "wasupd_outbox"  # payload: the session whose outbox has work (or '' for any)
 log = structlog.get_logger("wasupd.store")
@@ -49,6 +51,11 @@ class Listener:
         await self.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        # psycopg is imported where it is used: this module is imported by every daemon, and
+        # only a fleet (PostgreSQL) ever builds a Listener.
+        import psycopg
+        from psycopg import sql
+
         if self._conn is None or self._conn.closed:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
@@ -58,6 +65,8 @@ class Listener:
     async def wait(self, timeout: float) -> list[str]:
         """The payloads heard within `timeout` s (returns at the first one, with any that
         came with it); [] when none came or the connection is lost (reconnects next time)."""
+        import psycopg
+
         try:
             conn = await self._connect()
             heard = [n.payload async for n in conn.notifies(timeout=timeout, stop_after=1)]
@@ -71,6 +80,8 @@ class Listener:
     async def close(self) -> None:
         """Stop listening."""
         if self._conn is not None:
+            import psycopg
+
             with contextlib.suppress(psycopg.Error):
                 await self._conn.close()
             self._conn = None
