@@ -1,4 +1,5 @@
-"""The DevTools pipe transport: NUL framing over real pipes, large messages, closing, screenshots."""
+"""The DevTools pipe transport: NUL framing over real pipes, large messages, closing, screenshots;
+the one-trip evaluate over it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pyppeteer.errors import ElementHandleError
 from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import chromium
+from wasupd.devtools import cdp
 from wasupd.devtools.pipe import PipeClosed, PipeTransport
 
 # A peer speaking the pipe protocol: reads NUL-framed messages on fd 3, echoes them on fd 4,
@@ -126,5 +129,37 @@ async def test_large_screenshot_over_the_pipe(tmp_path: Path) -> None:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(png) > 5 << 20, len(png)  # 7+ MB of base64 in one pipe message
         await h.ping(5)  # the connection is still in step after the big message
+    finally:
+        await h.stop(5)
+
+
+@pytest.mark.chromium
+async def test_one_trip_evaluate_answers_as_pyppeteer(tmp_path: Path) -> None:
+    """`cdp.evaluate` (one round trip, result by value) gives what pyppeteer's evaluate gives:
+    objects, strings, numbers, booleans, undefined, awaited promises, infinities in and out,
+    None for a result JSON cannot carry; a JS exception is an `ElementHandleError` with the
+    same message."""
+    h = await chromium.launch(chromium.request(tmp_path / "p", session="eval"))
+    try:
+        cases: list[tuple[str, tuple[object, ...]]] = [
+            ("(a, b) => ({sum: a + b, list: [a, b], nested: {ok: true}})", (2, 3)),
+            ("(s) => s + ' ✓'", ("olá",)),
+            ("() => 4.5", ()),
+            ("() => false", ()),
+            ("() => undefined", ()),
+            ("async (x) => { await new Promise(r => setTimeout(r, 10)); return x; }", ("late",)),
+            ("(x) => x === Infinity ? -Infinity : 0", (float("inf"),)),
+            ("() => document.body", ()),
+        ]
+        async with asyncio.timeout(30):
+            for js, args in cases:
+                assert await cdp.evaluate(h.page, js, *args) == await h.page.evaluate(js, *args)
+            js = "() => { throw new Error('no such chat'); }"
+            with pytest.raises(ElementHandleError) as ours:
+                await cdp.evaluate(h.page, js)
+            with pytest.raises(ElementHandleError) as theirs:
+                await h.page.evaluate(js)
+            assert str(ours.value) == str(theirs.value)
+            assert "no such chat" in str(ours.value)
     finally:
         await h.stop(5)

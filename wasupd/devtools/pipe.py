@@ -102,9 +102,16 @@ class PipeTransport:
 
     async def send(self, message: str) -> None:
         """Queue one message followed by NUL; `PipeClosed` when the pipe is gone."""
-        if self.closed or self._writer is None or self._writer.is_closing():
+        if not self.write_now(message):
             raise PipeClosed("DevTools pipe closed")
+
+    def write_now(self, message: str) -> bool:
+        """Queue one message followed by NUL without awaiting (the write transport buffers
+        it); False, with nothing written, when the pipe is gone or not open yet."""
+        if self.closed or self._writer is None or self._writer.is_closing():
+            return False
         self._writer.write(message.encode() + b"\0")
+        return True
 
     async def close(self) -> None:
         """Close our ends (Chromium exits soon after its pipe closes). Idempotent."""
