@@ -3,8 +3,9 @@
 `PipeConnection` also spends fewer turns of the event loop per message than pyppeteer's
 `Connection`, which every session's calls, answers and page events go through: pyppeteer
 yields twice (`asyncio.sleep(0)`) for each message it receives and starts a task for each one
-it sends; here a received message is handled as it is taken from the pipe, and a sent one is
-written to the pipe's buffer at once (in order, as the calls are made).
+it sends; here the pipe hands each received message over in the read callback that completes
+it (no queue, no task wake-up), and a sent one is written to the pipe's buffer at once (in
+order, as the calls are made).
 
 It also makes pyppeteer survive callers that give up: pyppeteer 2.0 answers a
 late response by `set_result` on the caller's future, and if the caller was cancelled (an
@@ -64,10 +65,12 @@ class PipeConnection(Connection):  # type: ignore[misc]
         self._recv_fut = loop.create_task(self._recv_loop())
 
     async def _recv_loop(self) -> None:
-        """pyppeteer's receive loop, each message handled in the same turn it is taken."""
+        """pyppeteer's receive loop, except that the pipe hands each message to `_dispatch` as
+        it is read; this loop waits for the close."""
         async with self._ws as connection:
             self._connected = True
             self.connection = connection
+            self._ws.deliver_to(self._dispatch)
             while self._connected:
                 try:
                     message = await self._ws.recv()
@@ -75,9 +78,16 @@ class PipeConnection(Connection):  # type: ignore[misc]
                     log.info("connection closed")
                     break
                 if message:
-                    self._handle(message)
+                    self._dispatch(message)
         if self._connected:
             self._loop.create_task(self.dispose())
+
+    def _dispatch(self, message: str) -> None:
+        """`_handle` one message; one that fails is logged and the next ones still handled."""
+        try:
+            self._handle(message)
+        except Exception:
+            log.exception("DevTools message not handled: %.200s", message)
 
     def _handle(self, message: str) -> None:
         """What pyppeteer's `_on_message` does, without its `asyncio.sleep`."""
@@ -140,12 +150,22 @@ async def connect(transport: PipeTransport) -> Browser:
     return browser
 
 
+# Domains pyppeteer enables on every page that nothing here reads: each sends its events over
+# the pipe all the same (a Network event per WebSocket frame WhatsApp Web sends or receives, a
+# request's four or more, console entries, security and performance state), and every one is
+# parsed twice (pyppeteer's session messages are JSON inside JSON) and dispatched.
+UNUSED_DOMAINS = ("Network", "Log", "Performance", "Security")
+
+
 async def open_page(browser: Browser, user_agent: str) -> Page:
-    """Create the session's page (newPage: `pages()` can wait forever on a fresh shell build)."""
+    """Create the session's page (newPage: `pages()` can wait forever on a fresh shell build),
+    with the domains no caller listens to (`UNUSED_DOMAINS`) disabled again. Commands of a
+    disabled domain still work (`Network.setUserAgentOverride`, `Network.clearBrowserCache`)."""
     page: Page = await browser.newPage()
     await page.setViewport(VIEWPORT)
     if user_agent:
         await page.setUserAgent(user_agent)
+    await asyncio.gather(*(page._client.send(f"{d}.disable") for d in UNUSED_DOMAINS))
     return page
 
 
