@@ -13,7 +13,7 @@ import contextvars
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -599,7 +599,7 @@ class SessionManager:
         if runner is not None:
             out["pid"] = runner.pid
             out["started_at"] = runner.started_at
-            out["usage"] = asdict(runner.usage) if runner.usage else None
+            out["usage"] = runner.usage.as_dict() if runner.usage else None
             out["reports_waiting"] = runner.reports_waiting
             profiles = self.profiles.get(record.name)
             if profiles is not None:

@@ -192,6 +192,48 @@ def test_samplers_that_lose_members_together_share_one_proc_scan() -> None:
                 t.stdout.close()
 
 
+def test_periodic_exact_pss_walks_only_members_that_moved() -> None:
+    """At a periodic exact measure a member whose private memory stayed within STILL_BYTES
+    keeps its estimate (no smaps walk), one that grew is walked; after STILL_PERIODS periods
+    every member is walked again, and a forced exact sample walks all of them."""
+    # The root allocates 16 MiB when it reads a line; its `sleep` child never moves.
+    prog = (
+        "import subprocess, sys; c = subprocess.Popen(['sleep', '300']);"
+        " print(c.pid, flush=True); sys.stdin.readline();"
+        " held = bytearray(16 << 20); held[::4096] = b'x' * (len(held) // 4096);"
+        " print('grown', flush=True); sys.stdin.readline(); c.kill()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", prog], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            child = int(proc.stdout.readline())
+            now = [time.monotonic() + 100]  # later than any snapshot an earlier test took
+            sampler = TreeSampler(
+                proc.pid, pss_max_age=300, discover_every=1e9, clock=lambda: now[0]
+            )
+            assert sampler.sample().processes == 2 and child in sampler.pids
+            assert sampler.exact_walks == 2  # the first sample measures everyone
+            now[0] += 300
+            sampler.sample()  # periodic: nobody moved
+            assert (sampler.exact_samples, sampler.exact_walks) == (2, 2)
+            proc.stdin.write(b"grow\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"grown\n"
+            now[0] += 300
+            grown = sampler.sample()  # periodic: the root moved by 16 MiB, the child did not
+            assert (sampler.exact_samples, sampler.exact_walks) == (3, 3)
+            now[0] += 2 * 300  # the child's last walk is STILL_PERIODS periods old now
+            sampler.sample()
+            assert sampler.exact_walks == 3 + 1
+            exact = sampler.sample(exact=True)  # forced: both
+            assert sampler.exact_walks == 4 + 2
+            assert abs(exact.pss_bytes - grown.pss_bytes) < (4 << 20), (grown, exact)
+        finally:
+            proc.communicate(b"done\n", timeout=10)
+
+
 def test_profile_named_by_reads_both_command_line_forms(tmp_path: Path) -> None:
     """The profile dir is read from a normal (NUL-separated) command line; the rewritten,
     space-separated form of Chromium's helpers is covered by the adopted-helper test."""

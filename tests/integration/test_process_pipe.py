@@ -1,4 +1,5 @@
-"""The DevTools pipe transport: NUL framing over real pipes, large messages, closing, screenshots."""
+"""The DevTools pipe transport: NUL framing over real pipes, large messages, closing, screenshots;
+the one-trip evaluate over it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pyppeteer.errors import ElementHandleError
 from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import chromium
+from tests.helpers.waiting import eventually_async
+from wasupd.devtools import cdp
 from wasupd.devtools.pipe import PipeClosed, PipeTransport
 
 # A peer speaking the pipe protocol: reads NUL-framed messages on fd 3, echoes them on fd 4,
@@ -74,6 +78,37 @@ async def test_messages_round_trip_whole_and_in_order(
     assert got == sent
 
 
+async def test_delivery_to_a_sink_keeps_order_and_recv_reports_the_close(
+    echo_peer: tuple[PipeTransport, subprocess.Popen[bytes]],
+) -> None:
+    """After `deliver_to`, messages go to the sink as they are read: those already queued
+    first, all in order; `recv()` is left to report the close."""
+    transport, proc = echo_peer
+    got: list[str] = []
+    done = asyncio.Event()
+
+    def sink(message: str) -> None:
+        got.append(message)
+        if message == "4":
+            done.set()
+
+    async with asyncio.timeout(30):
+        for i in range(2):
+            await transport.send(str(i))
+        assert await transport.recv() == "0"
+        # "1" is read into the queue before the sink is set.
+        await eventually_async(lambda: not transport._queue.empty(), 10, "the second echo")
+        transport.deliver_to(sink)
+        for i in range(2, 5):
+            await transport.send(str(i))
+        await done.wait()
+        assert got == ["1", "2", "3", "4"]
+        await transport.send("bye")
+        with pytest.raises(PipeClosed):
+            await transport.recv()
+    proc.wait(10)
+
+
 async def test_peer_exit_closes_both_directions(
     echo_peer: tuple[PipeTransport, subprocess.Popen[bytes]],
 ) -> None:
@@ -126,5 +161,60 @@ async def test_large_screenshot_over_the_pipe(tmp_path: Path) -> None:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(png) > 5 << 20, len(png)  # 7+ MB of base64 in one pipe message
         await h.ping(5)  # the connection is still in step after the big message
+    finally:
+        await h.stop(5)
+
+
+@pytest.mark.chromium
+async def test_one_trip_evaluate_answers_as_pyppeteer(tmp_path: Path) -> None:
+    """`cdp.evaluate` (one round trip, result by value) gives what pyppeteer's evaluate gives:
+    objects, strings, numbers, booleans, undefined, awaited promises, infinities in and out,
+    None for a result JSON cannot carry; a JS exception is an `ElementHandleError` with the
+    same message."""
+    h = await chromium.launch(chromium.request(tmp_path / "p", session="eval"))
+    try:
+        cases: list[tuple[str, tuple[object, ...]]] = [
+            ("(a, b) => ({sum: a + b, list: [a, b], nested: {ok: true}})", (2, 3)),
+            ("(s) => s + ' ✓'", ("olá",)),
+            ("() => 4.5", ()),
+            ("() => false", ()),
+            ("() => undefined", ()),
+            ("async (x) => { await new Promise(r => setTimeout(r, 10)); return x; }", ("late",)),
+            ("(x) => x === Infinity ? -Infinity : 0", (float("inf"),)),
+            ("() => document.body", ()),
+        ]
+        async with asyncio.timeout(30):
+            for js, args in cases:
+                assert await cdp.evaluate(h.page, js, *args) == await h.page.evaluate(js, *args)
+            js = "() => { throw new Error('no such chat'); }"
+            with pytest.raises(ElementHandleError) as ours:
+                await cdp.evaluate(h.page, js)
+            with pytest.raises(ElementHandleError) as theirs:
+                await h.page.evaluate(js)
+            assert str(ours.value) == str(theirs.value)
+            assert "no such chat" in str(ours.value)
+    finally:
+        await h.stop(5)
+
+
+@pytest.mark.chromium
+async def test_page_has_its_user_agent_and_no_network_events(tmp_path: Path) -> None:
+    """The session's page keeps the user agent override after the unused domains are disabled
+    again, and loading and fetching in it sends no Network events over the pipe."""
+    req = chromium.request(tmp_path / "p", session="quiet", user_agent="wasupd-test-UA")
+    h = await chromium.launch(req)
+    try:
+        events: list[str] = []
+        for name in ("requestWillBeSent", "responseReceived", "loadingFinished"):
+            h.page._client.on(f"Network.{name}", lambda _e, n=name: events.append(n))
+        async with asyncio.timeout(30):
+            await h.page.goto("data:text/html,<p>hello</p>", waitUntil="load")
+            assert await cdp.evaluate(h.page, "() => navigator.userAgent") == "wasupd-test-UA"
+            got = await cdp.evaluate(
+                h.page, "async () => (await fetch('data:text/plain,pong')).text()"
+            )
+            assert got == "pong"
+            await h.ping(5)  # anything sent by now has been read
+        assert events == []
     finally:
         await h.stop(5)

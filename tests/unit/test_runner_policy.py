@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from wasupd.config import HealthConfig
 from wasupd.supervision.seams import TreeUsage
 from wasupd.watchdogs.policy import (
@@ -95,3 +97,10 @@ def test_qr_limiter_zero_is_unlimited() -> None:
     """max_per_hour = 0 never refuses."""
     q = QrLimiter()
     assert all(q.admit(float(t), 0) for t in range(100))
+
+
+def test_usage_as_dict_is_dataclasses_asdict() -> None:
+    """`TreeUsage.as_dict` (what status and metrics show per session) has every field, as
+    `dataclasses.asdict` gives them: a field added later cannot be left out of status."""
+    usage = TreeUsage(pss_bytes=7 << 20, fds=41, processes=6, cpu_percent=2.5)
+    assert usage.as_dict() == dataclasses.asdict(usage)

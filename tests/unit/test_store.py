@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -15,6 +17,7 @@ from tests.helpers.postgres import PgServer, StoreTarget
 from wasupd.addressing import Peer
 from wasupd.errors import SessionExists, SessionNotFound, StoreError
 from wasupd.store.backend.postgres import PostgresDatabase
+from wasupd.store.backend.sqlite import SqliteDatabase
 from wasupd.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
 from wasupd.store.messages import MessageRepo, NewMessage
 from wasupd.store.sessions import SessionRepo
@@ -283,3 +286,36 @@ async def test_for_update_skip_locked_hands_out_disjoint_rows(store_target: Stor
 
         await asyncio.gather(take(), take())
         assert len({i for ids in taken for i in ids}) == 4, taken
+
+
+async def test_sqlite_statement_is_one_trip_to_the_worker_thread(tmp_path: Path) -> None:
+    """Each SQLite statement (its rows or row count, and its cursor's close included) is one
+    call on aiosqlite's worker thread; a transaction is its statements plus BEGIN and COMMIT.
+    Every trip is a thread hand-off and an event-loop wake-up, which 100 sessions pay for
+    each ack and message they store."""
+    async with await open_database(tmp_path / "w.db") as db:
+        assert isinstance(db, SqliteDatabase)
+        trips = 0
+        submit = db._tx._submit
+
+        def counted(fn: Callable[[], Any]) -> Awaitable[Any]:
+            nonlocal trips
+            trips += 1
+            return submit(fn)
+
+        db._tx._submit = counted
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        assert trips == 1
+        await db.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",)])
+        assert trips == 1 + 3  # BEGIN, the statement, COMMIT
+        one = await db.fetchone("SELECT * FROM t WHERE v = ?", ("b",))
+        rows = await db.fetchall("SELECT v FROM t ORDER BY id")
+        changed = await db.execute("UPDATE t SET v = 'c' WHERE v = 'a'")
+        assert trips == 4 + 3
+        assert one is not None and (one["id"], one["v"]) == (2, "b")
+        assert [r["v"] for r in rows] == ["a", "b"] and changed == 1
+        with pytest.raises(sqlite3.IntegrityError):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t (id, v) VALUES (1, 'dup')")
+        assert trips == 7 + 3  # BEGIN, the failed statement, ROLLBACK
+        assert [r[0] for r in await db.fetchall("SELECT v FROM t ORDER BY id")] == ["c", "b"]

@@ -27,6 +27,7 @@ from wasupd.browser import transfer
 from wasupd.browser import whatsapp as wa
 from wasupd.browser.reports import PageReports, classify
 from wasupd.config import Config
+from wasupd.devtools import cdp
 from wasupd.errors import BrowserError, NotOnWhatsApp
 from wasupd.supervision.seams import (
     BrowserHandle,
@@ -301,7 +302,7 @@ class WhatsAppDriver:
             f" return w.{fn}(...a); }}"
         )
         try:
-            return await bounded(self.page.evaluate(js, *args), timeout)
+            return await bounded(cdp.evaluate(self.page, js, *args), timeout)
         except TimeoutError:
             raise BrowserError(f"no answer within {timeout:.3g} s ({what})") from None
         except Exception as exc:

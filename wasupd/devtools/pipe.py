@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from types import TracebackType
 
 from websockets.exceptions import ConnectionClosed
@@ -30,10 +31,12 @@ class PipeClosed(ConnectionClosed, ConnectionResetError):
 
 
 class _Reader(asyncio.Protocol):
-    """Splits the byte stream on NUL into messages (linear in the message size)."""
+    """Splits the byte stream on NUL into messages (linear in the message size): into the
+    queue, or to `sink` once one is set."""
 
     def __init__(self, queue: asyncio.Queue[str | None]) -> None:
         self.queue = queue
+        self.sink: Callable[[str], None] | None = None
         self.buf = bytearray()
         self.scanned = 0  # bytes of `buf` already known to hold no NUL
 
@@ -42,8 +45,12 @@ class _Reader(asyncio.Protocol):
         # Search only the new bytes: a screenshot arrives as one message of many MB in 256 KiB
         # reads, and rescanning from the start each time would be quadratic.
         while (end := self.buf.find(b"\0", self.scanned)) >= 0:
-            self.queue.put_nowait(self.buf[:end].decode("utf-8", errors="replace"))
+            message = self.buf[:end].decode("utf-8", errors="replace")
             del self.buf[: end + 1]
+            if self.sink is None:
+                self.queue.put_nowait(message)
+            else:
+                self.sink(message)
             self.scanned = 0
         self.scanned = len(self.buf)
 
@@ -67,6 +74,7 @@ class PipeTransport:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer: asyncio.WriteTransport | None = None
         self._reader: asyncio.ReadTransport | None = None
+        self._protocol: _Reader | None = None
         self.closed = False
 
     async def open(self) -> PipeTransport:
@@ -74,7 +82,9 @@ class PipeTransport:
         loop = asyncio.get_running_loop()
         rfile = os.fdopen(self._read_fd, "rb", buffering=0)
         wfile = os.fdopen(self._write_fd, "wb", buffering=0)
-        self._reader, _ = await loop.connect_read_pipe(lambda: _Reader(self._queue), rfile)
+        self._reader, self._protocol = await loop.connect_read_pipe(
+            lambda: _Reader(self._queue), rfile
+        )
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, wfile)
         return self
 
@@ -89,6 +99,19 @@ class PipeTransport:
     ) -> None:
         await self.close()
 
+    def deliver_to(self, sink: Callable[[str], None]) -> None:
+        """Hand every message to `sink` in the read callback that completes it, in order
+        (those already queued first), instead of queueing it for `recv()`: no task wake-up
+        per message. `recv()` then only reports the close. `sink` must not raise."""
+        assert self._protocol is not None, "open() first"
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if queued is None:  # closed already: recv() reports it
+                self._queue.put_nowait(None)
+                break
+            sink(queued)
+        self._protocol.sink = sink
+
     async def recv(self) -> str:
         """The next message; `PipeClosed` once the browser closed its end or we closed ours."""
         if self.closed and self._queue.empty():
@@ -102,9 +125,16 @@ class PipeTransport:
 
     async def send(self, message: str) -> None:
         """Queue one message followed by NUL; `PipeClosed` when the pipe is gone."""
-        if self.closed or self._writer is None or self._writer.is_closing():
+        if not self.write_now(message):
             raise PipeClosed("DevTools pipe closed")
+
+    def write_now(self, message: str) -> bool:
+        """Queue one message followed by NUL without awaiting (the write transport buffers
+        it); False, with nothing written, when the pipe is gone or not open yet."""
+        if self.closed or self._writer is None or self._writer.is_closing():
+            return False
         self._writer.write(message.encode() + b"\0")
+        return True
 
     async def close(self) -> None:
         """Close our ends (Chromium exits soon after its pipe closes). Idempotent."""

@@ -4,11 +4,16 @@ PSS divides shared pages (the zygote's, libraries) among the processes that map 
 over a tree is what the tree really costs; RSS sums count shared pages once per process.
 
 Cheap enough for 50 sessions every few seconds:
-- PSS: the kernel walks every mapping to produce it (`smaps_rollup`): 3-9 ms per Chromium
-  process here, ~30-50 ms CPU per tree. So `TreeSampler` measures PSS exactly when membership
+- PSS: the kernel walks every mapping to produce it (`smaps_rollup`): 1-3 ms per Chromium
+  process here, ~7 ms CPU per tree. So `TreeSampler` measures PSS exactly when membership
   changes and at most every `pss_max_age` seconds; in between it adds each process's growth of
   private resident memory (from `statm`, microseconds) to its last exact PSS. A leak or a
-  ballast shows at the next sample; shared pages do not move the estimate.
+  ballast shows at the next sample; shared pages do not move the estimate. At a periodic exact
+  measure, a member whose private memory stayed within `STILL_BYTES` of its last exact measure
+  keeps its estimate (what can have moved is its share of shared pages, not what a leak
+  grows), up to `STILL_PERIODS` periods: the zygotes, the GPU process and the launcher wrapper
+  hardly move, and skipping their walks saves over a third of the tree's. A forced exact
+  sample (a reclaim's verdict, `measure_tree`) walks every member.
 - Membership: this kernel has no /proc/<pid>/task/*/children, so finding descendants means a
   scan of every process's stat. One snapshot of (pid -> parent) is shared by all samplers for
   `SNAPSHOT_TTL`, and samplers rediscover on a common clock grid (`discover_every`) so one scan
@@ -34,6 +39,10 @@ import psutil
 from wasupd.watchdogs.usage import TreeUsage
 
 PSS_MAX_AGE = 300.0
+# A member whose private memory moved less than this since its last exact PSS keeps its
+# estimate at a periodic exact measure, for at most STILL_PERIODS periods of pss_max_age.
+STILL_BYTES = 1 << 20
+STILL_PERIODS = 4
 DISCOVER_EVERY = 60.0
 # Open fds are counted at most this often per process: listing /proc/PID/fd of a browser with
 # hundreds of fds is the dearest part of a sample, and an fd leak grows over minutes, not seconds.
@@ -46,6 +55,8 @@ FRESH_SNAPSHOT_AGE = 1.0
 # Pids of browsers we spawned and reap ourselves (pidfd watchers): the orphan reaper skips them,
 # and the process table does not count them as adopted orphans.
 OWN_CHILDREN: set[int] = set()
+# /proc/<pid>/stat and statm are under 1 KiB; a read of this size takes either whole.
+READ_MAX = 4096
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 
@@ -67,10 +78,19 @@ def profile_processes(profile_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file in one `read`: `open()` adds a buffered file object and an isatty
+    `ioctl`, an `fstat` and two `lseek`s per file, and the samplers read tens a second."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, READ_MAX)
+    finally:
+        os.close(fd)
+
+
 def _parent_of(pid: str) -> int:
     """The parent pid from /proc/<pid>/stat (the comm field may hold spaces and parens)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[1])
+    return int(_read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[1])
 
 
 def profile_named_by(pid: int) -> str | None:
@@ -149,16 +169,14 @@ class _Stat:
 
 
 def _stat(pid: int) -> _Stat:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
+    fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     # After "pid (comm)": state=0, ..., utime=11, stime=12, ..., starttime=19.
     return _Stat(fields[0] == b"Z", int(fields[11]) + int(fields[12]), int(fields[19]))
 
 
 def _private(pid: int) -> int:
     """Private resident bytes (anonymous memory): statm's resident minus its shared pages."""
-    with open(f"/proc/{pid}/statm", "rb") as f:
-        resident, shared = f.read().split()[1:3]
+    resident, shared = _read(f"/proc/{pid}/statm").split()[1:3]
     return (int(resident) - int(shared)) * PAGE
 
 
@@ -179,6 +197,7 @@ class _Member:
     start: int
     pss: int = -1  # at the last exact measure; -1 = not measured yet
     private_then: int = 0  # private bytes at that measure
+    pss_at: float = -float("inf")  # when that measure was taken
     cpu_ticks: int = -1  # at the previous sample, for CPU percent
     cpu_at: float = 0.0
     fds: int = 0  # at the last count
@@ -207,6 +226,7 @@ class TreeSampler:
         self._lost_member = True
         self._pss_at = -float("inf")
         self.exact_samples = 0  # how many samples measured PSS exactly (for tests and metrics)
+        self.exact_walks = 0  # how many processes' PSS those samples walked (for tests)
 
     @property
     def pids(self) -> list[int]:
@@ -256,17 +276,19 @@ class TreeSampler:
         return not (self._discovery_due(now) or self._exact_due(now))
 
     def sample(self, *, exact: bool = False) -> TreeUsage:
-        """One sample; `exact` forces a PSS measure. Processes that vanish mid-sample are skipped
-        (and make the next sample rediscover)."""
+        """One sample; `exact` forces a PSS measure of every member (a periodic one spares the
+        still members, see the module doc). Processes that vanish mid-sample are skipped (and
+        make the next sample rediscover)."""
         now = self.clock()
         if self._discovery_due(now):
             self._discover(now, fresh=self._lost_member)
-        exact = exact or self._exact_due(now)
+        periodic = not exact and self._exact_due(now)
+        exact = exact or periodic
         pss = fds = count = 0
         cpu = 0.0
         for m in list(self._members.values()):
             try:
-                got = self._sample_one(m, now, exact)
+                got = self._sample_one(m, now, exact, periodic)
             except (OSError, IndexError, ValueError, *GONE):
                 got = None
             if got is None:
@@ -278,15 +300,17 @@ class TreeSampler:
             self.exact_samples += 1
         return TreeUsage(pss_bytes=pss, fds=fds, processes=count, cpu_percent=cpu)
 
-    @staticmethod
-    def _sample_one(m: _Member, now: float, exact: bool) -> tuple[int, int, float] | None:
+    def _sample_one(
+        self, m: _Member, now: float, exact: bool, periodic: bool
+    ) -> tuple[int, int, float] | None:
         """(PSS bytes, fds, CPU percent) of one member; None when it is gone or a zombie."""
         st = _stat(m.pid)
         if st.zombie or st.start != m.start:
             return None
         private = _private(m.pid)
-        if exact:
-            m.pss, m.private_then = _pss(m.pid), private
+        if exact and not (periodic and self._still(m, private, now)):
+            m.pss, m.private_then, m.pss_at = _pss(m.pid), private, now
+            self.exact_walks += 1
         pss = max(0, m.pss + private - m.private_then)
         cpu = 0.0
         if m.cpu_ticks >= 0 and now > m.cpu_at:
@@ -295,6 +319,15 @@ class TreeSampler:
         if exact or now - m.fds_at >= FDS_MAX_AGE:
             m.fds, m.fds_at = _fd_count(m.pid), now
         return pss, m.fds, cpu
+
+    def _still(self, m: _Member, private: int, now: float) -> bool:
+        """Whether a periodic exact measure may keep `m`'s estimate: measured before, its
+        private memory within STILL_BYTES of then, and not for STILL_PERIODS periods."""
+        return (
+            m.pss >= 0
+            and abs(private - m.private_then) < STILL_BYTES
+            and now - m.pss_at < STILL_PERIODS * self.pss_max_age
+        )
 
 
 def measure_tree(root_pid: int, profile_dir: Path | None = None) -> TreeUsage:

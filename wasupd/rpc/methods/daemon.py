@@ -53,6 +53,20 @@ def _open_fds() -> int:
     return _fds_cache[1]
 
 
+_TASKS_MAX_AGE = 1.0
+_tasks_cache: tuple[float, int] = (-_TASKS_MAX_AGE, 0)
+
+
+def _live_tasks() -> int:
+    """The asyncio tasks alive, counted at most every `_TASKS_MAX_AGE`: `all_tasks` visits
+    every task of the daemon (several per session), and a task leak shows over minutes."""
+    global _tasks_cache
+    now = time.monotonic()
+    if now - _tasks_cache[0] >= _TASKS_MAX_AGE:
+        _tasks_cache = (now, len(asyncio.all_tasks()))
+    return _tasks_cache[1]
+
+
 def session_health(state: SessionState) -> str:
     """OK, WARNING or CRITICAL for one session state."""
     return _SESSION_HEALTH[state]
@@ -112,7 +126,7 @@ class DaemonMethods:
             "fds": _open_fds(),
             "fd_limit": self.facts.fd_limit,
             "loop_lag": self.lag.summary(),
-            "tasks": len(asyncio.all_tasks()),  # a soak watches it: a task leak shows here
+            "tasks": _live_tasks(),  # a soak watches it: a task leak shows here
             "memory": heap.usage(),
             "sessions_by_state": by_state,
             "subscribers": self.subscribers(),
