@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from wasupd.looplag import LoopLag
 from wasupd.sessions import SessionManager
+from wasupd.supervision.runner import SessionRunner
 from wasupd.supervision.states import IDLE_STATES, SessionState
 
 _SELF = psutil.Process()
@@ -89,15 +90,11 @@ class WasupCollector(Collector):
                 ]
             yield family
 
-    def _runs_here(self, name: str) -> bool:
-        """Whether this daemon reports `name`: always on a single host; in a fleet only
+    def _reported(self, runner: SessionRunner) -> bool:
+        """Whether this daemon reports a session: always on a single host; in a fleet only
         while its browser runs on this host (each session is then reported once, by the
         host that runs it; idle sessions show in `wasupctl status`)."""
-        manager = self.metrics.sessions
-        if not self.metrics.facts.host:
-            return True
-        runner = manager.runners.get(name)
-        return runner is not None and runner.state not in IDLE_STATES
+        return not self.metrics.facts.host or runner.state not in IDLE_STATES
 
     def _outbox(self) -> Iterator[Any]:
         fam = GaugeMetricFamily(
@@ -138,8 +135,8 @@ class WasupCollector(Collector):
         )
         by_state = GaugeMetricFamily("wasupd_sessions", "Sessions by state", labels=["state"])
         counts = {s.value: 0 for s in SessionState}
-        for name, runner in m.sessions.runners.items():
-            if self._runs_here(name):
+        for runner in m.sessions.runners.values():
+            if self._reported(runner):
                 counts[runner.state.value] += 1
         for state, n in counts.items():
             by_state.add_metric([state], n)
@@ -187,7 +184,7 @@ class WasupCollector(Collector):
             labels=["session"],
         )
         for name, runner in sorted(manager.runners.items()):
-            if not self._runs_here(name):
+            if not self._reported(runner):
                 continue
             state.add_metric([name, runner.state.value], 1)
             waiting.add_metric([name], runner.reports_waiting)

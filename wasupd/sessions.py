@@ -41,7 +41,7 @@ from wasupd.supervision.states import IDLE_STATES, RUNNING_STATES, STARTABLE_STA
 
 log = structlog.get_logger("wasupd.sessions")
 
-QR_POLL_S = 1.0  # s between looks at what another fleet host did (a QR, a stop)
+ELSEWHERE_POLL_S = 1.0  # s between looks at what another fleet host did (a QR, a stop)
 STOP_ELSEWHERE_S = 120.0  # s a stop on another host may take (its next round, then the stop)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ReportSink = Callable[[str, DriverReport], Awaitable[None]]
@@ -408,7 +408,7 @@ class SessionManager:
                     session=name,
                     host=host,
                 )
-            await asyncio.sleep(QR_POLL_S)
+            await asyncio.sleep(ELSEWHERE_POLL_S)
 
     async def _forwarded(self, name: str, op: str, args: dict[str, Any]) -> bool:
         """In a fleet, when another host runs `name`: `op` is carried out there (this call
@@ -472,22 +472,32 @@ class SessionManager:
                     state=runner.state.value,
                 )
             await runner.stop()
-        await runner.close()
-        task = self._tasks.get(name)
-        if task is not None:
-            await asyncio.wait({task}, timeout=self.config.browser.stop_timeout + 10)
-            if not task.done():  # its browser may still use the profile: never wipe under it
-                raise Busy(
-                    f"session {name!r} did not stop in time; its profile was kept, try again",
-                    session=name,
-                )
-        self._tasks.pop(name, None)
-        self.runners.pop(name, None)
-        self.records.pop(name, None)
+        if not await self._end_runner(name, self.config.browser.stop_timeout + 10):
+            # Its browser may still use the profile: never wipe under it.
+            raise Busy(
+                f"session {name!r} did not stop in time; its profile was kept, try again",
+                session=name,
+            )
+        self._forget(name)
         profiles = self.profiles.pop(name)
         await profiles.release(wipe=True)
         await self.repo.delete(name)
         self.bus.publish("deleted", session=name)
+
+    async def _end_runner(self, name: str, timeout: float) -> bool:
+        """Close `name`'s runner and wait up to `timeout` s for its task; whether it ended."""
+        await self.runners[name].close()
+        task = self._tasks.get(name)
+        if task is not None:
+            await asyncio.wait({task}, timeout=timeout)
+        return task is None or task.done()
+
+    def _forget(self, name: str) -> None:
+        """Drop `name`'s runner, task and record from this host's view (its profiles are
+        the caller's: wiped by a delete, untouched for one deleted on another host)."""
+        self._tasks.pop(name, None)
+        self.runners.pop(name, None)
+        self.records.pop(name, None)
 
     # -- a fleet (wasupd.fleet.keeper.FleetSessions) -----------------------------------------
 
@@ -521,13 +531,9 @@ class SessionManager:
             runner = self.runners[name]
             if runner.state not in IDLE_STATES:
                 continue  # running here: its own stop comes first (the lease is lost)
-            await runner.close()
-            self.runners.pop(name, None)
-            self.records.pop(name, None)
+            await self._end_runner(name, 5)  # idle: its task ends at once
+            self._forget(name)
             self.profiles.pop(name, None)  # nothing of it was prepared on this host
-            task = self._tasks.pop(name, None)
-            if task is not None:
-                await asyncio.wait({task}, timeout=5)
             self.bus.publish("deleted", session=name)
 
     async def until_placed(self, name: str, timeout: float) -> None:
@@ -564,7 +570,7 @@ class SessionManager:
                     session=name,
                     state=record.state,
                 )
-            await asyncio.sleep(min(QR_POLL_S, max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(ELSEWHERE_POLL_S, max(0.0, deadline - loop.time())))
         return None
 
     def runs_elsewhere(self, name: str) -> str:
